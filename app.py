@@ -1,0 +1,55 @@
+"""RS Lab home page. Run with `make run` (streamlit run app.py)."""
+
+import streamlit as st
+
+from rs_core import cohen_radius, lecuyer_radius, li_radius, max_certifiable_radius
+
+st.set_page_config(page_title="RS Lab", layout="wide")  # no page_icon: emoji icons are fetched from a CDN
+
+st.title("RS Lab")
+st.markdown(
+    """
+A workbench for **randomized smoothing** (Cohen, Rosenfeld & Kolter, ICML 2019).
+
+Given a base classifier *f*, the smoothed classifier *g* returns the class that *f* predicts most
+often on the input plus Gaussian noise N(0, σ²I). If the top class has probability pA and the
+runner-up pB, then *g* provably returns the same class for every perturbation of ℓ2 norm below
+**R = σ/2 · (Φ⁻¹(pA) − Φ⁻¹(pB))** (Theorem 1), and no larger ℓ2 ball can be certified from pA and
+pB alone (Theorem 2).
+
+**What a certificate promises.** pA is estimated by Monte Carlo sampling, so a certificate holds
+with probability at least 1 − α over that sampling (α is yours to choose, e.g. 0.001): with that
+probability, *g* truly returns the certified class everywhere within the radius. It says nothing
+about the base classifier *f* itself, about other inputs, or about perturbations outside the
+ℓ2 ball.
+
+**Status.** This release holds the certification engine `rs_core` (Monte Carlo sampling,
+PREDICT and CERTIFY, anytime-valid live bounds, the Cohen / Lecuyer / Li radius bounds), usable
+from Python — see the README. The interactive certify, bounds and certified-accuracy pages are not
+built yet; the calculator below uses the engine's radius bounds.
+"""
+)
+
+st.subheader("Radius calculator")
+col1, col2, col3 = st.columns(3)
+p_a = col1.number_input("pA (top-class probability)", min_value=0.0, max_value=1.0, value=0.9,
+                        step=0.01, format="%.4f", key="p_a")
+p_b = col2.number_input("pB (runner-up probability)", min_value=0.0, max_value=1.0, value=0.1,
+                        step=0.01, format="%.4f", key="p_b")
+sigma = col3.number_input("σ (noise level)", min_value=0.001, max_value=10.0, value=0.25,
+                          step=0.05, format="%.3f", key="sigma")
+if p_a + p_b > 1.0 + 1e-12:
+    st.error("pA + pB must be at most 1.")
+else:
+    st.table({
+        "bound": ["Cohen et al. (tight)", "Li et al. (Rényi)", "Lecuyer et al. (PixelDP)"],
+        "certified radius": [f"{cohen_radius(p_a, p_b, sigma):.4f}", f"{li_radius(p_a, p_b, sigma):.4f}",
+                             f"{lecuyer_radius(p_a, p_b, sigma):.4f}"],
+    })
+
+st.subheader("Largest radius CERTIFY can return")
+col4, col5 = st.columns(2)
+n = col4.number_input("n (estimation samples)", min_value=1, max_value=10**9, value=100_000, step=1000, key="n")
+alpha = col5.number_input("α", min_value=1e-9, max_value=0.5, value=0.001, format="%.4g", key="alpha")
+st.metric("all n samples agree", f"{max_certifiable_radius(int(n), alpha, sigma):.4f}",
+          help="σ·Φ⁻¹(α^(1/n)): the Clopper–Pearson bound when every sample votes for the top class")

@@ -1,0 +1,96 @@
+"""Base-classifier architectures, laid out like Cohen et al.'s released checkpoints.
+
+Every model is ``nn.Sequential(NormalizeLayer(means, sds), net)``: inputs are
+images in [0, 1], where the smoothing noise is added, and the first layer
+normalizes. State-dict keys therefore start with ``1.`` (e.g.
+``1.layer2.0.downsample.0.weight``), as in the released ``checkpoint.pth.tar`` files.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import torch
+from torch import nn
+
+CIFAR10_MEAN = (0.4914, 0.4822, 0.4465)
+CIFAR10_STD = (0.2023, 0.1994, 0.2010)
+
+
+class NormalizeLayer(nn.Module):
+    """(x − mean) / sd per channel. Means and sds are non-persistent buffers:
+    they follow ``.to(device)`` but are not in the state dict (as in Cohen et al.)."""
+
+    def __init__(self, means: Sequence[float], sds: Sequence[float]) -> None:
+        super().__init__()
+        if len(means) != len(sds) or any(s <= 0 for s in sds):
+            raise ValueError(f"sds: need one positive sd per mean, got means={means}, sds={sds}")
+        self.register_buffer("means", torch.tensor(means).view(-1, 1, 1), persistent=False)
+        self.register_buffer("sds", torch.tensor(sds).view(-1, 1, 1), persistent=False)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return (x - self.means) / self.sds
+
+
+class BasicBlock(nn.Module):
+    """He et al.'s two-conv residual block; 1×1 conv + BN projection when the shape changes."""
+
+    expansion = 1
+
+    def __init__(self, inplanes: int, planes: int, stride: int = 1) -> None:
+        super().__init__()
+        self.conv1 = nn.Conv2d(inplanes, planes, 3, stride=stride, padding=1, bias=False)
+        self.bn1 = nn.BatchNorm2d(planes)
+        self.relu = nn.ReLU(inplace=True)
+        self.conv2 = nn.Conv2d(planes, planes, 3, padding=1, bias=False)
+        self.bn2 = nn.BatchNorm2d(planes)
+        self.downsample = None
+        if stride != 1 or inplanes != planes:
+            self.downsample = nn.Sequential(
+                nn.Conv2d(inplanes, planes, 1, stride=stride, bias=False), nn.BatchNorm2d(planes))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        out = self.relu(self.bn1(self.conv1(x)))
+        out = self.bn2(self.conv2(out))
+        shortcut = x if self.downsample is None else self.downsample(x)
+        return self.relu(out + shortcut)
+
+
+class CifarResNet(nn.Module):
+    """CIFAR ResNet of depth 6n+2 (widths 16/32/64, 8×8 average pool, ``fc``)."""
+
+    def __init__(self, depth: int, num_classes: int = 10) -> None:
+        super().__init__()
+        if depth < 8 or (depth - 2) % 6 != 0:
+            raise ValueError(f"depth: must be 6n+2 with n >= 1 (20, 56, 110, …), got {depth}")
+        blocks = (depth - 2) // 6
+        self.inplanes = 16
+        self.conv1 = nn.Conv2d(3, 16, 3, padding=1, bias=False)
+        self.bn1 = nn.BatchNorm2d(16)
+        self.relu = nn.ReLU(inplace=True)
+        self.layer1 = self._make_layer(16, blocks, 1)
+        self.layer2 = self._make_layer(32, blocks, 2)
+        self.layer3 = self._make_layer(64, blocks, 2)
+        self.avgpool = nn.AvgPool2d(8)
+        self.fc = nn.Linear(64, num_classes)
+
+    def _make_layer(self, planes: int, blocks: int, stride: int) -> nn.Sequential:
+        layers = [BasicBlock(self.inplanes, planes, stride)]
+        self.inplanes = planes
+        layers += [BasicBlock(planes, planes) for _ in range(1, blocks)]
+        return nn.Sequential(*layers)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        x = self.relu(self.bn1(self.conv1(x)))
+        x = self.layer3(self.layer2(self.layer1(x)))
+        return self.fc(torch.flatten(self.avgpool(x), 1))
+
+
+def cifar_resnet20(num_classes: int = 10) -> nn.Sequential:
+    """ResNet-20 for 32×32 RGB inputs in [0, 1], with CIFAR-10 normalization in front."""
+    return nn.Sequential(NormalizeLayer(CIFAR10_MEAN, CIFAR10_STD), CifarResNet(20, num_classes))
+
+
+def cifar_resnet110(num_classes: int = 10) -> nn.Sequential:
+    """ResNet-110 (Cohen et al.'s CIFAR-10 base classifier), CIFAR-10 normalization in front."""
+    return nn.Sequential(NormalizeLayer(CIFAR10_MEAN, CIFAR10_STD), CifarResNet(110, num_classes))

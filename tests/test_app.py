@@ -1,0 +1,44 @@
+"""The home page, run with Streamlit's AppTest."""
+
+from pathlib import Path
+
+import pytest
+from streamlit.testing.v1 import AppTest
+
+from rs_core import cohen_radius, lecuyer_radius, li_radius, max_certifiable_radius
+
+APP = str(Path(__file__).resolve().parents[1] / "app.py")
+
+
+def _run(**values):
+    at = AppTest.from_file(APP, default_timeout=30).run()
+    for key, value in values.items():
+        at.number_input(key=key).set_value(value)
+    return at.run()
+
+
+def test_home_page_renders_and_computes_radii_with_rs_core():
+    at = _run(p_a=0.99, p_b=0.01, sigma=0.5)
+    assert not at.exception
+    cells = at.table[0].value["certified radius"].tolist()
+    assert cells == [f"{cohen_radius(0.99, 0.01, 0.5):.4f}", f"{li_radius(0.99, 0.01, 0.5):.4f}",
+                     f"{lecuyer_radius(0.99, 0.01, 0.5):.4f}"]
+    assert cells[0] == "1.1632"
+
+
+def test_home_page_max_certifiable_radius():
+    at = _run(n=1000, alpha=0.001, sigma=1.0)
+    assert at.metric[0].value == f"{max_certifiable_radius(1000, 0.001, 1.0):.4f}" == "2.4633"
+
+
+def test_home_page_rejects_probabilities_summing_above_one():
+    at = _run(p_a=0.8, p_b=0.5)
+    assert not at.exception
+    assert "at most 1" in at.error[0].value
+    assert len(at.table) == 0
+
+
+@pytest.mark.parametrize("text", ["probability at least 1 − α", "not built yet"])
+def test_home_page_states_the_promise_and_the_status(text):
+    at = _run()
+    assert any(text in " ".join(m.value.split()) for m in at.markdown)

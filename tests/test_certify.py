@@ -1,0 +1,242 @@
+import json
+import threading
+import time
+
+import numpy as np
+import pytest
+import torch
+from scipy import stats
+from torch import nn
+
+from oracles import devices, make_oracle
+from rs_core import ABSTAIN, Certificate, CertifyStream, certify, certify_many, predict, predict_result
+from rs_core.stats import clopper_pearson_lower
+
+
+def exact_certify_law(p_a, sigma, n0, n, alpha, true_radius):
+    """Exact law of CERTIFY on a two-class linear oracle whose top class (1) has probability p_a.
+
+    Returns (P(false certificate), E[ratio], sd[ratio]) where a false certificate
+    is a returned class other than 1, or class 1 with radius above the true radius
+    (⟺ p_lower > p_a), and ratio = certified radius / true radius (0 unless class 1).
+    """
+    sel_1 = stats.binom.sf(n0 // 2, n0, p_a)  # argmax picks class 1 only on a strict majority
+    k = np.arange(n + 1)
+    p_low = clopper_pearson_lower(k, n, alpha)
+    pmf_a, pmf_b = stats.binom.pmf(k, n, p_a), stats.binom.pmf(k, n, 1 - p_a)
+    certified = p_low >= 0.5
+    false = sel_1 * pmf_a[p_low > p_a].sum() + (1 - sel_1) * pmf_b[certified].sum()
+    ratio = np.where(certified, sigma * stats.norm.ppf(np.clip(p_low, 0.5, None)) / true_radius, 0.0)
+    mean = sel_1 * (pmf_a * ratio).sum()
+    second = sel_1 * (pmf_a * ratio**2).sum()
+    return false, mean, np.sqrt(second - mean**2)
+
+
+@pytest.mark.parametrize("device", devices())
+@pytest.mark.parametrize("p_a, sigma, n0, n, alpha", [(0.9, 0.5, 10, 200, 0.05), (0.6, 0.25, 4, 300, 0.1)])
+def test_certify_on_linear_oracle_matches_exact_law(device, p_a, sigma, n0, n, alpha):
+    model, x = make_oracle(p_a, sigma)
+    true_radius = model.true_radius(x)
+    assert true_radius == pytest.approx(sigma * stats.norm.ppf(p_a), rel=1e-9)  # Theorem 1 is tight here
+    repeats = 4000
+    certs = certify_many(model.to(device), x.expand(repeats, -1, -1, -1), sigma, n0, n, alpha,
+                         batch_size=50_000, seed=0)
+    false = sum(c.prediction not in (ABSTAIN, 1) or (c.prediction == 1 and c.radius > true_radius) for c in certs)
+    q, mean, sd = exact_certify_law(p_a, sigma, n0, n, alpha, true_radius)
+    assert q <= alpha
+    # The observed count must be consistent with the exact probability (two-sided exact test) …
+    assert stats.binomtest(false, repeats, q).pvalue > 1e-4
+    # … and the comparison has power: the law under a 10 % larger σ is rejected.
+    q_wrong, mean_wrong, _ = exact_certify_law(stats.norm.cdf(stats.norm.ppf(p_a) / 1.1), sigma, n0, n, alpha,
+                                               true_radius)
+    ratios = np.array([c.radius / true_radius if c.prediction == 1 else 0.0 for c in certs])
+    se = sd / np.sqrt(repeats)
+    assert abs(ratios.mean() - mean) < 5 * se
+    assert abs(ratios.mean() - mean_wrong) > 5 * se
+
+
+def test_predict_on_linear_oracle_errs_at_most_alpha_as_exactly_computed():
+    p_a, sigma, n, alpha = 0.55, 0.5, 100, 0.1
+    model, x = make_oracle(p_a, sigma)
+    repeats = 1500
+    wrong = sum(predict(model, x, sigma, n, alpha, batch_size=100, seed=s) == 0 for s in range(repeats))
+    k1 = np.arange(n + 1)
+    pvals = np.array([stats.binomtest(int(max(k, n - k)), n, 0.5).pvalue for k in k1])
+    exact_wrong = stats.binom.pmf(k1, n, p_a)[(k1 < n - k1) & (pvals <= alpha)].sum()
+    assert exact_wrong <= alpha
+    assert stats.binomtest(int(wrong), repeats, exact_wrong).pvalue > 1e-4
+
+
+def test_certificate_contract_and_json_round_trip():
+    model, x = make_oracle(0.95, 0.5)
+    cert = certify(model, x, sigma=0.5, n0=100, n=5000, alpha=0.001, batch_size=1000, seed=0)
+    assert isinstance(cert, Certificate)
+    assert cert.prediction == 1 and isinstance(cert.prediction, int)
+    assert cert.radius > 0 and cert.p_lower > 0.5
+    assert cert.radius == pytest.approx(0.5 * stats.norm.ppf(cert.p_lower))
+    assert cert.p_lower == pytest.approx(clopper_pearson_lower(int(cert.counts[1]), 5000, 0.001))
+    assert cert.counts.dtype == np.int64 and cert.counts.sum() == 5000 and cert.counts_selection.sum() == 100
+    assert (cert.sigma, cert.alpha, cert.n0, cert.n, cert.seed, cert.device) == (0.5, 0.001, 100, 5000, 0, "cpu")
+    assert cert.elapsed_s > 0 and cert.bound == "clopper-pearson"
+    data = json.loads(cert.to_json())
+    back = Certificate.from_dict(data)
+    assert back.prediction == cert.prediction and back.radius == cert.radius
+    np.testing.assert_array_equal(back.counts, cert.counts)
+    with pytest.raises(ValueError, match="^certificate:"):
+        Certificate.from_dict({**data, "evil": 1})
+
+
+def test_certify_is_reproducible_and_certify_many_agrees_for_one_input():
+    model, x = make_oracle(0.8, 0.25)
+    a = certify(model, x, 0.25, 50, 2000, 0.01, 300, seed=4)
+    b = certify(model, x, 0.25, 50, 2000, 0.01, 300, seed=4)
+    c = certify_many(model, x[None], 0.25, 50, 2000, 0.01, 300, seed=4)[0]
+    assert a.radius == b.radius == c.radius
+    np.testing.assert_array_equal(a.counts, c.counts)
+
+
+def test_selection_and_estimation_samples_are_disjoint():
+    class Recorder(nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.seen = []
+
+        def forward(self, x):
+            self.seen.append(x.clone())
+            return torch.zeros(x.shape[0], 2)
+
+    m = Recorder().eval()
+    certify(m, torch.zeros(1, 2, 2), 1.0, n0=30, n=70, alpha=0.01, batch_size=1000, seed=0)
+    sel, est = m.seen[1], m.seen[2]
+    assert sel.shape[0] == 30 and est.shape[0] == 70
+    assert not np.intersect1d(sel.flatten().numpy(), est.flatten().numpy()).size
+
+
+def test_abstains_with_zero_radius_on_a_coin_flip():
+    model, x = make_oracle(0.5, 0.5)
+    cert = certify(model, x, 0.5, 100, 2000, 0.001, 1000, seed=0)
+    assert cert.prediction == ABSTAIN and cert.radius == 0.0 and cert.p_lower < 0.5
+    assert predict(model, x, 0.5, 2000, 0.001, 1000, seed=0) == ABSTAIN
+
+
+def test_radius_stays_finite_and_accurate_when_all_samples_agree():
+    model, x = make_oracle(1 - 1e-12, 0.5)
+    cert = certify(model, x, 0.5, 100, 100_000, 0.001, 50_000, seed=0)
+    assert cert.counts[1] == 100_000
+    # All agree: p_lower = α^{1/n}; radius = σ Φ⁻¹(α^{1/n}) = 0.5 × 3.8115.
+    assert cert.radius == pytest.approx(0.5 * 3.8114565633899518, rel=1e-9)
+
+
+def test_predict_result_reports_votes_and_p_value():
+    model, x = make_oracle(0.9, 0.5)
+    res = predict_result(model, x, 0.5, 500, 0.001, 500, seed=1)
+    assert res.prediction == 1 and res.counts.sum() == 500
+    assert res.p_value == pytest.approx(stats.binomtest(int(res.counts[1]), 500, 0.5).pvalue)
+
+
+@pytest.mark.parametrize("kwargs, name", [
+    (dict(sigma=0), "sigma"), (dict(n0=0), "n0"), (dict(n=0), "n"), (dict(alpha=0.0), "alpha"),
+    (dict(alpha=1.0), "alpha"), (dict(alpha=-0.1), "alpha"), (dict(batch_size=0), "batch_size"),
+    (dict(x=torch.rand(2, 1, 4, 4)), "x"), (dict(x=torch.full((1, 4, 4), float("inf"))), "x"),
+])
+def test_certify_invalid_parameters(kwargs, name):
+    model, x = make_oracle(0.9, 0.5)
+    args = dict(model=model, x=x, sigma=0.5, n0=10, n=100, alpha=0.01, batch_size=100)
+    args.update(kwargs)
+    with pytest.raises(ValueError, match=f"^{name}:"):
+        certify(**args)
+
+
+# --- streaming ---------------------------------------------------------------------------------
+
+def test_stream_snapshots_and_final_certificate_use_the_anytime_bound():
+    model, x = make_oracle(0.9, 0.5)
+    stream = CertifyStream(model, x, 0.5, n0=100, n_max=3000, alpha=0.001, batch_size=1000, seed=0)
+    snaps = list(stream)
+    assert [s.phase for s in snaps] == ["selection", "estimation", "estimation", "estimation"]
+    assert [s.n for s in snaps] == [0, 1000, 2000, 3000]
+    assert snaps[-1].done and snaps[-1].stop_reason == "n_max"
+    assert all(b.p_lower >= a.p_lower for a, b in zip(snaps, snaps[1:]))  # running maximum
+    cert = stream.certificate()
+    assert cert.bound == "anytime-beta-mixture" and cert.n == 3000 and cert.n_max == 3000
+    assert cert.prediction == 1 and cert.p_lower == snaps[-1].p_lower
+    assert cert.p_lower < clopper_pearson_lower(int(cert.counts[1]), 3000, 0.001)  # the price of peeking
+
+
+def test_stream_stops_once_target_radius_is_certified():
+    model, x = make_oracle(0.999, 0.5)
+    target = 0.5 * stats.norm.ppf(0.99)
+    stream = CertifyStream(model, x, 0.5, 100, 100_000, 0.001, 500, seed=0, target_radius=target)
+    cert = stream.run()
+    assert cert.stop_reason == "target_certified" and cert.radius >= target
+    assert cert.n < 100_000
+
+
+def test_stream_stops_once_target_radius_is_out_of_reach():
+    model, x = make_oracle(0.9, 0.5)
+    stream = CertifyStream(model, x, 0.5, 100, 100_000, 0.001, 1000, seed=0, target_radius=2.5)
+    cert = stream.run()
+    assert cert.stop_reason == "target_unreachable"
+    assert cert.n == 1000  # 2.5 > 0.5 × 3.81, the ceiling at n_max: known after the first batch
+    reachable = CertifyStream(model, x, 0.5, 100, 100_000, 0.001, 1000, seed=0, target_radius=0.5)
+    assert reachable.run().stop_reason != "target_unreachable" or reachable.n > 1000
+
+
+class Slow(nn.Module):
+    def __init__(self, inner):
+        super().__init__()
+        self.inner = inner
+
+    def forward(self, x):
+        time.sleep(0.02)
+        return self.inner(x)
+
+
+def test_stop_from_another_thread_ends_within_one_batch_and_keeps_the_samples():
+    model, x = make_oracle(0.9, 0.5)
+    stream = CertifyStream(Slow(model).eval(), x, 0.5, 100, 10**7, 0.001, 200, seed=0)
+    worker = threading.Thread(target=stream.run)
+    worker.start()
+    while stream.n < 1000:
+        time.sleep(0.005)
+    n_at_stop = stream.n
+    stream.stop()
+    worker.join(timeout=10)
+    assert not worker.is_alive()
+    cert = stream.certificate()
+    assert cert.stop_reason == "stopped"
+    assert n_at_stop <= cert.n <= n_at_stop + 200
+    assert cert.counts.sum() == cert.n and cert.prediction == 1
+
+
+def test_certificate_before_any_sample_abstains():
+    model, x = make_oracle(0.9, 0.5)
+    stream = CertifyStream(model, x, 0.5, 100, 1000, 0.001, 100, seed=0)
+    stream.stop()
+    cert = stream.run()
+    assert cert.prediction == ABSTAIN and cert.n == 0 and cert.stop_reason == "stopped"
+
+
+@pytest.mark.slow
+def test_stream_stopping_when_the_true_radius_is_claimed_errs_at_most_alpha():
+    """Worst-case stopping rule: the target is the true radius, so 'target_certified' is a false certificate."""
+    p_a, sigma, alpha = 0.9, 0.5, 0.1
+    model, x = make_oracle(p_a, sigma)
+    true_radius = model.true_radius(x)
+    runs, false = 150, 0
+    for seed in range(runs):
+        cert = CertifyStream(model, x, sigma, 20, 4000, alpha, 100, seed=seed, target_radius=true_radius).run()
+        false += cert.prediction != ABSTAIN and (cert.prediction != 1 or cert.radius > true_radius)
+    assert stats.binomtest(int(false), runs, alpha, alternative="greater").pvalue > 1e-3
+
+
+@pytest.mark.parametrize("kwargs, name", [
+    (dict(n_max=0), "n_max"), (dict(target_radius=-1.0), "target_radius"),
+    (dict(target_radius=float("nan")), "target_radius"), (dict(n0=0), "n0"),
+])
+def test_stream_invalid_parameters(kwargs, name):
+    model, x = make_oracle(0.9, 0.5)
+    args = dict(model=model, x=x, sigma=0.5)
+    args.update(kwargs)
+    with pytest.raises(ValueError, match=f"^{name}:"):
+        CertifyStream(**args)
