@@ -7,8 +7,9 @@
 (c) rs_core: sample_counts (noise from a per-call generator on the device, on-device
     counting, one host sync at the end).
 
-The three are interleaved round by round and the median round is reported, so slow
-drift of the machine affects all three alike. Prints a Markdown table with ratios.
+The three are interleaved round by round; each ratio is computed within a round (the
+same few seconds of machine time) and the median over rounds is reported with its
+range, so slow drift of a shared machine cancels out. Prints a Markdown table.
 
     python benchmarks/bench_sampling.py                      # ResNet-20, CPU
     python benchmarks/bench_sampling.py --device cuda --num 200000 --batch 4000
@@ -93,15 +94,20 @@ def main() -> None:
             times[name].append(time.perf_counter() - t0)
 
     rate = {name: args.num / statistics.median(ts) for name, ts in times.items()}
+    base, naive = "forward only (a)", "naive reference loop (b)"
+
+    def paired(name: str, ref: str) -> str:
+        ratios = sorted(r / t for t, r in zip(times[name], times[ref]))  # time_ref / time_name
+        return f"{statistics.median(ratios):.3f} ({ratios[0]:.3f}–{ratios[-1]:.3f})"
+
     dev = torch.cuda.get_device_name(device) if device.type == "cuda" else f"CPU, {torch.get_num_threads()} threads"
-    print(f"{args.arch}, batch {args.batch}, {args.num} samples x {args.rounds} rounds (median), "
-          f"{dev}, torch {torch.__version__}, {platform.python_version()}")
+    print(f"{args.arch}, batch {args.batch}, {args.num} samples x {args.rounds} rounds, "
+          f"{dev}, torch {torch.__version__}, Python {platform.python_version()}")
     print()
-    print("| method | samples/s | vs forward only | vs naive loop |")
+    print("| method | samples/s (median) | vs forward only: median (range) | vs naive loop: median (range) |")
     print("| --- | ---: | ---: | ---: |")
     for name in methods:
-        print(f"| {name} | {rate[name]:,.0f} | {rate[name] / rate['forward only (a)']:.3f} | "
-              f"{rate[name] / rate['naive reference loop (b)']:.3f} |")
+        print(f"| {name} | {rate[name]:,.0f} | {paired(name, base)} | {paired(name, naive)} |")
     if args.json:
         with open(args.json, "w") as f:
             json.dump({"args": vars(args), "device": dev, "samples_per_s": rate,

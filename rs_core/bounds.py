@@ -14,7 +14,7 @@ an array otherwise. A radius is 0 where the bound certifies nothing.
 from __future__ import annotations
 
 import math
-from typing import Callable
+from collections.abc import Callable
 
 import numpy as np
 from scipy import stats

@@ -5,10 +5,10 @@ import time
 import numpy as np
 import pytest
 import torch
+from oracles import devices, make_oracle
 from scipy import stats
 from torch import nn
 
-from oracles import devices, make_oracle
 from rs_core import ABSTAIN, Certificate, CertifyStream, certify, certify_many, predict, predict_result
 from rs_core.stats import clopper_pearson_lower
 

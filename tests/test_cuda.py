@@ -3,8 +3,8 @@
 import numpy as np
 import pytest
 import torch
-
 from oracles import make_oracle
+
 from rs_core import CertifyStream, certify, sample_counts
 from rs_core.models import cifar_resnet20
 from rs_core.sampling import NoiseSampler

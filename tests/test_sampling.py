@@ -3,9 +3,9 @@ import threading
 import numpy as np
 import pytest
 import torch
+from oracles import devices, make_oracle
 from torch import nn
 
-from oracles import devices, make_oracle
 from rs_core.sampling import NoiseSampler, iter_counts, sample_counts, sample_counts_many
 
 
