@@ -125,7 +125,6 @@ class NoiseSampler:
             self.generator = torch.Generator(device=self.device)
             self.generator.manual_seed(self.seed)
         self.num_classes = self._probe()
-        self.total = 0  # samples drawn per input so far
         self._buffer: torch.Tensor | None = None
         self._ones_buf: torch.Tensor | None = None
 
@@ -212,7 +211,6 @@ class NoiseSampler:
             # max label back to the host to size its output, a sync per batch.
             counts.index_add_(0, preds + offset, self._ones(size))
             start += size
-        self.total += num
         return counts.view(n_in, k)
 
     def stream(self, num: int, every: int | None = None) -> Iterator[torch.Tensor]:

@@ -36,6 +36,18 @@ class LinearOracle(nn.Module):
         return float(stats.norm.cdf(abs(self.margin(x)) / (sigma * float(self.w.norm()))))
 
 
+class RecordingModel(nn.Module):
+    """Keeps every input batch; predicts class 0 (tests the noise, not the votes)."""
+
+    def __init__(self):
+        super().__init__()
+        self.seen = []
+
+    def forward(self, x):
+        self.seen.append(x.clone())
+        return torch.zeros(x.shape[0], 2, device=x.device)
+
+
 def make_oracle(p_a: float, sigma: float, shape=(1, 4, 4), seed: int = 0):
     """A linear oracle and an input x whose smoothed top-class probability is exactly ``p_a``."""
     g = torch.Generator().manual_seed(seed)

@@ -5,7 +5,7 @@ import time
 import numpy as np
 import pytest
 import torch
-from oracles import devices, make_oracle
+from oracles import RecordingModel, devices, make_oracle
 from scipy import stats
 from torch import nn
 
@@ -96,16 +96,7 @@ def test_certify_is_reproducible_and_certify_many_agrees_for_one_input():
 
 
 def test_selection_and_estimation_samples_are_disjoint():
-    class Recorder(nn.Module):
-        def __init__(self):
-            super().__init__()
-            self.seen = []
-
-        def forward(self, x):
-            self.seen.append(x.clone())
-            return torch.zeros(x.shape[0], 2)
-
-    m = Recorder().eval()
+    m = RecordingModel().eval()
     certify(m, torch.zeros(1, 2, 2), 1.0, n0=30, n=70, alpha=0.01, batch_size=1000, seed=0)
     sel, est = m.seen[1], m.seen[2]
     assert sel.shape[0] == 30 and est.shape[0] == 70

@@ -3,7 +3,7 @@ import threading
 import numpy as np
 import pytest
 import torch
-from oracles import devices, make_oracle
+from oracles import RecordingModel, devices, make_oracle
 from torch import nn
 
 from rs_core.sampling import NoiseSampler, iter_counts, sample_counts, sample_counts_many
@@ -57,18 +57,6 @@ def test_stream_yields_cumulative_counts_ending_at_the_one_shot_result(tiny_cnn)
     assert [int(s.sum()) for s in snaps] == [200, 400, 600, 800, 1000, 1050]
     assert all(np.all(b >= a) for a, b in zip(snaps, snaps[1:]))
     np.testing.assert_array_equal(snaps[-1], sample_counts(tiny_cnn, x, 0.5, 1050, 200, seed=3))
-
-
-class RecordingModel(nn.Module):
-    """Keeps every input batch; predicts class 0 (tests the noise, not the votes)."""
-
-    def __init__(self):
-        super().__init__()
-        self.seen = []
-
-    def forward(self, x):
-        self.seen.append(x.clone())
-        return torch.zeros(x.shape[0], 2, device=x.device)
 
 
 def test_noise_is_isotropic_gaussian_with_sd_sigma_around_x():
