@@ -1,0 +1,174 @@
+"""Certification logs: reading, certified accuracy, and tables as Cohen et al. print them.
+
+A certify log is tab-separated with header ``idx label predict radius correct time``
+(abstention: predict −1, radius 0.0, correct 0); ``time`` is seconds or an
+``H:MM:SS.ffffff`` duration. Certified accuracy at radius r is the fraction of
+*all* rows, abstentions included, with correct = 1 and radius ≥ r (Cohen et al.'s
+"approximate certified accuracy"); :func:`accuracy_lower_bound` turns it into a
+bound on the true certified accuracy (App. D).
+"""
+
+from __future__ import annotations
+
+import csv
+import math
+import os
+import re
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from ._checks import check_alpha
+
+CERTIFY_HEADER = ["idx", "label", "predict", "radius", "correct", "time"]
+PREDICT_HEADER = ["idx", "label", "predict", "correct", "time"]
+
+
+@dataclass
+class CertifyLog:
+    """One certify log as arrays (one entry per row) and its label for tables and plots."""
+
+    label: str
+    idx: np.ndarray
+    true_label: np.ndarray
+    predict: np.ndarray
+    radius: np.ndarray
+    correct: np.ndarray
+    seconds: np.ndarray
+    path: str = ""
+
+    def __len__(self) -> int:
+        return len(self.idx)
+
+    def certified_accuracy(self, radii) -> np.ndarray:
+        """Fraction of all rows with correct = 1 and radius ≥ r, for each r (vectorized)."""
+        r = np.atleast_1d(np.asarray(radii, dtype=float))
+        ok = (self.correct == 1)[None, :] & (self.radius[None, :] >= r[:, None])
+        return ok.mean(axis=1) if len(self) else np.zeros(len(r))
+
+
+def parse_duration(text: str) -> float:
+    """Seconds from ``'15.4'`` or ``'0:02:31.238689'`` (``str(datetime.timedelta)``, days allowed)."""
+    text = text.strip()
+    m = re.fullmatch(r"(?:(\d+) days?, )?(\d+):(\d{2}):(\d{2}(?:\.\d+)?)", text)
+    if m:
+        days, h, mi, s = m.groups()
+        return int(days or 0) * 86400 + int(h) * 3600 + int(mi) * 60 + float(s)
+    return float(text)
+
+
+def default_label(path: str | os.PathLike) -> str:
+    """``σ = 0.25`` for Cohen et al.'s ``…/sigma_0.25`` files, else the file name."""
+    name = Path(path).name
+    m = re.fullmatch(r"sigma_(\d+(?:\.\d+)?)", name)
+    return f"σ = {m.group(1)}" if m else name
+
+
+def read_certify_log(path: str | os.PathLike, label: str | None = None) -> CertifyLog:
+    """Read a certify log (ours or Cohen et al.'s); ``ValueError`` naming the file and line on bad content."""
+    path = Path(path)
+    rows = []
+    with open(path, newline="") as f:
+        reader = csv.reader(f, delimiter="\t")
+        header = next(reader, None)
+        if header is None or [h.strip() for h in header] != CERTIFY_HEADER:
+            raise ValueError(f"log: {path.name} is not a certify log (header must be {' '.join(CERTIFY_HEADER)}, "
+                             f"got {header})")
+        for lineno, row in enumerate(reader, start=2):
+            if not row:
+                continue
+            if len(row) != 6:
+                raise ValueError(f"log: {path.name} line {lineno}: expected 6 tab-separated fields, got {len(row)}")
+            try:
+                rows.append((int(row[0]), int(row[1]), int(row[2]), float(row[3]), int(row[4]), parse_duration(row[5])))
+            except ValueError as err:
+                raise ValueError(f"log: {path.name} line {lineno}: {err}") from err
+    arr = np.array(rows, dtype=float).reshape(-1, 6)
+    return CertifyLog(label=label or default_label(path), idx=arr[:, 0].astype(int), true_label=arr[:, 1].astype(int),
+                      predict=arr[:, 2].astype(int), radius=arr[:, 3], correct=arr[:, 4].astype(int),
+                      seconds=arr[:, 5], path=str(path))
+
+
+def accuracy_lower_bound(accuracy, m: int, alpha: float, rho: float = 0.001):
+    """Lower bound on the true certified accuracy, holding with probability ≥ 1 − ρ (Cohen et al. App. D).
+
+    CERTIFY run with failure rate α on each of m examples reports "correct and
+    radius ≥ r" (Y_i = 1) falsely with probability ≤ α on each example where the
+    truth is 0. With S the number of false reports among the m(1 − a) such
+    examples, m·â ≤ m·a + S, and Bernstein's inequality for a sum of independent
+    Bernoulli(p_i ≤ α ≤ ½) variables (Boucheron, Lugosi & Massart 2013, Thm 2.10)
+    gives S ≤ mα + √(2mα(1−α)·ln(1/ρ)) + ln(1/ρ)/3 with probability ≥ 1 − ρ.
+    Hence a ≥ â − α − √(2α(1−α)·ln(1/ρ)/m) − ln(1/ρ)/(3m), clipped at 0.
+
+    >>> round(float(accuracy_lower_bound(0.6, 500, 0.001, 0.001)), 4)
+    0.5889
+    """
+    alpha, rho = check_alpha(alpha), check_alpha(rho, "rho")
+    if alpha > 0.5:
+        raise ValueError(f"alpha: the bound needs alpha <= 0.5, got {alpha}")
+    if m < 1:
+        raise ValueError(f"m: must be >= 1, got {m}")
+    log_term = math.log(1.0 / rho)
+    slack = alpha + math.sqrt(2.0 * alpha * (1.0 - alpha) * log_term / m) + log_term / (3.0 * m)
+    return np.maximum(np.asarray(accuracy, dtype=float) - slack, 0.0)
+
+
+def radius_grid(start: float, stop: float, step: float) -> np.ndarray:
+    """``np.arange(start, stop + step, step)``, the radii of Cohen et al.'s tables."""
+    return np.arange(start, stop + step, step)
+
+
+def _table(logs: list[CertifyLog], radii) -> np.ndarray:
+    return np.array([log.certified_accuracy(radii) for log in logs]).reshape(len(logs), len(radii))
+
+
+def markdown_table(logs: list[CertifyLog], radii) -> str:
+    """Cohen et al.'s Markdown table (byte for byte): the best row at each radius is starred."""
+    acc = _table(logs, radii)
+    out = ["|  | " + "".join(f"r = {r:.3} |" for r in radii), "| --- | " + " --- |" * len(radii)]
+    for i, log in enumerate(logs):
+        cells = "".join(f"{acc[i, j]:.2f}<b>*</b> |" if i == acc[:, j].argmax() else f"{acc[i, j]:.2f} |"
+                        for j in range(len(radii)))
+        out.append(f"<b> {log.label.replace('σ', '&sigma;')} </b>| {cells}")
+    return "\n".join(out) + "\n"
+
+
+def latex_table(logs: list[CertifyLog], radii) -> str:
+    """Cohen et al.'s LaTeX table (byte for byte): the best row at each radius in bold."""
+    acc = _table(logs, radii)
+    out = ["".join(f"& $r = {r:.3}$" for r in radii) + "\\\\", "\\midrule"]
+    for i, log in enumerate(logs):
+        label = f"${log.label.replace('σ', chr(92) + 'sigma')}$" if "σ" in log.label else log.label
+        cells = "".join(f" & \\textbf{{{acc[i, j]:.2f}}}" if i == acc[:, j].argmax() else f" & {acc[i, j]:.2f}"
+                        for j in range(len(radii)))
+        out.append(label + cells + "\\\\")
+    return "\n".join(out) + "\n"
+
+
+def csv_table(logs: list[CertifyLog], radii, alpha: float = 0.001, rho: float = 0.001) -> str:
+    """Long-format CSV: label, radius, certified accuracy, its App. D lower bound, rows."""
+    lines = ["label,radius,certified_accuracy,lower_bound,rows"]
+    for log in logs:
+        acc = log.certified_accuracy(radii)
+        low = accuracy_lower_bound(acc, max(len(log), 1), alpha, rho)
+        lines += [f"{log.label},{r:g},{a:.4f},{b:.4f},{len(log)}" for r, a, b in zip(radii, acc, low, strict=True)]
+    return "\n".join(lines) + "\n"
+
+
+def figure(logs: list[CertifyLog], alpha: float = 0.001, rho: float = 0.001, max_radius: float | None = None):
+    """Plotly figure: certified accuracy against radius, one curve per log, with the App. D lower band."""
+    import plotly.graph_objects as go
+
+    top = max_radius or max([float(log.radius.max()) for log in logs if len(log)] + [1.0]) * 1.05
+    r = np.linspace(0.0, top, 400)
+    fig = go.Figure()
+    for log in logs:
+        acc = log.certified_accuracy(r)
+        low = accuracy_lower_bound(acc, max(len(log), 1), alpha, rho)
+        fig.add_trace(go.Scatter(x=r, y=acc, mode="lines", name=log.label, line_shape="hv"))
+        fig.add_trace(go.Scatter(x=r, y=low, mode="lines", name=f"{log.label}: lower bound (App. D, 1−ρ = {1 - rho:g})",
+                                 line={"dash": "dot", "shape": "hv"}))
+    fig.update_layout(xaxis_title="radius (ℓ2)", yaxis_title="certified accuracy", yaxis_range=[0, 1],
+                      template="plotly_white", legend_title_text="log")
+    return fig

@@ -1,0 +1,248 @@
+"""Command line: ``python -m rs_core {train,certify,predict,analyze,index} …``.
+
+``certify`` and ``predict`` take the same arguments and write the same
+tab-separated logs as Cohen et al.'s reference scripts, so logs and analysis
+scripts interoperate both ways.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+
+from .data import DATASETS
+
+
+def _add_train(sub) -> None:
+    p = sub.add_parser("train", help="train a base classifier with Gaussian noise augmentation")
+    p.add_argument("--dataset", required=True, choices=DATASETS)
+    p.add_argument("--arch", required=True)
+    p.add_argument("--sigma", type=float, required=True, help="noise level, the same as at certification")
+    p.add_argument("--epochs", type=int, required=True)
+    p.add_argument("--out", required=True, help="checkpoint path, e.g. checkpoints/mnist/mnist_cnn/noise_0.25/checkpoint.pth.tar")
+    p.add_argument("--batch", type=int, default=128)
+    p.add_argument("--lr", type=float, default=0.1)
+    p.add_argument("--momentum", type=float, default=0.9)
+    p.add_argument("--weight-decay", type=float, default=5e-4)
+    p.add_argument("--schedule", choices=["cosine", "step"], default="cosine")
+    p.add_argument("--augment", action="store_true", help="random crop and flip (CIFAR)")
+    p.add_argument("--consistency", type=float, default=0.0, help="λ of consistency regularization (0 = off)")
+    p.add_argument("--max-train", type=int, default=None, help="use only the first N training images")
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--device", default="cpu")
+    p.add_argument("--resume", action="store_true", help="continue from --out if it exists")
+    p.add_argument("--no-progress", action="store_true")
+    p.add_argument("--download", action="store_true", help="fetch MNIST/CIFAR-10 into $RS_DATA_DIR if missing")
+
+
+def _train(args) -> int:
+    from .train import Recipe, train
+
+    recipe = Recipe(dataset=args.dataset, arch=args.arch, sigma=args.sigma, epochs=args.epochs,
+                    batch_size=args.batch, lr=args.lr, momentum=args.momentum, weight_decay=args.weight_decay,
+                    schedule=args.schedule, seed=args.seed, augment=args.augment,
+                    consistency=args.consistency, max_train=args.max_train)
+    meta = train(recipe, args.out, device=args.device, resume=args.resume, progress=not args.no_progress,
+                 download=args.download)
+    print(f"wrote {args.out}: test accuracy clean {meta['accuracy']['test_clean']:.4f}, "
+          f"noisy {meta['accuracy']['test_noisy']:.4f}, {meta['train_seconds']:.0f}s")
+    return 0
+
+
+def _add_sampling(p, certify: bool) -> None:
+    p.add_argument("dataset", choices=DATASETS)
+    p.add_argument("base_classifier", help="checkpoint file (ours or Cohen et al.'s)")
+    p.add_argument("sigma", type=float, help="noise level")
+    p.add_argument("outfile", help="tab-separated log to write")
+    p.add_argument("--batch", type=int, default=1000, help="batch size")
+    p.add_argument("--skip", type=int, default=1, help="how many examples to skip")
+    p.add_argument("--max", type=int, default=-1, help="stop after this many examples")
+    p.add_argument("--split", choices=["train", "test"], default="test", help="train or test set")
+    if certify:
+        p.add_argument("--N0", type=int, default=100)
+    p.add_argument("--N", type=int, default=100_000, help="number of samples to use")
+    p.add_argument("--alpha", type=float, default=0.001, help="failure probability")
+    p.add_argument("--device", default=None, help="cpu, cuda, cuda:1, mps (default: the best available)")
+    p.add_argument("--seed", type=int, default=0,
+                   help="example i uses seed + i; examples packed into one batch (N0 + N <= batch / 2) share the "
+                        "seed of the first")
+    p.add_argument("--no-progress", action="store_true")
+    p.add_argument("--download", action="store_true", help="fetch MNIST/CIFAR-10 into $RS_DATA_DIR if missing")
+
+
+def _examples(args):
+    """(original index, image, label) of the examples Cohen et al.'s loop visits: every --skip-th, below --max."""
+    from .data import get_dataset
+
+    dataset = get_dataset(args.dataset, args.split, download=args.download)
+    for i in range(len(dataset)):
+        if i % args.skip != 0:
+            continue
+        if i == args.max:
+            break
+        x, label = dataset[i]
+        yield dataset.original_index(i), x, label
+
+
+def _setup(args):
+    import torch
+
+    from .checkpoints import check_input_fits, load_checkpoint
+    from .sampling import default_device
+
+    if args.skip < 1:
+        raise ValueError(f"skip: must be >= 1, got {args.skip}")
+    device = torch.device(args.device) if args.device else default_device()
+    loaded = load_checkpoint(args.base_classifier, device, dataset=args.dataset)
+    from .data import dataset_info
+
+    check_input_fits(loaded, dataset_info(args.dataset).input_shape)
+    total = sum(1 for i in range(_dataset_len(args)) if i % args.skip == 0 and (args.max < 0 or i < args.max))
+    return loaded, device, total
+
+
+def _dataset_len(args) -> int:
+    from .data import get_dataset
+
+    return len(get_dataset(args.dataset, args.split, download=args.download))
+
+
+def _bar(total: int, enabled: bool, desc: str):
+    from tqdm import tqdm
+
+    return tqdm(total=total, desc=desc, disable=not enabled, file=sys.stderr, mininterval=1.0)
+
+
+def _groups(args, per_group: int):
+    group: list = []
+    for example in _examples(args):
+        group.append(example)
+        if len(group) == per_group:
+            yield group
+            group = []
+    if group:
+        yield group
+
+
+def _certify(args) -> int:
+    import datetime
+    import time
+
+    import torch
+
+    from .certify import ABSTAIN, certify_many
+
+    loaded, device, total = _setup(args)
+    # Small N: several examples share each forward batch (certify_many packs their samples).
+    per_group = max(1, args.batch // (2 * (args.N0 + args.N)))
+    Path(args.outfile).parent.mkdir(parents=True, exist_ok=True)
+    with open(args.outfile, "w") as f, _bar(total, not args.no_progress, "certify") as bar:
+        print("idx\tlabel\tpredict\tradius\tcorrect\ttime", file=f, flush=True)
+        for group in _groups(args, per_group):
+            before = time.time()
+            xs = torch.stack([x for _, x, _ in group])
+            certs = certify_many(loaded.model, xs, args.sigma, args.N0, args.N, args.alpha, args.batch,
+                                 seed=args.seed + group[0][0])
+            elapsed = str(datetime.timedelta(seconds=(time.time() - before) / len(group)))
+            for (idx, _, label), cert in zip(group, certs, strict=True):
+                correct = int(cert.prediction == label and cert.prediction != ABSTAIN)
+                print(f"{idx}\t{label}\t{cert.prediction}\t{cert.radius:.3}\t{correct}\t{elapsed}",
+                      file=f, flush=True)
+                bar.update(1)
+    return 0
+
+
+def _predict(args) -> int:
+    import datetime
+    import time
+
+    from .certify import predict
+
+    loaded, device, total = _setup(args)
+    Path(args.outfile).parent.mkdir(parents=True, exist_ok=True)
+    with open(args.outfile, "w") as f, _bar(total, not args.no_progress, "predict") as bar:
+        print("idx\tlabel\tpredict\tcorrect\ttime", file=f, flush=True)
+        for idx, x, label in _examples(args):
+            before = time.time()
+            prediction = predict(loaded.model, x, args.sigma, args.N, args.alpha, args.batch, seed=args.seed + idx)
+            elapsed = str(datetime.timedelta(seconds=time.time() - before))
+            print(f"{idx}\t{label}\t{prediction}\t{int(prediction == label)}\t{elapsed}", file=f, flush=True)
+            bar.update(1)
+    return 0
+
+
+def _add_analyze(sub) -> None:
+    p = sub.add_parser("analyze", help="certified accuracy tables and plots from certify logs")
+    p.add_argument("logs", nargs="+", help="certify logs (ours or Cohen et al.'s)")
+    p.add_argument("--labels", nargs="+", help="one label per log (default: 'σ = X' for sigma_X files, else the name)")
+    p.add_argument("--radii", nargs="+", type=float, help="radii of the table (default: 0 0.25 … 2.0)")
+    p.add_argument("--radius-range", nargs=3, type=float, metavar=("START", "STOP", "STEP"),
+                   help="radii as Cohen et al.'s np.arange(START, STOP + STEP, STEP)")
+    p.add_argument("--format", choices=["markdown", "latex", "csv"], default="markdown", help="printed table")
+    p.add_argument("--alpha", type=float, default=0.001, help="CERTIFY's α, for the App. D lower bound")
+    p.add_argument("--rho", type=float, default=0.001, help="the lower bound holds with probability 1 − ρ")
+    p.add_argument("--out", help="also write OUT.md, OUT.tex, OUT.csv and OUT.html (interactive Plotly figure)")
+
+
+def _analyze(args) -> int:
+    import numpy as np
+
+    from .analyze import csv_table, figure, latex_table, markdown_table, radius_grid, read_certify_log
+
+    if args.labels and len(args.labels) != len(args.logs):
+        raise ValueError(f"labels: need one per log ({len(args.logs)}), got {len(args.labels)}")
+    labels = args.labels or [None] * len(args.logs)
+    logs = [read_certify_log(path, label) for path, label in zip(args.logs, labels, strict=True)]
+    if args.radius_range:
+        radii = radius_grid(*args.radius_range)
+    else:
+        radii = np.array(args.radii if args.radii else [0.0, 0.25, 0.5, 0.75, 1.0, 1.5, 2.0])
+    tables = {"markdown": markdown_table(logs, radii), "latex": latex_table(logs, radii),
+              "csv": csv_table(logs, radii, args.alpha, args.rho)}
+    sys.stdout.write(tables[args.format])
+    if args.out:
+        out = Path(args.out)
+        out.parent.mkdir(parents=True, exist_ok=True)
+        for fmt, ext in [("markdown", ".md"), ("latex", ".tex"), ("csv", ".csv")]:
+            out.with_name(out.name + ext).write_text(tables[fmt])
+        # plotly.js is embedded so the page works offline.
+        figure(logs, args.alpha, args.rho).write_html(out.with_name(out.name + ".html"), include_plotlyjs=True)
+    return 0
+
+
+def _index(args) -> int:
+    from .checkpoints import CHECKPOINTS_DIR, read_index, write_index
+
+    root = Path(args.root) if args.root else CHECKPOINTS_DIR
+    entries = write_index(root) if args.rebuild else read_index(root)
+    for e in entries:
+        acc = (e.get("accuracy") or {}).get("test_noisy")
+        print(f"{e['path']}\t{e['dataset']}\t{e['arch']}\tσ={e['sigma']}\tnoisy acc={acc}")
+    return 0
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m rs_core", description=__doc__,
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    sub = parser.add_subparsers(dest="command", required=True)
+    _add_train(sub)
+    _add_sampling(sub.add_parser("certify", help="CERTIFY each example of a data set; Cohen et al.'s log format"),
+                  certify=True)
+    _add_sampling(sub.add_parser("predict", help="PREDICT each example of a data set; Cohen et al.'s log format"),
+                  certify=False)
+    _add_analyze(sub)
+    p = sub.add_parser("index", help="list the shipped checkpoints (checkpoints/index.json)")
+    p.add_argument("--rebuild", action="store_true", help="rescan the folder and rewrite index.json")
+    p.add_argument("--root", help="checkpoints folder (default: the repository's checkpoints/)")
+    args = parser.parse_args(argv)
+    try:
+        return {"train": _train, "certify": _certify, "predict": _predict, "analyze": _analyze,
+                "index": _index}[args.command](args)
+    except (ValueError, FileNotFoundError) as err:
+        print(f"error: {err}", file=sys.stderr)
+        return 2
+
+
+if __name__ == "__main__":
+    sys.exit(main())

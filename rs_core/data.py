@@ -1,0 +1,175 @@
+"""Data sets and image preprocessing shared by the CLI, training and the app.
+
+Data sets are read from ``$RS_DATA_DIR`` (default ``./data``); nothing is
+downloaded unless the caller passes ``download=True``. Images come as float
+tensors [C, H, W] in [0, 1] — the space where smoothing noise is added — and
+the model's first layer normalizes.
+
+Layout under ``$RS_DATA_DIR``: ``mnist/MNIST/raw/…`` (torchvision),
+``cifar10/cifar-10-batches-py/…`` (torchvision), ``cifar10-partial/{train,test}_partial.npz``
+and ``imagenet/{train,val}/<class>/…`` (ImageFolder).
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+from PIL import Image, ImageOps
+from torch.utils.data import Dataset
+
+DATASETS = ("mnist", "cifar10", "cifar10-partial", "imagenet")
+CIFAR10_CLASSES = ("airplane", "automobile", "bird", "cat", "deer", "dog", "frog", "horse", "ship", "truck")
+
+
+@dataclass(frozen=True)
+class DatasetInfo:
+    name: str
+    num_classes: int
+    input_shape: tuple[int, int, int]
+    class_names: tuple[str, ...]
+    mean: tuple[float, ...]
+    std: tuple[float, ...]
+
+
+INFO = {
+    "mnist": DatasetInfo("mnist", 10, (1, 28, 28), tuple(str(i) for i in range(10)), (0.1307,), (0.3081,)),
+    "cifar10": DatasetInfo("cifar10", 10, (3, 32, 32), CIFAR10_CLASSES,
+                           (0.4914, 0.4822, 0.4465), (0.2023, 0.1994, 0.2010)),
+    "cifar10-partial": DatasetInfo("cifar10-partial", 10, (3, 32, 32), CIFAR10_CLASSES,
+                                   (0.4914, 0.4822, 0.4465), (0.2023, 0.1994, 0.2010)),
+    "imagenet": DatasetInfo("imagenet", 1000, (3, 224, 224), tuple(f"class {i}" for i in range(1000)),
+                            (0.485, 0.456, 0.406), (0.229, 0.224, 0.225)),
+}
+
+
+def data_dir() -> Path:
+    """``$RS_DATA_DIR``, or ``./data``."""
+    return Path(os.environ.get("RS_DATA_DIR") or "./data")
+
+
+def dataset_info(name: str) -> DatasetInfo:
+    if name not in INFO:
+        raise ValueError(f"dataset: unknown data set {name!r}; choose from {', '.join(DATASETS)}")
+    return INFO[name]
+
+
+class TensorImages(Dataset):
+    """Images held as uint8 [N, H, W, C] with labels and their indices in the original data set."""
+
+    def __init__(self, images: np.ndarray, labels: np.ndarray, index: np.ndarray, augment: bool = False) -> None:
+        self.images = torch.from_numpy(np.ascontiguousarray(images)).permute(0, 3, 1, 2)  # N, C, H, W uint8
+        self.labels = torch.from_numpy(np.asarray(labels, dtype=np.int64))
+        self.index = np.asarray(index, dtype=np.int64)
+        self.augment = augment
+
+    def __len__(self) -> int:
+        return len(self.labels)
+
+    def __getitem__(self, i: int) -> tuple[torch.Tensor, int]:
+        x = self.images[i].float().div_(255.0)
+        if self.augment:
+            x = _crop_flip(x)
+        return x, int(self.labels[i])
+
+    def original_index(self, i: int) -> int:
+        return int(self.index[i])
+
+
+def _crop_flip(x: torch.Tensor, pad: int = 4) -> torch.Tensor:
+    """Random 32×32 crop of the zero-padded image and a random horizontal flip (Cohen et al.'s CIFAR recipe)."""
+    c, h, w = x.shape
+    padded = torch.nn.functional.pad(x, (pad, pad, pad, pad))
+    i, j = np.random.randint(0, 2 * pad + 1, size=2)
+    out = padded[:, i:i + h, j:j + w]
+    return out.flip(2) if np.random.rand() < 0.5 else out
+
+
+class _Torchvision(Dataset):
+    """A torchvision data set returning [0, 1] tensors, with identity original indices."""
+
+    def __init__(self, inner, augment: bool = False) -> None:
+        self.inner, self.augment = inner, augment
+
+    def __len__(self) -> int:
+        return len(self.inner)
+
+    def __getitem__(self, i: int) -> tuple[torch.Tensor, int]:
+        from torchvision.transforms.functional import to_tensor
+
+        img, label = self.inner[i]
+        x = img if isinstance(img, torch.Tensor) else to_tensor(img)
+        if self.augment:
+            x = _crop_flip(x)
+        return x, int(label)
+
+    def original_index(self, i: int) -> int:
+        return i
+
+
+def get_dataset(name: str, split: str = "test", *, download: bool = False, augment: bool = False,
+                root: str | os.PathLike | None = None) -> Dataset:
+    """A data set of (x [C,H,W] in [0,1], label) pairs; ``original_index(i)`` maps to the original numbering.
+
+    ``split`` is ``"train"`` or ``"test"`` (ImageNet: ``"train"`` or ``"val"``/``"test"`` for the
+    validation set, as in Cohen et al.). ``augment`` adds random crop and flip (CIFAR only).
+    """
+    dataset_info(name)
+    if split not in ("train", "test", "val"):
+        raise ValueError(f"split: must be 'train' or 'test', got {split!r}")
+    base = Path(root) if root is not None else data_dir()
+    train = split == "train"
+    try:
+        if name == "mnist":
+            from torchvision.datasets import MNIST
+
+            return _Torchvision(MNIST(str(base / "mnist"), train=train, download=download))
+        if name == "cifar10":
+            from torchvision.datasets import CIFAR10
+
+            return _Torchvision(CIFAR10(str(base / "cifar10"), train=train, download=download), augment)
+        if name == "cifar10-partial":
+            path = base / "cifar10-partial" / ("train_partial.npz" if train else "test_partial.npz")
+            if not path.exists():
+                raise FileNotFoundError(path)
+            with np.load(path, allow_pickle=False) as d:
+                return TensorImages(d["images"], d["labels"], d["index"], augment)
+        # imagenet
+        from torchvision import transforms
+        from torchvision.datasets import ImageFolder
+
+        folder = base / "imagenet" / ("train" if train else "val")
+        tf = transforms.Compose([transforms.Resize(256), transforms.CenterCrop(224), transforms.ToTensor()])
+        return _Torchvision(ImageFolder(str(folder), transform=tf))
+    except (FileNotFoundError, RuntimeError) as err:
+        hint = "" if name in ("cifar10-partial", "imagenet") else " (or pass --download to fetch it)"
+        raise FileNotFoundError(f"dataset: {name} ({split}) not found under {base}{hint}: {err}") from err
+
+
+def preprocess_image(image: Image.Image, input_shape: tuple[int, int, int]) -> torch.Tensor:
+    """A user's image → a model input [C, H, W] in [0, 1].
+
+    Applies the EXIF orientation, converts the mode (palette and transparency
+    are composited on white; 16-bit and CMYK images are converted), resizes
+    the shorter side to the model's size and center-crops (aspect ratio kept).
+    """
+    from torchvision.transforms.functional import center_crop, resize, to_tensor
+
+    c, h, w = input_shape
+    if c not in (1, 3):
+        raise ValueError(f"input_shape: need 1 or 3 channels, got {input_shape}")
+    img = ImageOps.exif_transpose(image)
+    if img.mode in ("I;16", "I;16B", "I;16L", "I"):
+        arr = np.asarray(img, dtype=np.float64)
+        top = 65535.0 if arr.max() > 255 else 255.0
+        img = Image.fromarray(np.clip(arr / top * 255.0, 0, 255).astype(np.uint8), "L")
+    if img.mode in ("P", "PA", "LA", "RGBA") or "transparency" in img.info:
+        rgba = img.convert("RGBA")
+        white = Image.new("RGBA", rgba.size, (255, 255, 255, 255))
+        img = Image.alpha_composite(white, rgba)
+    img = img.convert("L" if c == 1 else "RGB")
+    img = resize(img, [min(h, w)] if h == w else [h, w], antialias=True)
+    return to_tensor(center_crop(img, [h, w]))

@@ -1,0 +1,105 @@
+"""The command line, run as a user runs it: ``python -m rs_core …`` in a subprocess."""
+
+import re
+import subprocess
+import sys
+
+import pytest
+import torch
+
+from rs_core.analyze import read_certify_log
+from rs_core.checkpoints import load_checkpoint, save_checkpoint
+from rs_core.data import data_dir
+from rs_core.models import get_architecture
+
+needs_mnist = pytest.mark.skipif(not (data_dir() / "mnist" / "MNIST" / "raw").exists(),
+                                 reason=f"no MNIST under RS_DATA_DIR={data_dir()}")
+
+
+def run(*args, check=True):
+    proc = subprocess.run([sys.executable, "-m", "rs_core", *map(str, args)], capture_output=True, text=True,
+                          timeout=300)
+    if check and proc.returncode != 0:
+        raise AssertionError(f"exit {proc.returncode}\n{proc.stdout}\n{proc.stderr}")
+    return proc
+
+
+@pytest.fixture(scope="module")
+def mnist_checkpoint(tmp_path_factory):
+    torch.manual_seed(0)
+    path = tmp_path_factory.mktemp("ckpt") / "checkpoint.pth.tar"
+    save_checkpoint(path, get_architecture("mnist_cnn"), "mnist_cnn", epoch=0, meta={"dataset": "mnist", "sigma": 0.5})
+    return path
+
+
+@needs_mnist
+def test_certify_writes_cohen_format_log_and_analyze_reads_it(mnist_checkpoint, tmp_path):
+    out = tmp_path / "sigma_0.50"
+    run("certify", "mnist", mnist_checkpoint, 0.5, out, "--N0", 20, "--N", 300, "--skip", 2500, "--batch", 256,
+        "--device", "cpu", "--no-progress")
+    lines = out.read_text().splitlines()
+    assert lines[0] == "idx\tlabel\tpredict\tradius\tcorrect\ttime"
+    assert [ln.split("\t")[0] for ln in lines[1:]] == ["0", "2500", "5000", "7500"]
+    log = read_certify_log(out)
+    for pred, radius, correct, label in zip(log.predict, log.radius, log.correct, log.true_label, strict=True):
+        if pred == -1:
+            assert radius == 0.0 and correct == 0
+        else:
+            assert radius > 0 and correct == int(pred == label)
+    # Same seed → same log (times aside).
+    again = tmp_path / "again"
+    run("certify", "mnist", mnist_checkpoint, 0.5, again, "--N0", 20, "--N", 300, "--skip", 2500, "--batch", 256,
+        "--no-progress")
+    assert [ln.split("\t")[:5] for ln in again.read_text().splitlines()] == [ln.split("\t")[:5] for ln in lines]
+
+    report = tmp_path / "report" / "x"
+    proc = run("analyze", out, "--radii", 0, 0.25, "--out", report)
+    assert proc.stdout.startswith("|  | r = 0.0 |r = 0.25 |")
+    assert "<b> &sigma; = 0.50 </b>|" in proc.stdout
+    for ext in (".md", ".tex", ".csv", ".html"):
+        assert (report.parent / f"x{ext}").stat().st_size > 0
+    html = (report.parent / "x.html").read_text()
+    # plotly.js is embedded, nothing is loaded from the web: the page works offline.
+    assert len(html) > 1_000_000 and not re.search(r"<script[^>]+src=[\"']https?://", html)
+
+
+@needs_mnist
+def test_certify_packs_small_n_and_predict_writes_its_log(mnist_checkpoint, tmp_path):
+    out = tmp_path / "packed"
+    run("certify", "mnist", mnist_checkpoint, 0.25, out, "--N0", 10, "--N", 40, "--skip", 1000, "--max", 5000,
+        "--batch", 1000, "--no-progress")
+    assert len(out.read_text().splitlines()) == 1 + 5
+    pred = tmp_path / "predict"
+    run("predict", "mnist", mnist_checkpoint, 0.25, pred, "--N", 100, "--skip", 5000, "--no-progress")
+    lines = pred.read_text().splitlines()
+    assert lines[0] == "idx\tlabel\tpredict\tcorrect\ttime" and len(lines) == 3
+
+
+@needs_mnist
+def test_train_one_tiny_epoch_and_resume(tmp_path):
+    out = tmp_path / "mnist" / "mnist_cnn" / "noise_0.25" / "checkpoint.pth.tar"
+    args = ["train", "--dataset", "mnist", "--arch", "mnist_cnn", "--sigma", 0.25, "--epochs", 1, "--max-train", 512,
+            "--batch", 64, "--out", out, "--no-progress"]
+    run(*args)
+    loaded = load_checkpoint(out, dataset="mnist")
+    assert loaded.sigma == 0.25 and loaded.meta["epochs_done"] == 1 and loaded.meta["recipe"]["max_train"] == 512
+    assert 0.0 <= loaded.meta["accuracy"]["test_noisy"] <= 1.0
+    csv_lines = (out.parent / "train_log.csv").read_text().splitlines()
+    assert csv_lines[0].startswith("epoch,lr,train_loss") and len(csv_lines) == 2
+    # Resuming with a larger --epochs is refused (another recipe); the same recipe resumes to the end.
+    proc = run(*args[:8], 2, *args[9:], "--resume", check=False)
+    assert proc.returncode == 2 and "another recipe" in proc.stderr
+    assert "nothing to resume" in run(*args, "--resume").stderr
+    # The finished file is lean: weights and metadata, no optimizer state.
+    assert set(torch.load(out, weights_only=True)) == {"arch", "state_dict", "epoch", "meta"}
+
+
+def test_errors_are_one_line_with_exit_code_2(tmp_path):
+    bad = tmp_path / "bad.pth.tar"
+    bad.write_bytes(b"not a checkpoint")
+    proc = run("certify", "mnist", bad, 0.5, tmp_path / "out", check=False)
+    assert proc.returncode == 2 and proc.stderr.startswith("error: checkpoint:") and "Traceback" not in proc.stderr
+    proc = run("analyze", tmp_path / "missing", check=False)
+    assert proc.returncode == 2 and "Traceback" not in proc.stderr
+    proc = run("certify", "svhn", bad, 0.5, tmp_path / "out", check=False)
+    assert proc.returncode == 2 and "invalid choice" in proc.stderr
