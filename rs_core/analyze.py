@@ -102,7 +102,7 @@ def accuracy_lower_bound(accuracy, m: int, alpha: float, rho: float = 0.001):
     Hence a ≥ â − α − √(2α(1−α)·ln(1/ρ)/m) − ln(1/ρ)/(3m), clipped at 0.
 
     >>> round(float(accuracy_lower_bound(0.6, 500, 0.001, 0.001)), 4)
-    0.5889
+    0.5891
     """
     alpha, rho = check_alpha(alpha), check_alpha(rho, "rho")
     if alpha > 0.5:

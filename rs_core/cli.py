@@ -71,11 +71,8 @@ def _add_sampling(p, certify: bool) -> None:
     p.add_argument("--download", action="store_true", help="fetch MNIST/CIFAR-10 into $RS_DATA_DIR if missing")
 
 
-def _examples(args):
+def _examples(args, dataset):
     """(original index, image, label) of the examples Cohen et al.'s loop visits: every --skip-th, below --max."""
-    from .data import get_dataset
-
-    dataset = get_dataset(args.dataset, args.split, download=args.download)
     for i in range(len(dataset)):
         if i % args.skip != 0:
             continue
@@ -89,23 +86,18 @@ def _setup(args):
     import torch
 
     from .checkpoints import check_input_fits, load_checkpoint
+    from .data import dataset_info, get_dataset
     from .sampling import default_device
 
     if args.skip < 1:
         raise ValueError(f"skip: must be >= 1, got {args.skip}")
     device = torch.device(args.device) if args.device else default_device()
     loaded = load_checkpoint(args.base_classifier, device, dataset=args.dataset)
-    from .data import dataset_info
-
     check_input_fits(loaded, dataset_info(args.dataset).input_shape)
-    total = sum(1 for i in range(_dataset_len(args)) if i % args.skip == 0 and (args.max < 0 or i < args.max))
-    return loaded, device, total
-
-
-def _dataset_len(args) -> int:
-    from .data import get_dataset
-
-    return len(get_dataset(args.dataset, args.split, download=args.download))
+    dataset = get_dataset(args.dataset, args.split, download=args.download)
+    stop = len(dataset) if args.max < 0 else min(args.max, len(dataset))
+    total = len(range(0, stop, args.skip))
+    return loaded, dataset, total
 
 
 def _bar(total: int, enabled: bool, desc: str):
@@ -114,9 +106,9 @@ def _bar(total: int, enabled: bool, desc: str):
     return tqdm(total=total, desc=desc, disable=not enabled, file=sys.stderr, mininterval=1.0)
 
 
-def _groups(args, per_group: int):
+def _groups(args, dataset, per_group: int):
     group: list = []
-    for example in _examples(args):
+    for example in _examples(args, dataset):
         group.append(example)
         if len(group) == per_group:
             yield group
@@ -133,13 +125,13 @@ def _certify(args) -> int:
 
     from .certify import ABSTAIN, certify_many
 
-    loaded, device, total = _setup(args)
+    loaded, dataset, total = _setup(args)
     # Small N: several examples share each forward batch (certify_many packs their samples).
     per_group = max(1, args.batch // (2 * (args.N0 + args.N)))
     Path(args.outfile).parent.mkdir(parents=True, exist_ok=True)
     with open(args.outfile, "w") as f, _bar(total, not args.no_progress, "certify") as bar:
         print("idx\tlabel\tpredict\tradius\tcorrect\ttime", file=f, flush=True)
-        for group in _groups(args, per_group):
+        for group in _groups(args, dataset, per_group):
             before = time.time()
             xs = torch.stack([x for _, x, _ in group])
             certs = certify_many(loaded.model, xs, args.sigma, args.N0, args.N, args.alpha, args.batch,
@@ -159,11 +151,11 @@ def _predict(args) -> int:
 
     from .certify import predict
 
-    loaded, device, total = _setup(args)
+    loaded, dataset, total = _setup(args)
     Path(args.outfile).parent.mkdir(parents=True, exist_ok=True)
     with open(args.outfile, "w") as f, _bar(total, not args.no_progress, "predict") as bar:
         print("idx\tlabel\tpredict\tcorrect\ttime", file=f, flush=True)
-        for idx, x, label in _examples(args):
+        for idx, x, label in _examples(args, dataset):
             before = time.time()
             prediction = predict(loaded.model, x, args.sigma, args.N, args.alpha, args.batch, seed=args.seed + idx)
             elapsed = str(datetime.timedelta(seconds=time.time() - before))

@@ -60,39 +60,26 @@ def dataset_info(name: str) -> DatasetInfo:
 class TensorImages(Dataset):
     """Images held as uint8 [N, H, W, C] with labels and their indices in the original data set."""
 
-    def __init__(self, images: np.ndarray, labels: np.ndarray, index: np.ndarray, augment: bool = False) -> None:
+    def __init__(self, images: np.ndarray, labels: np.ndarray, index: np.ndarray) -> None:
         self.images = torch.from_numpy(np.ascontiguousarray(images)).permute(0, 3, 1, 2)  # N, C, H, W uint8
         self.labels = torch.from_numpy(np.asarray(labels, dtype=np.int64))
         self.index = np.asarray(index, dtype=np.int64)
-        self.augment = augment
 
     def __len__(self) -> int:
         return len(self.labels)
 
     def __getitem__(self, i: int) -> tuple[torch.Tensor, int]:
-        x = self.images[i].float().div_(255.0)
-        if self.augment:
-            x = _crop_flip(x)
-        return x, int(self.labels[i])
+        return self.images[i].float().div_(255.0), int(self.labels[i])
 
     def original_index(self, i: int) -> int:
         return int(self.index[i])
 
 
-def _crop_flip(x: torch.Tensor, pad: int = 4) -> torch.Tensor:
-    """Random 32×32 crop of the zero-padded image and a random horizontal flip (Cohen et al.'s CIFAR recipe)."""
-    c, h, w = x.shape
-    padded = torch.nn.functional.pad(x, (pad, pad, pad, pad))
-    i, j = np.random.randint(0, 2 * pad + 1, size=2)
-    out = padded[:, i:i + h, j:j + w]
-    return out.flip(2) if np.random.rand() < 0.5 else out
-
-
 class _Torchvision(Dataset):
     """A torchvision data set returning [0, 1] tensors, with identity original indices."""
 
-    def __init__(self, inner, augment: bool = False) -> None:
-        self.inner, self.augment = inner, augment
+    def __init__(self, inner) -> None:
+        self.inner = inner
 
     def __len__(self) -> int:
         return len(self.inner)
@@ -101,21 +88,18 @@ class _Torchvision(Dataset):
         from torchvision.transforms.functional import to_tensor
 
         img, label = self.inner[i]
-        x = img if isinstance(img, torch.Tensor) else to_tensor(img)
-        if self.augment:
-            x = _crop_flip(x)
-        return x, int(label)
+        return (img if isinstance(img, torch.Tensor) else to_tensor(img)), int(label)
 
     def original_index(self, i: int) -> int:
         return i
 
 
-def get_dataset(name: str, split: str = "test", *, download: bool = False, augment: bool = False,
+def get_dataset(name: str, split: str = "test", *, download: bool = False,
                 root: str | os.PathLike | None = None) -> Dataset:
     """A data set of (x [C,H,W] in [0,1], label) pairs; ``original_index(i)`` maps to the original numbering.
 
     ``split`` is ``"train"`` or ``"test"`` (ImageNet: ``"train"`` or ``"val"``/``"test"`` for the
-    validation set, as in Cohen et al.). ``augment`` adds random crop and flip (CIFAR only).
+    validation set, as in Cohen et al.). Training augmentation lives in :mod:`rs_core.train`.
     """
     dataset_info(name)
     if split not in ("train", "test", "val"):
@@ -130,13 +114,13 @@ def get_dataset(name: str, split: str = "test", *, download: bool = False, augme
         if name == "cifar10":
             from torchvision.datasets import CIFAR10
 
-            return _Torchvision(CIFAR10(str(base / "cifar10"), train=train, download=download), augment)
+            return _Torchvision(CIFAR10(str(base / "cifar10"), train=train, download=download))
         if name == "cifar10-partial":
             path = base / "cifar10-partial" / ("train_partial.npz" if train else "test_partial.npz")
             if not path.exists():
                 raise FileNotFoundError(path)
             with np.load(path, allow_pickle=False) as d:
-                return TensorImages(d["images"], d["labels"], d["index"], augment)
+                return TensorImages(d["images"], d["labels"], d["index"])
         # imagenet
         from torchvision import transforms
         from torchvision.datasets import ImageFolder
