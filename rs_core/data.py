@@ -13,6 +13,7 @@ and ``imagenet/{train,val}/<class>/…`` (ImageFolder).
 from __future__ import annotations
 
 import os
+import warnings
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -131,6 +132,51 @@ def get_dataset(name: str, split: str = "test", *, download: bool = False,
     except (FileNotFoundError, RuntimeError) as err:
         hint = "" if name in ("cifar10-partial", "imagenet") else " (or pass --download to fetch it)"
         raise FileNotFoundError(f"dataset: {name} ({split}) not found under {base}{hint}: {err}") from err
+
+
+# Pillow's decompression-bomb *warning* is an error in this process: set once here rather than
+# per call, because warnings.catch_warnings() is not thread-safe and the app serves sessions in threads.
+warnings.filterwarnings("error", category=Image.DecompressionBombWarning)
+
+ALLOWED_FORMATS = ("PNG", "JPEG", "WEBP", "BMP", "GIF")
+MAX_PIXELS = 40_000_000  # well under Pillow's own bomb threshold (≈ 89 M)
+
+
+def load_image(data: bytes, *, max_pixels: int = MAX_PIXELS, max_bytes: int = 20 * 2**20) -> Image.Image:
+    """Decode an uploaded file safely; ``ValueError`` starting ``image:`` for anything unusable.
+
+    Only PNG, JPEG, WebP, BMP and GIF decoders are tried (first frame of an
+    animation). The pixel count is checked from the header *before* decoding,
+    against ``max_pixels`` and Pillow's decompression-bomb threshold (the size at
+    which Pillow would warn is an error here), so a small file that would
+    decode to a huge image is refused without being decoded. Truncated or
+    corrupt files fail at decoding, also with a clear message. Orientation and
+    mode conversion are left to :func:`preprocess_image`.
+    """
+    import io
+
+    from PIL import UnidentifiedImageError
+
+    if not data:
+        raise ValueError("image: the file is empty")
+    if len(data) > max_bytes:
+        raise ValueError(f"image: the file is {len(data) / 2**20:.1f} MB; the limit is {max_bytes / 2**20:.0f} MB")
+    try:
+        img = Image.open(io.BytesIO(data), formats=ALLOWED_FORMATS)
+    except UnidentifiedImageError:
+        raise ValueError("image: not an image in a supported format (PNG, JPEG, WebP, BMP, GIF)") from None
+    except (Image.DecompressionBombError, Image.DecompressionBombWarning) as err:
+        raise ValueError(f"image: refused as a decompression bomb: {err}") from None
+    w, h = img.size
+    limit = min(max_pixels, Image.MAX_IMAGE_PIXELS or max_pixels)
+    if w < 1 or h < 1 or w * h > limit:
+        raise ValueError(f"image: {w}×{h} pixels is too large (limit {limit:,} pixels)")
+    try:
+        img.seek(0)
+        img.load()
+    except (OSError, SyntaxError, ValueError, EOFError) as err:
+        raise ValueError(f"image: the file is truncated or corrupt ({err})") from None
+    return img
 
 
 def preprocess_image(image: Image.Image, input_shape: tuple[int, int, int]) -> torch.Tensor:

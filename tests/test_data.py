@@ -1,11 +1,12 @@
 import io
+from pathlib import Path
 
 import numpy as np
 import pytest
 import torch
 from PIL import Image
 
-from rs_core.data import data_dir, dataset_info, get_dataset, preprocess_image
+from rs_core.data import data_dir, dataset_info, get_dataset, load_image, preprocess_image
 
 HAS_DATA = (data_dir() / "mnist" / "MNIST" / "raw").exists()
 needs_data = pytest.mark.skipif(not HAS_DATA, reason=f"no MNIST under RS_DATA_DIR={data_dir()}")
@@ -97,3 +98,110 @@ def test_bad_input_shape():
 
 
 
+
+
+# --- uploads ------------------------------------------------------------------------------------
+
+def _bytes(img: Image.Image, fmt: str, **kw) -> bytes:
+    buf = io.BytesIO()
+    img.save(buf, format=fmt, **kw)
+    return buf.getvalue()
+
+
+@pytest.mark.parametrize("fmt", ["PNG", "JPEG", "WEBP", "BMP", "GIF"])
+def test_allowed_formats_load_and_preprocess(fmt):
+    img = load_image(_bytes(Image.new("RGB", (40, 30), (10, 200, 30)), fmt))
+    assert img.size == (40, 30)
+    assert preprocess_image(img, (3, 32, 32)).shape == (3, 32, 32)
+
+
+def test_gif_uses_the_first_frame():
+    frames = [Image.new("L", (20, 20), v) for v in (255, 0, 0)]
+    data = _bytes(frames[0], "GIF", save_all=True, append_images=frames[1:])
+    x = preprocess_image(load_image(data), (1, 28, 28))
+    assert float(x.mean()) > 0.9
+
+
+@pytest.mark.parametrize("data, message", [
+    (b"", "empty"),
+    (b"hello, this is text, not a picture", "not an image"),
+    (b"%PDF-1.4\n" + b"0" * 100, "not an image"),
+])
+def test_not_an_image(data, message):
+    with pytest.raises(ValueError, match=f"^image: .*{message}"):
+        load_image(data)
+
+
+def test_disallowed_format_is_not_decoded():
+    tiff = _bytes(Image.new("RGB", (8, 8)), "TIFF")
+    with pytest.raises(ValueError, match="^image: not an image in a supported format"):
+        load_image(tiff)
+
+
+def test_truncated_file():
+    data = _bytes(Image.effect_noise((200, 200), 50).convert("RGB"), "PNG")
+    with pytest.raises(ValueError, match="^image: the file is truncated or corrupt"):
+        load_image(data[: len(data) // 2])
+
+
+def _png_claiming(w: int, h: int) -> bytes:
+    """A small PNG whose header claims w×h grey pixels (only a few rows of data follow)."""
+    import zlib
+
+    def chunk(tag, payload):
+        return len(payload).to_bytes(4, "big") + tag + payload + zlib.crc32(tag + payload).to_bytes(4, "big")
+
+    ihdr = w.to_bytes(4, "big") + h.to_bytes(4, "big") + bytes([8, 0, 0, 0, 0])
+    raw = zlib.compress(b"\x00" * (w + 1) * 64)
+    return b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", ihdr) + chunk(b"IDAT", raw) + chunk(b"IEND", b"")
+
+
+@pytest.mark.parametrize("w, h, message", [
+    (20_000, 20_000, "refused as a decompression bomb"),   # past Pillow's error threshold
+    (10_000, 10_000, "(refused as a decompression bomb|10000×10000 pixels is too large)"),  # Pillow only warns
+    (8_000, 8_000, "8000×8000 pixels is too large"),        # under Pillow's threshold, over our cap
+])
+def test_decompression_bomb_is_refused_before_decoding(w, h, message):
+    data = _png_claiming(w, h)
+    assert len(data) < 100_000
+    with pytest.raises(ValueError, match=f"^image: {message}"):
+        load_image(data)
+
+
+def test_bomb_warning_is_an_error_in_a_real_process():
+    """Outside pytest (which resets warning filters per test) the module's filter turns Pillow's warning into an error."""
+    import subprocess
+    import sys
+
+    code = ("import sys; sys.path.insert(0, 'tests'); from test_data import _png_claiming; "
+            "from rs_core.data import load_image\n"
+            "try:\n    load_image(_png_claiming(10_000, 10_000))\nexcept ValueError as e:\n    print(e)")
+    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60,
+                          cwd=Path(__file__).resolve().parents[1])
+    assert proc.stdout.startswith("image: refused as a decompression bomb"), proc.stdout + proc.stderr
+    assert "DecompressionBombWarning" not in proc.stderr
+
+
+def test_pixel_cap_is_configurable():
+    with pytest.raises(ValueError, match="too large"):
+        load_image(_bytes(Image.new("L", (300, 300)), "PNG"), max_pixels=10_000)
+
+
+def test_oversized_file():
+    with pytest.raises(ValueError, match="^image: the file is .* MB; the limit is 1 MB"):
+        load_image(b"\x00" * (2 * 2**20), max_bytes=2**20)
+
+
+@pytest.mark.parametrize("make, fmt", [
+    (lambda: Image.fromarray(np.full((30, 30), 40000, dtype=np.uint16)), "PNG"),   # 16-bit
+    (lambda: Image.new("CMYK", (30, 30), (0, 255, 255, 0)), "JPEG"),
+    (lambda: Image.new("RGBA", (30, 30), (255, 0, 0, 128)), "PNG"),
+    (lambda: Image.new("P", (30, 30), 3), "PNG"),
+    (lambda: Image.new("LA", (30, 30), (128, 255)), "PNG"),
+])
+@pytest.mark.parametrize("shape", [(1, 28, 28), (3, 32, 32)])
+def test_odd_modes_through_upload_path(make, fmt, shape):
+    img = make()
+    kw = {"transparency": 3} if img.mode == "P" else {}
+    x = preprocess_image(load_image(_bytes(img, fmt, **kw)), shape)
+    assert x.shape == shape and 0 <= float(x.min()) <= float(x.max()) <= 1
