@@ -23,12 +23,22 @@ probability, *g* truly returns the certified class everywhere within the radius.
 about the base classifier *f* itself, about other inputs, or about perturbations outside the
 ℓ2 ball.
 
-**Status.** This release holds the certification engine `rs_core` (Monte Carlo sampling,
-PREDICT and CERTIFY, anytime-valid live bounds, the Cohen / Lecuyer / Li radius bounds), usable
-from Python — see the README. The interactive certify, bounds and certified-accuracy pages are not
-built yet; the calculator below uses the engine's radius bounds.
+**Status.** The certification engine `rs_core` (sampling, PREDICT and CERTIFY, anytime-valid
+live bounds, radius bounds), its command line and the shipped MNIST / CIFAR-10 models are ready —
+see the README. In the app so far: the pages below and the calculator on this page. The live
+certify page (upload or draw an image and watch the votes) is not built yet.
 """
 )
+
+st.subheader("Pages")
+st.page_link("pages/1_Bounds.py", label="Bounds",
+             help="Cohen vs Lecuyer vs Li radius against pA; CERTIFY's largest radius against n and α")
+st.caption("Radius against pA for the three bounds at your σ, the ceiling that n and α put on any certificate, "
+           "and why Cohen's bound cannot be improved from pA and pB alone.")
+st.page_link("pages/2_Certified_accuracy.py", label="Certified accuracy",
+             help="Curves and tables from our models' logs or your own Cohen-format logs")
+st.caption("Certified accuracy against radius for our shipped models or logs you upload (Cohen et al.'s own "
+           "logs show their published numbers), with the high-probability lower bound of Cohen et al. App. D.")
 
 st.subheader("Radius calculator")
 col1, col2, col3 = st.columns(3)

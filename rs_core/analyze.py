@@ -11,6 +11,7 @@ bound on the true certified accuracy (App. D).
 from __future__ import annotations
 
 import csv
+import io
 import math
 import os
 import re
@@ -41,11 +42,27 @@ class CertifyLog:
     def __len__(self) -> int:
         return len(self.idx)
 
+    @classmethod
+    def from_rows(cls, label: str, rows, path: str = "") -> CertifyLog:
+        """From ``(idx, label, predict, radius, correct, seconds)`` tuples (see ``certify_examples``)."""
+        arr = np.array(list(rows), dtype=float).reshape(-1, 6)
+        return cls(label=label, idx=arr[:, 0].astype(int), true_label=arr[:, 1].astype(int),
+                   predict=arr[:, 2].astype(int), radius=arr[:, 3], correct=arr[:, 4].astype(int),
+                   seconds=arr[:, 5], path=path)
+
     def certified_accuracy(self, radii) -> np.ndarray:
         """Fraction of all rows with correct = 1 and radius ≥ r, for each r (vectorized)."""
         r = np.atleast_1d(np.asarray(radii, dtype=float))
         ok = (self.correct == 1)[None, :] & (self.radius[None, :] >= r[:, None])
         return ok.mean(axis=1) if len(self) else np.zeros(len(r))
+
+
+def format_certify_log(log: CertifyLog) -> str:
+    """The log as Cohen et al.'s tab-separated text (radius with 3 significant digits, time in seconds)."""
+    lines = ["\t".join(CERTIFY_HEADER)]
+    lines += [f"{i}\t{y}\t{p}\t{r:.3}\t{c}\t{t:.3f}" for i, y, p, r, c, t in
+              zip(log.idx, log.true_label, log.predict, log.radius, log.correct, log.seconds, strict=True)]
+    return "\n".join(lines) + "\n"
 
 
 def parse_duration(text: str) -> float:
@@ -65,29 +82,35 @@ def default_label(path: str | os.PathLike) -> str:
     return f"σ = {m.group(1)}" if m else name
 
 
-def read_certify_log(path: str | os.PathLike, label: str | None = None) -> CertifyLog:
-    """Read a certify log (ours or Cohen et al.'s); ``ValueError`` naming the file and line on bad content."""
-    path = Path(path)
+def parse_certify_log(text: str, label: str, name: str = "log") -> CertifyLog:
+    """Parse the text of a certify log (e.g. an upload); ``ValueError`` naming ``name`` and the line on bad content."""
+    reader = csv.reader(io.StringIO(text), delimiter="\t")
+    header = next(reader, None)
+    if header is None or [h.strip() for h in header] != CERTIFY_HEADER:
+        raise ValueError(f"log: {name} is not a certify log (header must be {' '.join(CERTIFY_HEADER)}, got {header})")
     rows = []
-    with open(path, newline="") as f:
-        reader = csv.reader(f, delimiter="\t")
-        header = next(reader, None)
-        if header is None or [h.strip() for h in header] != CERTIFY_HEADER:
-            raise ValueError(f"log: {path.name} is not a certify log (header must be {' '.join(CERTIFY_HEADER)}, "
-                             f"got {header})")
-        for lineno, row in enumerate(reader, start=2):
-            if not row:
-                continue
-            if len(row) != 6:
-                raise ValueError(f"log: {path.name} line {lineno}: expected 6 tab-separated fields, got {len(row)}")
-            try:
-                rows.append((int(row[0]), int(row[1]), int(row[2]), float(row[3]), int(row[4]), parse_duration(row[5])))
-            except ValueError as err:
-                raise ValueError(f"log: {path.name} line {lineno}: {err}") from err
-    arr = np.array(rows, dtype=float).reshape(-1, 6)
-    return CertifyLog(label=label or default_label(path), idx=arr[:, 0].astype(int), true_label=arr[:, 1].astype(int),
-                      predict=arr[:, 2].astype(int), radius=arr[:, 3], correct=arr[:, 4].astype(int),
-                      seconds=arr[:, 5], path=str(path))
+    for lineno, row in enumerate(reader, start=2):
+        if not row:
+            continue
+        if len(row) != 6:
+            raise ValueError(f"log: {name} line {lineno}: expected 6 tab-separated fields, got {len(row)}")
+        try:
+            rows.append((int(row[0]), int(row[1]), int(row[2]), float(row[3]), int(row[4]), parse_duration(row[5])))
+        except ValueError as err:
+            raise ValueError(f"log: {name} line {lineno}: {err}") from err
+    return CertifyLog.from_rows(label, rows, path=name)
+
+
+def read_certify_log(path: str | os.PathLike, label: str | None = None) -> CertifyLog:
+    """Read a certify log file (ours or Cohen et al.'s)."""
+    path = Path(path)
+    try:
+        text = path.read_text()
+    except UnicodeDecodeError:
+        raise ValueError(f"log: {path.name} is not a text file") from None
+    log = parse_certify_log(text, label or default_label(path), path.name)
+    log.path = str(path)
+    return log
 
 
 def accuracy_lower_bound(accuracy, m: int, alpha: float, rho: float = 0.001):
@@ -159,16 +182,23 @@ def csv_table(logs: list[CertifyLog], radii, alpha: float = 0.001, rho: float = 
 def figure(logs: list[CertifyLog], alpha: float = 0.001, rho: float = 0.001, max_radius: float | None = None):
     """Plotly figure: certified accuracy against radius, one curve per log, with the App. D lower band."""
     import plotly.graph_objects as go
+    from plotly.colors import qualitative
 
     top = max_radius or max([float(log.radius.max()) for log in logs if len(log)] + [1.0]) * 1.05
     r = np.linspace(0.0, top, 400)
+    palette = qualitative.Plotly
     fig = go.Figure()
-    for log in logs:
+    for i, log in enumerate(logs):
         acc = log.certified_accuracy(r)
         low = accuracy_lower_bound(acc, max(len(log), 1), alpha, rho)
-        fig.add_trace(go.Scatter(x=r, y=acc, mode="lines", name=log.label, line_shape="hv"))
-        fig.add_trace(go.Scatter(x=r, y=low, mode="lines", name=f"{log.label}: lower bound (App. D, 1−ρ = {1 - rho:g})",
-                                 line={"dash": "dot", "shape": "hv"}))
+        color = palette[i % len(palette)]
+        fig.add_trace(go.Scatter(x=r, y=acc, mode="lines", name=log.label, legendgroup=log.label,
+                                 line={"shape": "hv", "color": color}))
+        # The App. D bound in the same colour, dotted, toggled together with its curve.
+        fig.add_trace(go.Scatter(x=r, y=low, mode="lines", name=f"{log.label}: lower bound", legendgroup=log.label,
+                                 showlegend=False, line={"shape": "hv", "color": color, "dash": "dot"}))
     fig.update_layout(xaxis_title="radius (ℓ2)", yaxis_title="certified accuracy", yaxis_range=[0, 1],
-                      template="plotly_white", legend_title_text="log")
+                      template="plotly_white", legend={"orientation": "h", "y": -0.25},
+                      title={"text": f"solid: certified accuracy · dotted: lower bound, probability ≥ {1 - rho:g} "
+                                     "(App. D)", "font": {"size": 13}})
     return fig

@@ -19,7 +19,7 @@ import json
 import math
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from dataclasses import asdict, dataclass, fields
 from typing import Any, Literal
 
@@ -177,6 +177,47 @@ def certify_many(
             batch_size=sampler.batch_size, elapsed_s=per_input, autocast=autocast,
         ))
     return certs
+
+
+def certify_examples(
+    model: nn.Module,
+    examples: Iterable[tuple[int, torch.Tensor, int]],
+    sigma: float,
+    n0: int = 100,
+    n: int = 100_000,
+    alpha: float = 0.001,
+    batch_size: int = 1000,
+    *,
+    seed: int = 0,
+    autocast: Autocast = None,
+) -> Iterator[tuple[int, int, int, float, int, float]]:
+    """CERTIFY each labelled example; yields log rows ``(idx, label, predict, radius, correct, seconds)``.
+
+    ``examples`` yields ``(idx, x [C,H,W], label)``. Example ``idx`` uses seed
+    ``seed + idx``, so a row can be re-run alone; when n0 + n is small
+    (≤ batch_size / 2), consecutive examples are packed into shared forward
+    batches and share the seed of the first (the rows of Cohen et al.'s log format).
+    """
+    sigma, n0, n, alpha, batch_size = _check_common(sigma, n0, n, alpha, batch_size)
+    per_group = max(1, batch_size // (2 * (n0 + n)))
+    group: list[tuple[int, torch.Tensor, int]] = []
+
+    def flush() -> Iterator[tuple[int, int, int, float, int, float]]:
+        start = time.perf_counter()
+        certs = certify_many(model, torch.stack([x for _, x, _ in group]), sigma, n0, n, alpha, batch_size,
+                             seed=seed + group[0][0], autocast=autocast)
+        seconds = (time.perf_counter() - start) / len(group)
+        for (idx, _, label), cert in zip(group, certs, strict=True):
+            correct = int(cert.prediction == label and cert.prediction != ABSTAIN)
+            yield idx, label, cert.prediction, cert.radius, correct, seconds
+
+    for example in examples:
+        group.append(example)
+        if len(group) == per_group:
+            yield from flush()
+            group = []
+    if group:
+        yield from flush()
 
 
 def certify(

@@ -106,42 +106,21 @@ def _bar(total: int, enabled: bool, desc: str):
     return tqdm(total=total, desc=desc, disable=not enabled, file=sys.stderr, mininterval=1.0)
 
 
-def _groups(args, dataset, per_group: int):
-    group: list = []
-    for example in _examples(args, dataset):
-        group.append(example)
-        if len(group) == per_group:
-            yield group
-            group = []
-    if group:
-        yield group
-
-
 def _certify(args) -> int:
     import datetime
-    import time
 
-    import torch
-
-    from .certify import ABSTAIN, certify_many
+    from .certify import certify_examples
 
     loaded, dataset, total = _setup(args)
-    # Small N: several examples share each forward batch (certify_many packs their samples).
-    per_group = max(1, args.batch // (2 * (args.N0 + args.N)))
     Path(args.outfile).parent.mkdir(parents=True, exist_ok=True)
     with open(args.outfile, "w") as f, _bar(total, not args.no_progress, "certify") as bar:
         print("idx\tlabel\tpredict\tradius\tcorrect\ttime", file=f, flush=True)
-        for group in _groups(args, dataset, per_group):
-            before = time.time()
-            xs = torch.stack([x for _, x, _ in group])
-            certs = certify_many(loaded.model, xs, args.sigma, args.N0, args.N, args.alpha, args.batch,
-                                 seed=args.seed + group[0][0])
-            elapsed = str(datetime.timedelta(seconds=(time.time() - before) / len(group)))
-            for (idx, _, label), cert in zip(group, certs, strict=True):
-                correct = int(cert.prediction == label and cert.prediction != ABSTAIN)
-                print(f"{idx}\t{label}\t{cert.prediction}\t{cert.radius:.3}\t{correct}\t{elapsed}",
-                      file=f, flush=True)
-                bar.update(1)
+        rows = certify_examples(loaded.model, _examples(args, dataset), args.sigma, args.N0, args.N, args.alpha,
+                                args.batch, seed=args.seed)
+        for idx, label, prediction, radius, correct, seconds in rows:
+            elapsed = str(datetime.timedelta(seconds=seconds))
+            print(f"{idx}\t{label}\t{prediction}\t{radius:.3}\t{correct}\t{elapsed}", file=f, flush=True)
+            bar.update(1)
     return 0
 
 

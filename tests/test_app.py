@@ -31,6 +31,14 @@ def test_home_page_max_certifiable_radius():
     assert at.metric[0].value == f"{max_certifiable_radius(1000, 0.001, 1.0):.4f}" == "2.4633"
 
 
+def test_home_page_links_every_page():
+    at = _run()
+    # Streamlit names a page after its file without the number prefix: pages/1_Bounds.py → "Bounds".
+    pages = sorted(p.stem.split("_", 1)[1] for p in (Path(APP).parent / "pages").glob("*.py"))
+    assert len(pages) >= 2
+    assert sorted(link.proto.page for link in at.get("page_link")) == pages
+
+
 def test_home_page_rejects_probabilities_summing_above_one():
     at = _run(p_a=0.8, p_b=0.5)
     assert not at.exception

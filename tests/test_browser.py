@@ -93,3 +93,31 @@ def test_home_page_in_chromium(app_url, page, tmp_path_factory):
     # Nothing fetched from anywhere but the app itself (no fonts, icons or telemetry).
     assert requests and all(u.startswith(app_url) or u.startswith("data:") or u.startswith("blob:") for u in requests), \
         [u for u in requests if not u.startswith(app_url)]
+
+
+def test_bounds_page_in_chromium(app_url, page, tmp_path_factory):
+    page.goto(app_url)
+    page.get_by_role("link", name="Bounds").first.click()
+    page.get_by_text("Why Cohen's bound is tight").wait_for(timeout=30_000)
+    box = page.get_by_label("σ (noise level)")
+    box.fill("1.000")
+    box.press("Enter")
+    page.get_by_text("2.3263").wait_for(timeout=15_000)  # Cohen's radius at pA = 0.99, σ = 1
+    page.locator("[data-testid='stPlotlyChart']").first.wait_for()
+    page.wait_for_timeout(1500)  # let the charts draw before the screenshot
+    assert page.locator("[data-testid='stPlotlyChart']").count() == 2
+    _shot(page, "bounds.png", tmp_path_factory)
+
+
+def test_certified_accuracy_page_in_chromium(app_url, page, tmp_path_factory):
+    page.goto(f"{app_url}/Certified_accuracy")
+    page.get_by_text("Lower bound on the true certified accuracy").wait_for(timeout=30_000)
+    table = page.locator("[data-testid='stTable']").first
+    assert "cifar10-partial · cifar_cnn · σ = 0.50" in table.inner_text()  # the first indexed model
+    # Upload Cohen et al.'s log through the real file input.
+    ref = ROOT.parent / "shared" / "reference" / "cohen2019" / "data" / "certify" / "cifar10" / "resnet110"
+    if ref.exists():
+        page.locator("input[type='file']").set_input_files(str(ref / "noise_0.50" / "test" / "sigma_0.50"))
+        page.get_by_text("σ = 0.50 (sigma_0.50)").first.wait_for(timeout=30_000)
+    page.wait_for_timeout(1500)
+    _shot(page, "certified_accuracy.png", tmp_path_factory)

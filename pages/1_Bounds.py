@@ -1,0 +1,70 @@
+"""Bounds: the certified radius of Cohen, Lecuyer and Li against pA, and CERTIFY's ceiling against n and α."""
+
+import numpy as np
+import plotly.graph_objects as go
+import streamlit as st
+
+from rs_core import cohen_radius, lecuyer_radius, li_radius, max_certifiable_radius
+
+st.set_page_config(page_title="Bounds · RS Lab", layout="wide")
+st.title("Certified radius bounds")
+
+sigma = st.number_input("σ (noise level)", min_value=0.01, max_value=10.0, value=0.25, step=0.05, format="%.3f",
+                        key="bounds_sigma")
+
+st.subheader("Radius against pA")
+mode = st.radio("Runner-up probability pB", ["pB = 1 − pA", "fixed pB"], horizontal=True, key="bounds_mode")
+if mode == "fixed pB":
+    p_b = st.number_input("pB", min_value=0.0, max_value=0.49, value=0.05, step=0.01, format="%.4f", key="bounds_pb")
+    p_a = np.linspace(p_b, 1.0 - p_b, 400)[1:]
+    p_b_arr = np.full_like(p_a, p_b)
+else:
+    # Dense near pA = 1, where the radius grows fastest.
+    p_a = np.unique(np.concatenate([np.linspace(0.5, 0.99, 200), 1.0 - np.logspace(-2, -5, 200)]))
+    p_b_arr = 1.0 - p_a
+curves = {"Cohen et al. (tight)": cohen_radius(p_a, p_b_arr, sigma),
+          "Li et al. (Rényi)": li_radius(p_a, p_b_arr, sigma),
+          "Lecuyer et al. (PixelDP)": lecuyer_radius(p_a, p_b_arr, sigma)}
+fig = go.Figure([go.Scatter(x=p_a, y=r, mode="lines", name=name) for name, r in curves.items()])
+fig.update_layout(xaxis_title="pA", yaxis_title="certified ℓ2 radius", template="plotly_white",
+                  legend={"orientation": "h", "y": -0.2})
+st.plotly_chart(fig, use_container_width=True)
+
+points = np.array([0.6, 0.9, 0.99, 0.999])
+points_b = 1.0 - points if mode == "pB = 1 − pA" else np.full_like(points, p_b)
+keep = (points > points_b) & (points + points_b <= 1.0)
+st.table({
+    "pA": [f"{p:g}" for p in points[keep]],
+    "pB": [f"{p:.4g}" for p in points_b[keep]],
+    "Cohen": [f"{r:.4f}" for r in cohen_radius(points[keep], points_b[keep], sigma)],
+    "Li": [f"{r:.4f}" for r in li_radius(points[keep], points_b[keep], sigma)],
+    "Lecuyer": [f"{r:.4f}" for r in lecuyer_radius(points[keep], points_b[keep], sigma)],
+})
+
+st.subheader("Largest radius CERTIFY can return")
+st.caption("When all n estimation samples vote for the top class, the one-sided Clopper–Pearson bound is "
+           "α^(1/n), so no input can be certified beyond σ·Φ⁻¹(α^(1/n)) (Cohen et al. Fig. 5, right).")
+alphas = st.multiselect("α", [0.1, 0.01, 0.001, 0.0001, 1e-6], default=[0.01, 0.001], key="bounds_alphas")
+n = np.unique(np.logspace(1, 7, 200).astype(np.int64))
+fig2 = go.Figure([go.Scatter(x=n, y=max_certifiable_radius(n, a, sigma), mode="lines", name=f"α = {a:g}")
+                  for a in alphas])
+fig2.update_layout(xaxis_type="log", xaxis_title="n (estimation samples)", yaxis_title="largest radius",
+                   template="plotly_white")
+st.plotly_chart(fig2, use_container_width=True)
+if alphas:
+    ns = [100, 1_000, 10_000, 100_000, 1_000_000]
+    st.table({"n": [f"{v:,}" for v in ns],
+              **{f"α = {a:g}": [f"{max_certifiable_radius(v, a, sigma):.4f}" for v in ns] for a in alphas}})
+
+st.subheader("Why Cohen's bound is tight")
+st.markdown(
+    """
+Theorem 2 of Cohen et al.: if all we know about the base classifier at x is that the top class has
+probability at least pA and the runner-up at most pB under noise, then **no ball larger than
+R = σ/2·(Φ⁻¹(pA) − Φ⁻¹(pB)) can be certified**. The worst case is a *linear* base classifier: one
+that predicts the top class on a half-space at distance σΦ⁻¹(pA) from x and the runner-up on a
+half-space pB away. Shifting x by any δ with ‖δ‖ > R along the normal of those half-spaces makes
+the runner-up more likely than the top class, so the smoothed prediction changes. Lecuyer's and
+Li's bounds are valid too, but smaller: they leave radius on the table that Cohen's does not.
+"""
+)

@@ -1,0 +1,122 @@
+"""Certified accuracy against radius: from the logs shipped with our checkpoints, uploaded logs, or computed here."""
+
+from pathlib import Path
+
+import numpy as np
+import streamlit as st
+
+from rs_core.analyze import (
+    CertifyLog,
+    accuracy_lower_bound,
+    default_label,
+    figure,
+    format_certify_log,
+    parse_certify_log,
+    read_certify_log,
+)
+from rs_core.certify import certify_examples
+from rs_core.checkpoints import CHECKPOINTS_DIR, load_checkpoint, read_index
+from rs_core.data import get_dataset
+
+st.set_page_config(page_title="Certified accuracy · RS Lab", layout="wide")
+st.title("Certified accuracy")
+st.markdown("Certified accuracy at radius r is the fraction of test images that CERTIFY classifies correctly "
+            "with radius ≥ r; abstentions count as wrong. Dotted curves: the lower bound on the *true* certified "
+            "accuracy that holds with probability ≥ 1 − ρ over CERTIFY's sampling (Cohen et al. App. D).")
+
+
+def shipped_logs() -> dict[str, Path]:
+    logs = {}
+    for e in read_index():
+        path = CHECKPOINTS_DIR / Path(e["path"]).parent / f"sigma_{e['sigma']:.2f}"
+        if path.exists():
+            logs[f"{e['dataset']} · {e['arch']} · σ = {e['sigma']:.2f}"] = path
+    return logs
+
+
+available = shipped_logs()
+first_model = next(iter(available), "").rsplit(" · σ", 1)[0]
+chosen = st.multiselect("Logs shipped with our checkpoints", list(available),
+                        default=[k for k in available if k.startswith(first_model + " ·")], key="acc_shipped")
+uploads = st.file_uploader("Upload certify logs (Cohen et al.'s format: idx label predict radius correct time)",
+                           accept_multiple_files=True, key="acc_uploads")
+
+@st.cache_resource(show_spinner=False)
+def _model(path: str):
+    return load_checkpoint(path)
+
+
+with st.expander("Compute certified accuracy here, on k test images"):
+    entries = {f"{e['dataset']} · {e['arch']} · σ = {e['sigma']:.2f}": e for e in read_index()}
+    c1, c2, c3 = st.columns(3)
+    model_label = c1.selectbox("Model", list(entries), key="live_model")
+    k = c2.number_input("k test images (evenly spaced)", min_value=1, max_value=10_000, value=20, key="live_k")
+    n = c3.number_input("N (estimation samples)", min_value=10, max_value=1_000_000, value=1000, step=100,
+                        key="live_n")
+    if st.button("Certify", key="live_run") and model_label:
+        entry = entries[model_label]
+        try:
+            dataset = get_dataset(entry["dataset"], "test")
+        except (FileNotFoundError, ValueError) as err:
+            st.error(f"{err} — set RS_DATA_DIR to a folder holding the data set.")
+        else:
+            loaded = _model(str(CHECKPOINTS_DIR / entry["path"]))
+            picks = np.unique(np.linspace(0, len(dataset) - 1, int(k)).astype(int))
+            examples = ((dataset.original_index(int(i)), *dataset[int(i)]) for i in picks)
+            bar = st.progress(0.0, text="certifying…")
+            rows = []
+            for row in certify_examples(loaded.model, examples, entry["sigma"], 100, int(n), 0.001, 1000):
+                rows.append(row)
+                bar.progress(len(rows) / len(picks), text=f"certified {len(rows)} of {len(picks)}")
+            st.session_state.setdefault("live_logs", []).append(
+                CertifyLog.from_rows(f"{model_label} · here, k = {len(picks)}, N = {int(n)}", rows))
+    st.caption("CERTIFY with N0 = 100 and α = 0.001 on the chosen model at its training σ; results join the plot "
+               "and table below, and can be downloaded as a Cohen-format log.")
+    for j, live in enumerate(st.session_state.get("live_logs", [])):
+        st.download_button(f"Download log: {live.label}", format_certify_log(live), file_name=f"certify_log_{j}.tsv",
+                           key=f"live_download_{j}")
+
+logs: list[CertifyLog] = list(st.session_state.get("live_logs", []))
+for label in chosen:
+    logs.append(read_certify_log(available[label], label))
+for upload in uploads or []:
+    try:
+        text = upload.getvalue().decode("utf-8")
+        log = parse_certify_log(text, f"{default_label(upload.name)} ({upload.name})", upload.name)
+    except UnicodeDecodeError:
+        st.error(f"{upload.name}: not a text file; a certify log is tab-separated text.")
+        continue
+    except ValueError as err:
+        st.error(str(err))
+        continue
+    if len(log) == 0:
+        st.warning(f"{upload.name}: the log has a header but no rows.")
+        continue
+    logs.append(log)
+
+col1, col2, col3 = st.columns(3)
+radii_text = col1.text_input("Radii for the table", "0, 0.25, 0.5, 0.75, 1.0, 1.5, 2.0", key="acc_radii")
+alpha = col2.number_input("CERTIFY's α", min_value=1e-9, max_value=0.5, value=0.001, format="%.4g", key="acc_alpha")
+rho = col3.number_input("ρ (lower bound fails with probability ≤ ρ)", min_value=1e-9, max_value=0.5, value=0.001,
+                        format="%.4g", key="acc_rho")
+try:
+    radii = np.array([float(r) for r in radii_text.replace(";", ",").split(",") if r.strip()])
+    if radii.size == 0 or np.any(radii < 0) or not np.all(np.isfinite(radii)):
+        raise ValueError
+except ValueError:
+    st.error("Radii: give non-negative numbers separated by commas, e.g. 0, 0.5, 1.0")
+    radii = None
+
+if not logs:
+    st.info("Choose shipped logs or upload one to see curves.")
+elif radii is not None:
+    st.plotly_chart(figure(logs, alpha, rho), use_container_width=True)
+    columns = [f"r = {r:g}" for r in radii]
+    acc = {log.label: log.certified_accuracy(radii) for log in logs}
+    st.markdown("**Certified accuracy** (rows = logs)")
+    st.table({"log": list(acc), "rows": [len(log) for log in logs],
+              **{c: [f"{a[j]:.3f}" for a in acc.values()] for j, c in enumerate(columns)}})
+    st.markdown(f"**Lower bound on the true certified accuracy** (probability ≥ {1 - rho:g}, App. D)")
+    st.table({"log": list(acc),
+              **{c: [f"{accuracy_lower_bound(a[j], len(log), alpha, rho):.3f}" for a, log in zip(acc.values(), logs)]
+                 for j, c in enumerate(columns)}})

@@ -1,0 +1,95 @@
+"""pages/2_Certified_accuracy.py with Streamlit's AppTest."""
+
+from pathlib import Path
+
+import pytest
+from streamlit.testing.v1 import AppTest
+
+from rs_core.analyze import format_certify_log, parse_certify_log
+from rs_core.data import data_dir
+
+ROOT = Path(__file__).resolve().parents[1]
+PAGE = str(ROOT / "pages" / "2_Certified_accuracy.py")
+REF = ROOT.parent / "shared" / "reference" / "cohen2019" / "data" / "certify"
+
+
+def _run() -> AppTest:
+    return AppTest.from_file(PAGE, default_timeout=60).run()
+
+
+def test_shipped_mnist_logs_show_the_model_card_numbers():
+    at = _run()
+    at.multiselect(key="acc_shipped").set_value(["mnist · mnist_cnn · σ = 0.50"])
+    at.text_input(key="acc_radii").set_value("0, 1.0, 1.5")
+    at.run()
+    assert not at.exception
+    table = at.table[0].value
+    assert table["r = 1"].tolist() == ["0.900"] and table["r = 1.5"].tolist() == ["0.672"]
+    assert table["rows"].tolist() == [500]
+    lower = at.table[1].value
+    assert float(lower["r = 1"].iloc[0]) < 0.900
+    assert len(at.get("plotly_chart")) == 1
+
+
+@pytest.mark.skipif(not REF.exists(), reason=f"Cohen et al.'s reference logs not found at {REF}")
+def test_uploaded_cohen_log_shows_the_published_numbers():
+    at = _run()
+    at.multiselect(key="acc_shipped").set_value([])
+    data = (REF / "cifar10/resnet110/noise_0.25/test/sigma_0.25").read_bytes()
+    at.file_uploader(key="acc_uploads").set_value([("sigma_0.25", data, "text/plain")])
+    at.text_input(key="acc_radii").set_value("0.25, 0.5, 0.75")
+    at.run()
+    assert not at.exception
+    table = at.table[0].value
+    assert table["log"].tolist() == ["σ = 0.25 (sigma_0.25)"]
+    shown = [table[c].iloc[0] for c in ["r = 0.25", "r = 0.5", "r = 0.75"]]
+    assert shown == ["0.600", "0.428", "0.266"]
+    assert [round(float(s), 2) for s in shown] == [0.60, 0.43, 0.27]  # Cohen et al.'s published (2 decimals)
+
+
+@pytest.mark.parametrize("name, data, message", [
+    ("picture.png", b"\x89PNG\r\n\x1a\n\x00\x00\xff\xfe", "not a text file"),
+    ("notes.txt", b"hello\tworld\n", "is not a certify log"),
+    ("bad_row", b"idx\tlabel\tpredict\tradius\tcorrect\ttime\n0\t1\t1\tx\t1\t1.0\n", "line 2"),
+])
+def test_bad_uploads_show_a_message_and_keep_the_rest(name, data, message):
+    at = _run()
+    at.multiselect(key="acc_shipped").set_value(["mnist · mnist_cnn · σ = 0.25"])
+    good = b"idx\tlabel\tpredict\tradius\tcorrect\ttime\n0\t1\t1\t0.5\t1\t1.0\n1\t2\t-1\t0.0\t0\t1.0\n"
+    at.file_uploader(key="acc_uploads").set_value([(name, data, "application/octet-stream"),
+                                                   ("mine", good, "text/plain")])
+    at.run()
+    assert not at.exception
+    assert any(message in e.value for e in at.error)
+    assert at.table[0].value["log"].tolist() == ["mnist · mnist_cnn · σ = 0.25", "mine (mine)"]
+
+
+def test_bad_radii_text_is_a_message_not_a_traceback():
+    at = _run()
+    at.text_input(key="acc_radii").set_value("0, one, 2")
+    at.run()
+    assert not at.exception and "Radii" in at.error[0].value
+
+
+needs_mnist = pytest.mark.skipif(not (data_dir() / "mnist" / "MNIST" / "raw").exists(),
+                                 reason=f"no MNIST under RS_DATA_DIR={data_dir()}")
+
+
+@needs_mnist
+def test_live_certification_on_k_test_images():
+    at = _run()
+    at.multiselect(key="acc_shipped").set_value([])
+    at.selectbox(key="live_model").set_value("mnist · mnist_cnn · σ = 0.50")
+    at.number_input(key="live_k").set_value(4)
+    at.number_input(key="live_n").set_value(200)
+    at.button(key="live_run").click()
+    at.run(timeout=120)
+    assert not at.exception
+    table = at.table[0].value
+    assert table["log"].tolist() == ["mnist · mnist_cnn · σ = 0.50 · here, k = 4, N = 200"]
+    assert table["rows"].tolist() == [4]
+    assert len(at.get("download_button")) == 1
+    # What the download serves is a Cohen-format log that parses back to the same rows.
+    log = at.session_state["live_logs"][0]
+    again = parse_certify_log(format_certify_log(log), "again")
+    assert again.idx.tolist() == [0, 3333, 6666, 9999] and again.correct.tolist() == log.correct.tolist()

@@ -1,0 +1,51 @@
+"""pages/1_Bounds.py with Streamlit's AppTest: values come from rs_core."""
+
+from pathlib import Path
+
+import numpy as np
+from streamlit.testing.v1 import AppTest
+
+from rs_core import cohen_radius, lecuyer_radius, li_radius, max_certifiable_radius
+
+PAGE = str(Path(__file__).resolve().parents[1] / "pages" / "1_Bounds.py")
+
+
+def _run(**values) -> AppTest:
+    at = AppTest.from_file(PAGE, default_timeout=60).run()
+    for key, value in values.items():
+        widget = at.radio(key=key) if key == "bounds_mode" else (
+            at.multiselect(key=key) if key == "bounds_alphas" else at.number_input(key=key))
+        widget.set_value(value)
+    return at.run()
+
+
+def test_bounds_page_reference_values_at_sigma_one():
+    at = _run(bounds_sigma=1.0)
+    assert not at.exception
+    table = at.table[0].value
+    assert table["Cohen"].tolist() == ["0.2533", "1.2816", "2.3263", "3.0902"]
+    assert table["Li"].tolist() == ["0.2022", "1.0319", "1.9080", "2.5757"]
+    assert table["Lecuyer"].tolist() == ["0.0592", "0.3903", "0.5549", "0.5689"]
+    assert len(at.get("plotly_chart")) == 2
+
+
+def test_bounds_page_fixed_pb_and_sigma():
+    at = _run(bounds_sigma=0.5, bounds_mode="fixed pB")
+    at.number_input(key="bounds_pb").set_value(0.05)
+    at.run()
+    assert not at.exception
+    table = at.table[0].value
+    p = np.array([0.6, 0.9])
+    assert table["pA"].tolist()[:2] == ["0.6", "0.9"] and table["pB"].tolist()[0] == "0.05"
+    assert table["Cohen"].tolist()[:2] == [f"{r:.4f}" for r in cohen_radius(p, 0.05, 0.5)]
+    assert table["Li"].tolist()[:2] == [f"{r:.4f}" for r in li_radius(p, 0.05, 0.5)]
+    assert table["Lecuyer"].tolist()[:2] == [f"{r:.4f}" for r in lecuyer_radius(p, 0.05, 0.5)]
+
+
+def test_bounds_page_ceiling_table():
+    at = _run(bounds_sigma=1.0, bounds_alphas=[0.001])
+    ceiling = at.table[1].value
+    assert ceiling["α = 0.001"].tolist() == [f"{max_certifiable_radius(n, 0.001, 1.0):.4f}"
+                                             for n in [100, 1_000, 10_000, 100_000, 1_000_000]]
+    assert ceiling["α = 0.001"].tolist()[:4] == ["1.5005", "2.4633", "3.1986", "3.8115"]
+    assert any("Theorem 2" in m.value for m in at.markdown)
