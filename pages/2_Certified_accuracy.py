@@ -25,9 +25,19 @@ st.markdown("Certified accuracy at radius r is the fraction of test images that 
             "accuracy that holds with probability ≥ 1 − ρ over CERTIFY's sampling (Cohen et al. App. D).")
 
 
+@st.cache_data(show_spinner=False)
+def _index() -> list[dict]:
+    return read_index()
+
+
+@st.cache_data(show_spinner=False)
+def _read_log(path: str, label: str) -> CertifyLog:
+    return read_certify_log(path, label)
+
+
 def shipped_logs() -> dict[str, Path]:
     logs = {}
-    for e in read_index():
+    for e in _index():
         path = CHECKPOINTS_DIR / Path(e["path"]).parent / f"sigma_{e['sigma']:.2f}"
         if path.exists():
             logs[f"{e['dataset']} · {e['arch']} · σ = {e['sigma']:.2f}"] = path
@@ -47,7 +57,7 @@ def _model(path: str):
 
 
 with st.expander("Compute certified accuracy here, on k test images"):
-    entries = {f"{e['dataset']} · {e['arch']} · σ = {e['sigma']:.2f}": e for e in read_index()}
+    entries = {f"{e['dataset']} · {e['arch']} · σ = {e['sigma']:.2f}": e for e in _index()}
     c1, c2, c3 = st.columns(3)
     model_label = c1.selectbox("Model", list(entries), key="live_model")
     k = c2.number_input("k test images (evenly spaced)", min_value=1, max_value=10_000, value=20, key="live_k")
@@ -78,7 +88,7 @@ with st.expander("Compute certified accuracy here, on k test images"):
 
 logs: list[CertifyLog] = list(st.session_state.get("live_logs", []))
 for label in chosen:
-    logs.append(read_certify_log(available[label], label))
+    logs.append(_read_log(str(available[label]), label))
 for upload in uploads or []:
     try:
         text = upload.getvalue().decode("utf-8")
