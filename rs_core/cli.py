@@ -11,6 +11,7 @@ import argparse
 import sys
 from pathlib import Path
 
+from .analyze import CERTIFY_HEADER, PREDICT_HEADER
 from .data import DATASETS
 
 
@@ -114,7 +115,7 @@ def _certify(args) -> int:
     loaded, dataset, total = _setup(args)
     Path(args.outfile).parent.mkdir(parents=True, exist_ok=True)
     with open(args.outfile, "w") as f, _bar(total, not args.no_progress, "certify") as bar:
-        print("idx\tlabel\tpredict\tradius\tcorrect\ttime", file=f, flush=True)
+        print("\t".join(CERTIFY_HEADER), file=f, flush=True)
         rows = certify_examples(loaded.model, _examples(args, dataset), args.sigma, args.N0, args.N, args.alpha,
                                 args.batch, seed=args.seed)
         for idx, label, prediction, radius, correct, seconds in rows:
@@ -133,7 +134,7 @@ def _predict(args) -> int:
     loaded, dataset, total = _setup(args)
     Path(args.outfile).parent.mkdir(parents=True, exist_ok=True)
     with open(args.outfile, "w") as f, _bar(total, not args.no_progress, "predict") as bar:
-        print("idx\tlabel\tpredict\tcorrect\ttime", file=f, flush=True)
+        print("\t".join(PREDICT_HEADER), file=f, flush=True)
         for idx, x, label in _examples(args, dataset):
             before = time.time()
             prediction = predict(loaded.model, x, args.sigma, args.N, args.alpha, args.batch, seed=args.seed + idx)

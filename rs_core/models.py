@@ -35,8 +35,6 @@ class NormalizeLayer(nn.Module):
 class BasicBlock(nn.Module):
     """He et al.'s two-conv residual block; 1×1 conv + BN projection when the shape changes."""
 
-    expansion = 1
-
     def __init__(self, inplanes: int, planes: int, stride: int = 1) -> None:
         super().__init__()
         self.conv1 = nn.Conv2d(inplanes, planes, 3, stride=stride, padding=1, bias=False)
