@@ -2,9 +2,11 @@
 
 import streamlit as st
 
+import widgets
 from rs_core import cohen_radius, lecuyer_radius, li_radius, max_certifiable_radius
 
 st.set_page_config(page_title="RS Lab", layout="wide")  # no page_icon: emoji icons are fetched from a CDN
+widgets.sidebar()
 
 st.title("RS Lab")
 st.markdown(
@@ -23,19 +25,24 @@ probability, *g* truly returns the certified class everywhere within the radius.
 about the base classifier *f* itself, about other inputs, or about perturbations outside the
 ℓ2 ball.
 
-**Status.** The certification engine `rs_core` (sampling, PREDICT and CERTIFY, anytime-valid
-live bounds, radius bounds), its command line and the shipped MNIST / CIFAR-10 models are ready —
-see the README. In the app so far: the pages below and the calculator on this page. The live
-certify page (upload or draw an image and watch the votes) is not built yet.
+**How to use it.** The sidebar holds what every page shares: the model (a shipped checkpoint or
+your own file), σ (defaults to the σ the model was trained with), α, the sample sizes n0 and
+n max, the batch size, the seed and the device. Settings stay as you move between pages.
 """
 )
 
 st.subheader("Pages")
-st.page_link("pages/1_Bounds.py", label="Bounds",
+st.page_link("pages/1_Certify.py", label="Certify",
+             help="Upload, draw or pick an image; watch the votes; get a certificate")
+st.caption("Upload an image, draw a digit, or pick an example or test image; see the noisy copies the classifier "
+           "votes on; watch the votes and the anytime-valid radius grow; stop whenever you like or at a target "
+           "radius; download the certificate. Also PREDICT, and the radius Lecuyer's and Li's bounds give for the "
+           "same counts.")
+st.page_link("pages/2_Bounds.py", label="Bounds",
              help="Cohen vs Lecuyer vs Li radius against pA; CERTIFY's largest radius against n and α")
 st.caption("Radius against pA for the three bounds at your σ, the ceiling that n and α put on any certificate, "
            "and why Cohen's bound cannot be improved from pA and pB alone.")
-st.page_link("pages/2_Certified_accuracy.py", label="Certified accuracy",
+st.page_link("pages/3_Certified_accuracy.py", label="Certified accuracy",
              help="Curves and tables from our models' logs or your own Cohen-format logs")
 st.caption("Certified accuracy against radius for our shipped models or logs you upload (Cohen et al.'s own "
            "logs show their published numbers), with the high-probability lower bound of Cohen et al. App. D.")

@@ -389,6 +389,10 @@ class CertifyStream:
     def seed(self) -> int:
         return self._sampler.seed
 
+    @property
+    def device(self) -> torch.device:
+        return self._sampler.device
+
     def stop(self) -> None:
         """Ask the stream to end; it does so after the batch in flight (thread-safe)."""
         self._stop.set()

@@ -134,6 +134,83 @@ def get_dataset(name: str, split: str = "test", *, download: bool = False,
         raise FileNotFoundError(f"dataset: {name} ({split}) not found under {base}{hint}: {err}") from err
 
 
+def center_digit(image: Image.Image, size: int = 28, box: int = 20) -> Image.Image:
+    """A drawn digit (light on dark) → MNIST's framing: the ink's bounding box scaled to fit
+    ``box``×``box`` (aspect kept), placed on a ``size``×``size`` black square with its centre of
+    mass at the centre (LeCun et al.'s preprocessing of MNIST). An empty drawing stays empty.
+
+    >>> img = Image.new("L", (200, 200)); img.paste(255, (20, 30, 60, 150))
+    >>> out = center_digit(img); out.size, out.getbbox()
+    ((28, 28), (11, 4, 18, 24))
+    """
+    gray = ImageOps.exif_transpose(image).convert("L")
+    bbox = gray.point(lambda v: 255 if v > 20 else 0).getbbox()
+    if bbox is None:
+        return Image.new("L", (size, size))
+    ink = gray.crop(bbox)
+    scale = box / max(ink.size)
+    ink = ink.resize((max(1, round(ink.width * scale)), max(1, round(ink.height * scale))), Image.LANCZOS)
+    arr = np.asarray(ink, dtype=np.float64)
+    total = arr.sum()
+    rows, cols = np.indices(arr.shape)
+    cy, cx = ((rows * arr).sum() / total, (cols * arr).sum() / total) if total > 0 else (arr.shape[0] / 2,
+                                                                                            arr.shape[1] / 2)
+    out = Image.new("L", (size, size))
+    left = int(round(size / 2 - cx))
+    top = int(round(size / 2 - cy))
+    out.paste(ink, (min(max(left, 0), size - ink.width), min(max(top, 0), size - ink.height)))
+    return out
+
+
+def prepare_input(image: Image.Image, input_shape: tuple[int, int, int], *, invert: bool | None = False,
+                  frame_digit: bool = False) -> torch.Tensor:
+    """A user's image → a model input [C, H, W] in [0, 1], for digit models too.
+
+    ``invert``: True flips intensities (dark ink on white → MNIST's light on dark), None does so
+    when the image is mostly light. ``frame_digit`` applies :func:`center_digit` (1-channel models).
+
+    >>> img = Image.new("L", (64, 64), 255); img.paste(0, (28, 8, 36, 56))  # a dark "1" on white
+    >>> x = prepare_input(img, (1, 28, 28), invert=None, frame_digit=True)
+    >>> tuple(x.shape), round(float(x[0, 14, 14]), 2), float(x[0, 0, 0])
+    ((1, 28, 28), 1.0, 0.0)
+    """
+    c, h, w = input_shape
+    img = _normalize_mode(ImageOps.exif_transpose(image), c)
+    if invert is None:
+        invert = float(np.asarray(img.convert("L"), dtype=np.float64).mean()) > 127.5
+    if invert:
+        img = ImageOps.invert(img)
+    if frame_digit:
+        if c != 1:
+            raise ValueError(f"frame_digit: only for 1-channel (digit) models, got input_shape {input_shape}")
+        img = center_digit(img, size=h, box=round(h * 20 / 28))
+    return preprocess_image(img, input_shape)
+
+
+EXAMPLE_IMAGES = {  # scikit-image ships these inside its wheel (no download): name → (function, what it shows)
+    "chelsea": ("chelsea", "a cat"),
+    "horse": ("horse", "a horse silhouette"),
+    "rocket": ("rocket", "a rocket on its launch pad"),
+    "coffee": ("coffee", "a cup of coffee"),
+    "astronaut": ("astronaut", "an astronaut (Eileen Collins)"),
+    "camera": ("camera", "a cameraman (grayscale)"),
+}
+
+
+def example_image(name: str) -> Image.Image:
+    """One of :data:`EXAMPLE_IMAGES`, from scikit-image's bundled data (``ValueError`` if unavailable)."""
+    if name not in EXAMPLE_IMAGES:
+        raise ValueError(f"name: unknown example image {name!r}; choose from {', '.join(EXAMPLE_IMAGES)}")
+    try:
+        import skimage.data
+    except ImportError:
+        raise ValueError("name: example images need scikit-image (pip install scikit-image)") from None
+    arr = np.asarray(getattr(skimage.data, EXAMPLE_IMAGES[name][0])())
+    if arr.dtype == bool:
+        arr = np.where(arr, 0, 255).astype(np.uint8)  # the horse: black on white, like a photo of one
+    return Image.fromarray(arr)
+
+
 # Pillow's decompression-bomb *warning* is an error in this process: set once here rather than
 # per call, because warnings.catch_warnings() is not thread-safe and the app serves sessions in threads.
 warnings.filterwarnings("error", category=Image.DecompressionBombWarning)
@@ -179,6 +256,19 @@ def load_image(data: bytes, *, max_pixels: int = MAX_PIXELS, max_bytes: int = 20
     return img
 
 
+def _normalize_mode(img: Image.Image, channels: int) -> Image.Image:
+    """Any decoded mode → "L" or "RGB": 16-bit rescaled, palette and transparency composited on white."""
+    if img.mode in ("I;16", "I;16B", "I;16L", "I"):
+        arr = np.asarray(img, dtype=np.float64)
+        top = 65535.0 if arr.max() > 255 else 255.0
+        img = Image.fromarray(np.clip(arr / top * 255.0, 0, 255).astype(np.uint8), "L")
+    if img.mode in ("P", "PA", "LA", "RGBA") or "transparency" in img.info:
+        rgba = img.convert("RGBA")
+        white = Image.new("RGBA", rgba.size, (255, 255, 255, 255))
+        img = Image.alpha_composite(white, rgba)
+    return img.convert("L" if channels == 1 else "RGB")
+
+
 def preprocess_image(image: Image.Image, input_shape: tuple[int, int, int]) -> torch.Tensor:
     """A user's image → a model input [C, H, W] in [0, 1].
 
@@ -191,15 +281,6 @@ def preprocess_image(image: Image.Image, input_shape: tuple[int, int, int]) -> t
     c, h, w = input_shape
     if c not in (1, 3):
         raise ValueError(f"input_shape: need 1 or 3 channels, got {input_shape}")
-    img = ImageOps.exif_transpose(image)
-    if img.mode in ("I;16", "I;16B", "I;16L", "I"):
-        arr = np.asarray(img, dtype=np.float64)
-        top = 65535.0 if arr.max() > 255 else 255.0
-        img = Image.fromarray(np.clip(arr / top * 255.0, 0, 255).astype(np.uint8), "L")
-    if img.mode in ("P", "PA", "LA", "RGBA") or "transparency" in img.info:
-        rgba = img.convert("RGBA")
-        white = Image.new("RGBA", rgba.size, (255, 255, 255, 255))
-        img = Image.alpha_composite(white, rgba)
-    img = img.convert("L" if c == 1 else "RGB")
+    img = _normalize_mode(ImageOps.exif_transpose(image), c)
     img = resize(img, [min(h, w)] if h == w else [h, w], antialias=True)
     return to_tensor(center_crop(img, [h, w]))

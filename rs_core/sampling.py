@@ -298,3 +298,18 @@ def sample_counts_many(
     check_images(xs, 4, "xs")
     sampler = NoiseSampler(model, xs, sigma, batch_size, seed=seed, generator=generator, autocast=autocast)
     return sampler.sample(num).cpu().numpy()
+
+
+def noisy_views(x: torch.Tensor, sigma: float, k: int = 6, *, seed: int = 0) -> torch.Tensor:
+    """k draws of x + ε, ε ~ N(0, σ²I), for showing what the base classifier sees: [k, C, H, W] on x's device.
+
+    Display only: CERTIFY draws its own noise. Not clipped (neither is the noise the classifier sees).
+
+    >>> noisy_views(torch.zeros(1, 2, 2), 0.5, k=3).shape
+    torch.Size([3, 1, 2, 2])
+    """
+    sigma = check_sigma(sigma)
+    k = check_count(k, "k")
+    g = torch.Generator(device=x.device).manual_seed(int(seed))
+    eps = torch.randn((k, *x.shape), generator=g, device=x.device, dtype=torch.float32)
+    return x.float().unsqueeze(0) + sigma * eps

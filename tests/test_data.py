@@ -6,10 +6,22 @@ import pytest
 import torch
 from PIL import Image
 
-from rs_core.data import data_dir, dataset_info, get_dataset, load_image, preprocess_image
+from rs_core.checkpoints import CHECKPOINTS_DIR, load_checkpoint
+from rs_core.data import (
+    EXAMPLE_IMAGES,
+    center_digit,
+    data_dir,
+    dataset_info,
+    example_image,
+    get_dataset,
+    load_image,
+    prepare_input,
+    preprocess_image,
+)
 
 HAS_DATA = (data_dir() / "mnist" / "MNIST" / "raw").exists()
 needs_data = pytest.mark.skipif(not HAS_DATA, reason=f"no MNIST under RS_DATA_DIR={data_dir()}")
+needs_mnist_model = pytest.mark.skipif(not (CHECKPOINTS_DIR / "mnist").exists(), reason="no shipped MNIST model")
 
 
 def test_partial_cifar_keeps_original_indices(tmp_path):
@@ -205,3 +217,55 @@ def test_odd_modes_through_upload_path(make, fmt, shape):
     kw = {"transparency": 3} if img.mode == "P" else {}
     x = preprocess_image(load_image(_bytes(img, fmt, **kw)), shape)
     assert x.shape == shape and 0 <= float(x.min()) <= float(x.max()) <= 1
+
+
+# --- digits, inversion, examples -----------------------------------------------------------------
+
+def _drawn_one(size=224, dark_on_light=False) -> Image.Image:
+    """A vertical stroke drawn off-centre on a canvas, as a user would draw a "1"."""
+    img = Image.new("L", (size, size), 255 if dark_on_light else 0)
+    img.paste(0 if dark_on_light else 255, (30, 20, 50, 170))
+    return img
+
+
+def test_center_digit_frames_like_mnist():
+    out = center_digit(_drawn_one())
+    arr = np.asarray(out, dtype=np.float64)
+    rows, cols = np.indices(arr.shape)
+    cy, cx = (rows * arr).sum() / arr.sum(), (cols * arr).sum() / arr.sum()
+    assert out.size == (28, 28) and abs(cy - 14) <= 1 and abs(cx - 14) <= 1  # centre of mass at the centre
+    left, top, right, bottom = out.getbbox()
+    assert bottom - top == 20 and right - left < 20  # the longer side scaled to 20
+    assert center_digit(Image.new("L", (50, 50))).getbbox() is None  # an empty drawing stays empty
+
+
+@pytest.mark.parametrize("invert, expected_corner", [(None, 0.0), (True, 0.0), (False, 1.0)])
+def test_prepare_input_inverts_dark_ink_on_light(invert, expected_corner):
+    x = prepare_input(_drawn_one(dark_on_light=True), (1, 28, 28), invert=invert)
+    assert float(x[0, 0, 0]) == expected_corner
+
+
+def test_prepare_input_refuses_framing_for_colour_models():
+    with pytest.raises(ValueError, match="^frame_digit:"):
+        prepare_input(_drawn_one(), (3, 32, 32), frame_digit=True)
+
+
+@needs_mnist_model
+def test_a_drawn_one_is_read_as_a_one_by_the_shipped_mnist_model():
+    loaded = load_checkpoint(CHECKPOINTS_DIR / "mnist/mnist_cnn/noise_0.25/checkpoint.pth.tar")
+    x = prepare_input(_drawn_one(), loaded.input_shape, frame_digit=True)
+    with torch.inference_mode():
+        assert int(loaded.model(x[None]).argmax()) == 1
+
+
+@pytest.mark.parametrize("name", list(EXAMPLE_IMAGES))
+def test_example_images_ship_with_scikit_image(name):
+    pytest.importorskip("skimage", reason="scikit-image is not installed")
+    img = example_image(name)
+    assert min(img.size) >= 200
+    assert prepare_input(img, (3, 32, 32)).shape == (3, 32, 32)
+
+
+def test_unknown_example_image():
+    with pytest.raises(ValueError, match="^name: unknown example image"):
+        example_image("nope")

@@ -1,4 +1,4 @@
-"""pages/2_Certified_accuracy.py with Streamlit's AppTest."""
+"""pages/3_Certified_accuracy.py with Streamlit's AppTest."""
 
 from pathlib import Path
 
@@ -9,7 +9,7 @@ from rs_core.analyze import format_certify_log, parse_certify_log
 from rs_core.data import data_dir
 
 ROOT = Path(__file__).resolve().parents[1]
-PAGE = str(ROOT / "pages" / "2_Certified_accuracy.py")
+PAGE = str(ROOT / "pages" / "3_Certified_accuracy.py")
 REF = ROOT.parent / "shared" / "reference" / "cohen2019" / "data" / "certify"
 
 
@@ -79,14 +79,16 @@ needs_mnist = pytest.mark.skipif(not (data_dir() / "mnist" / "MNIST" / "raw").ex
 def test_live_certification_on_k_test_images():
     at = _run()
     at.multiselect(key="acc_shipped").set_value([])
-    at.selectbox(key="live_model").set_value("mnist · mnist_cnn · σ = 0.50")
+    model = next(o for o in at.selectbox(key="w.model").options if o.startswith("mnist · mnist_cnn · σ = 0.50"))
+    at.selectbox(key="w.model").set_value(model).run()  # the sidebar's model and settings
+    at.number_input(key="w.n0").set_value(50)
     at.number_input(key="live_k").set_value(4)
     at.number_input(key="live_n").set_value(200)
     at.button(key="live_run").click()
     at.run(timeout=120)
     assert not at.exception
     table = at.table[0].value
-    assert table["log"].tolist() == ["mnist · mnist_cnn · σ = 0.50 · here, k = 4, N = 200"]
+    assert table["log"].tolist() == ["mnist · mnist_cnn · σ = 0.50 at σ = 0.5 · here, k = 4, N = 200"]
     assert table["rows"].tolist() == [4]
     assert len(at.get("download_button")) == 1
     # What the download serves is a Cohen-format log that parses back to the same rows.

@@ -1,5 +1,6 @@
-"""pages/1_Bounds.py with Streamlit's AppTest: values come from rs_core."""
+"""pages/2_Bounds.py with Streamlit's AppTest: values come from rs_core."""
 
+import json
 from pathlib import Path
 
 import numpy as np
@@ -7,20 +8,20 @@ from streamlit.testing.v1 import AppTest
 
 from rs_core import cohen_radius, lecuyer_radius, li_radius, max_certifiable_radius
 
-PAGE = str(Path(__file__).resolve().parents[1] / "pages" / "1_Bounds.py")
+PAGE = str(Path(__file__).resolve().parents[1] / "pages" / "2_Bounds.py")
 
 
 def _run(**values) -> AppTest:
     at = AppTest.from_file(PAGE, default_timeout=60).run()
     for key, value in values.items():
         widget = at.radio(key=key) if key == "bounds_mode" else (
-            at.multiselect(key=key) if key == "bounds_alphas" else at.number_input(key=key))
+            at.multiselect(key=key) if key == "bounds_alphas" else at.number_input(key="w.sigma" if key == "sigma" else key))
         widget.set_value(value)
     return at.run()
 
 
 def test_bounds_page_reference_values_at_sigma_one():
-    at = _run(bounds_sigma=1.0)
+    at = _run(sigma=1.0)
     assert not at.exception
     table = at.table[0].value
     assert table["Cohen"].tolist() == ["0.2533", "1.2816", "2.3263", "3.0902"]
@@ -30,7 +31,7 @@ def test_bounds_page_reference_values_at_sigma_one():
 
 
 def test_bounds_page_fixed_pb_and_sigma():
-    at = _run(bounds_sigma=0.5, bounds_mode="fixed pB")
+    at = _run(sigma=0.5, bounds_mode="fixed pB")
     at.number_input(key="bounds_pb").set_value(0.05)
     at.run()
     assert not at.exception
@@ -43,9 +44,25 @@ def test_bounds_page_fixed_pb_and_sigma():
 
 
 def test_bounds_page_ceiling_table():
-    at = _run(bounds_sigma=1.0, bounds_alphas=[0.001])
+    at = _run(sigma=1.0, bounds_alphas=[0.001])
     ceiling = at.table[1].value
     assert ceiling["α = 0.001"].tolist() == [f"{max_certifiable_radius(n, 0.001, 1.0):.4f}"
                                              for n in [100, 1_000, 10_000, 100_000, 1_000_000]]
     assert ceiling["α = 0.001"].tolist()[:4] == ["1.5005", "2.4633", "3.1986", "3.8115"]
     assert any("Theorem 2" in m.value for m in at.markdown)
+
+
+def test_bounds_page_marks_the_last_certificate():
+    at = AppTest.from_file(PAGE, default_timeout=60)
+    at.session_state["cfg.last_certificate"] = {"p_lower": 0.99, "radius": float(cohen_radius(0.99, 0.01, 0.5)),
+                                                "sigma": 0.5, "n": 10_000, "alpha": 0.001, "class": "7"}
+    at.run()
+    at.number_input(key="w.sigma").set_value(0.5).run()
+    assert not at.exception
+    assert "◆ marks your last certificate: class 7, pA ≥ 0.9900" in at.markdown[0].value
+    fig = json.loads(at.get("plotly_chart")[0].proto.spec)
+    marker = next(t for t in fig["data"] if t["name"].startswith("last certificate"))
+    assert marker["x"] == [0.99] * 3
+    assert marker["y"] == [float(f(0.99, 0.01, 0.5)) for f in (cohen_radius, li_radius, lecuyer_radius)]
+    fig2 = json.loads(at.get("plotly_chart")[1].proto.spec)
+    assert any(t["name"] == "last certificate" and t["x"] == [10_000] for t in fig2["data"])

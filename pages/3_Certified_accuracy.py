@@ -5,6 +5,7 @@ from pathlib import Path
 import numpy as np
 import streamlit as st
 
+import widgets
 from rs_core.analyze import (
     CertifyLog,
     accuracy_lower_bound,
@@ -15,10 +16,11 @@ from rs_core.analyze import (
     read_certify_log,
 )
 from rs_core.certify import certify_examples
-from rs_core.checkpoints import CHECKPOINTS_DIR, load_checkpoint, read_index
+from rs_core.checkpoints import CHECKPOINTS_DIR, read_index
 from rs_core.data import get_dataset
 
 st.set_page_config(page_title="Certified accuracy · RS Lab", layout="wide")
+settings = widgets.sidebar()
 st.title("Certified accuracy")
 st.markdown("Certified accuracy at radius r is the fraction of test images that CERTIFY classifies correctly "
             "with radius ≥ r; abstentions count as wrong. Dotted curves: the lower bound on the *true* certified "
@@ -51,37 +53,34 @@ chosen = st.multiselect("Logs shipped with our checkpoints", list(available),
 uploads = st.file_uploader("Upload certify logs (Cohen et al.'s format: idx label predict radius correct time)",
                            accept_multiple_files=True, key="acc_uploads")
 
-@st.cache_resource(show_spinner=False)
-def _model(path: str):
-    return load_checkpoint(path)
-
-
 with st.expander("Compute certified accuracy here, on k test images"):
-    entries = {f"{e['dataset']} · {e['arch']} · σ = {e['sigma']:.2f}": e for e in _index()}
-    c1, c2, c3 = st.columns(3)
-    model_label = c1.selectbox("Model", list(entries), key="live_model")
-    k = c2.number_input("k test images (evenly spaced)", min_value=1, max_value=10_000, value=20, key="live_k")
-    n = c3.number_input("N (estimation samples)", min_value=10, max_value=1_000_000, value=1000, step=100,
+    st.caption(f"CERTIFY with the sidebar's model ({settings.model_label}), σ = {settings.sigma:g}, "
+               f"n0 = {settings.n0}, α = {settings.alpha:g} and seed; results join the plot and table below, and can "
+               "be downloaded as a Cohen-format log.")
+    c1, c2 = st.columns(2)
+    k = c1.number_input("k test images (evenly spaced)", min_value=1, max_value=10_000, value=20, key="live_k")
+    n = c2.number_input("N (estimation samples)", min_value=10, max_value=1_000_000, value=1000, step=100,
                         key="live_n")
-    if st.button("Certify", key="live_run") and model_label:
-        entry = entries[model_label]
+    if st.button("Certify", key="live_run", disabled=settings.loaded is None):
         try:
-            dataset = get_dataset(entry["dataset"], "test")
+            if settings.dataset is None:
+                raise ValueError("the model does not name its data set; choose one in the sidebar")
+            dataset = get_dataset(settings.dataset, "test")
         except (FileNotFoundError, ValueError) as err:
             st.error(f"{err} — set RS_DATA_DIR to a folder holding the data set.")
         else:
-            loaded = _model(str(CHECKPOINTS_DIR / entry["path"]))
             picks = np.unique(np.linspace(0, len(dataset) - 1, int(k)).astype(int))
             examples = ((dataset.original_index(int(i)), *dataset[int(i)]) for i in picks)
             bar = st.progress(0.0, text="certifying…")
             rows = []
-            for row in certify_examples(loaded.model, examples, entry["sigma"], 100, int(n), 0.001, 1000):
+            for row in certify_examples(settings.loaded.model, examples, settings.sigma, settings.n0, int(n),
+                                        settings.alpha, settings.batch_size, seed=settings.seed):
                 rows.append(row)
                 bar.progress(len(rows) / len(picks), text=f"certified {len(rows)} of {len(picks)}")
+            label = settings.model_label.split(" · noisy")[0]
             st.session_state.setdefault("live_logs", []).append(
-                CertifyLog.from_rows(f"{model_label} · here, k = {len(picks)}, N = {int(n)}", rows))
-    st.caption("CERTIFY with N0 = 100 and α = 0.001 on the chosen model at its training σ; results join the plot "
-               "and table below, and can be downloaded as a Cohen-format log.")
+                CertifyLog.from_rows(f"{label} at σ = {settings.sigma:g} · here, k = {len(picks)}, N = {int(n)}",
+                                     rows))
     for j, live in enumerate(st.session_state.get("live_logs", [])):
         st.download_button(f"Download log: {live.label}", format_certify_log(live), file_name=f"certify_log_{j}.tsv",
                            key=f"live_download_{j}")
@@ -106,7 +105,7 @@ for upload in uploads or []:
 
 col1, col2, col3 = st.columns(3)
 radii_text = col1.text_input("Radii for the table", "0, 0.25, 0.5, 0.75, 1.0, 1.5, 2.0", key="acc_radii")
-alpha = col2.number_input("CERTIFY's α", min_value=1e-9, max_value=0.5, value=0.001, format="%.4g", key="acc_alpha")
+alpha = col2.number_input("CERTIFY's α (of the logs)", min_value=1e-9, max_value=0.5, value=0.001, format="%.4g", key="acc_alpha")
 rho = col3.number_input("ρ (lower bound fails with probability ≤ ρ)", min_value=1e-9, max_value=0.5, value=0.001,
                         format="%.4g", key="acc_rho")
 try:
@@ -120,7 +119,7 @@ except ValueError:
 if not logs:
     st.info("Choose shipped logs or upload one to see curves.")
 elif radii is not None:
-    st.plotly_chart(figure(logs, alpha, rho), use_container_width=True)
+    st.plotly_chart(figure(logs, alpha, rho), width="stretch")
     columns = [f"r = {r:g}" for r in radii]
     acc = {log.label: log.certified_accuracy(radii) for log in logs}
     st.markdown("**Certified accuracy** (rows = logs)")

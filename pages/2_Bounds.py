@@ -4,13 +4,17 @@ import numpy as np
 import plotly.graph_objects as go
 import streamlit as st
 
+import widgets
 from rs_core import cohen_radius, lecuyer_radius, li_radius, max_certifiable_radius
 
 st.set_page_config(page_title="Bounds · RS Lab", layout="wide")
+settings = widgets.sidebar()
+sigma = settings.sigma
+last = widgets.get("last_certificate")
 st.title("Certified radius bounds")
-
-sigma = st.number_input("σ (noise level)", min_value=0.01, max_value=10.0, value=0.25, step=0.05, format="%.3f",
-                        key="bounds_sigma")
+st.markdown(f"At **σ = {sigma:g}** (set in the sidebar)." + (
+    f" ◆ marks your last certificate: class {last['class']}, pA ≥ {last['p_lower']:.4f} from n = {last['n']:,} "
+    f"samples at α = {last['alpha']:g}, σ = {last['sigma']:g}, radius {last['radius']:.4f}." if last else ""))
 
 st.subheader("Radius against pA")
 mode = st.radio("Runner-up probability pB", ["pB = 1 − pA", "fixed pB"], horizontal=True, key="bounds_mode")
@@ -26,9 +30,15 @@ curves = {"Cohen et al. (tight)": cohen_radius(p_a, p_b_arr, sigma),
           "Li et al. (Rényi)": li_radius(p_a, p_b_arr, sigma),
           "Lecuyer et al. (PixelDP)": lecuyer_radius(p_a, p_b_arr, sigma)}
 fig = go.Figure([go.Scatter(x=p_a, y=r, mode="lines", name=name) for name, r in curves.items()])
+if last and mode == "pB = 1 − pA" and last["p_lower"] > 0.5:
+    pl = last["p_lower"]
+    fig.add_trace(go.Scatter(
+        x=[pl] * 3, y=[float(f(pl, 1 - pl, sigma)) for f in (cohen_radius, li_radius, lecuyer_radius)],
+        mode="markers", marker={"symbol": "diamond", "size": 11, "color": "black"},
+        name=f"last certificate (pA ≥ {pl:.4f})"))
 fig.update_layout(xaxis_title="pA", yaxis_title="certified ℓ2 radius", template="plotly_white",
                   legend={"orientation": "h", "y": -0.2})
-st.plotly_chart(fig, use_container_width=True)
+st.plotly_chart(fig, width="stretch")
 
 points = np.array([0.6, 0.9, 0.99, 0.999])
 points_b = 1.0 - points if mode == "pB = 1 − pA" else np.full_like(points, p_b)
@@ -48,9 +58,12 @@ alphas = st.multiselect("α", [0.1, 0.01, 0.001, 0.0001, 1e-6], default=[0.01, 0
 n = np.unique(np.logspace(1, 7, 200).astype(np.int64))
 fig2 = go.Figure([go.Scatter(x=n, y=max_certifiable_radius(n, a, sigma), mode="lines", name=f"α = {a:g}")
                   for a in alphas])
+if last and last["p_lower"] > 0.5 and abs(last["sigma"] - sigma) < 1e-9:
+    fig2.add_trace(go.Scatter(x=[last["n"]], y=[last["radius"]], mode="markers", name="last certificate",
+                              marker={"symbol": "diamond", "size": 11, "color": "black"}))
 fig2.update_layout(xaxis_type="log", xaxis_title="n (estimation samples)", yaxis_title="largest radius",
                    template="plotly_white")
-st.plotly_chart(fig2, use_container_width=True)
+st.plotly_chart(fig2, width="stretch")
 if alphas:
     ns = [100, 1_000, 10_000, 100_000, 1_000_000]
     st.table({"n": [f"{v:,}" for v in ns],

@@ -1,0 +1,256 @@
+"""Certify: one input, live Monte Carlo votes, a certificate you can stop for at any time."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import plotly.graph_objects as go
+import streamlit as st
+import torch
+
+import widgets
+from rs_core import ABSTAIN, CertifyStream, predict_result
+from rs_core.data import EXAMPLE_IMAGES, example_image, get_dataset, load_image, prepare_input
+from rs_core.jobs import CertifyJob, inference_lock
+from rs_core.sampling import noisy_views
+
+st.set_page_config(page_title="Certify · RS Lab", layout="wide")
+s = widgets.sidebar()
+st.title("Certify an input")
+st.caption("Cohen et al.'s CERTIFY: n0 noisy copies pick the class c_A, then up to n max more bound its "
+           "probability pA from below. The bound shown live is anytime-valid, so Stop (or a target radius) "
+           "keeps the 1 − α guarantee.")
+if s.loaded is None:
+    st.info("Choose a model in the sidebar to certify an input.")
+    st.stop()
+
+ss = st.session_state
+C = s.loaded.input_shape[0]
+names = s.class_names
+
+
+@st.cache_resource(show_spinner="Reading the test set…")
+def _test_set(name: str):
+    return get_dataset(name, "test")
+
+
+def _input() -> tuple[torch.Tensor, str, int | None] | None:
+    """The chosen input as [C, H, W] in [0, 1], a description and its true label (None if unknown)."""
+    sources = ["Upload", "Example image", "Test image"]
+    if C == 1:
+        sources.insert(1, "Draw")
+    source = st.radio("Input", sources, horizontal=True, **widgets.persisted("source", sources[0], sources))
+    digit = C == 1 and s.loaded.input_shape[1:] == (28, 28)
+    if source in ("Upload", "Example image") and C == 1:
+        c1, c2 = st.columns(2)
+        invert = c1.radio("Invert", ["auto", "no", "yes"], horizontal=True, key="invert",
+                          help="Digit models expect light ink on a dark background; 'auto' inverts mostly light "
+                               "images")
+        frame = c2.checkbox("Frame like MNIST", value=digit, key="frame",
+                            help="Crop to the ink, scale into 20×20 and center by mass, as MNIST was made")
+        opts = {"invert": {"auto": None, "no": False, "yes": True}[invert], "frame_digit": frame}
+    else:
+        opts = {}
+
+    if source == "Upload":
+        up = st.file_uploader("Image (PNG, JPEG, WebP, BMP, GIF first frame)", key="upload",
+                              type=["png", "jpg", "jpeg", "webp", "bmp", "gif"])
+        if up is None:
+            return None
+        try:
+            img = load_image(up.getvalue())
+            return prepare_input(img, s.loaded.input_shape, **opts), f"upload {up.name}", None
+        except ValueError as err:
+            st.error(f"{up.name}: {err}")
+        except Exception as err:  # a decoder bug must still not reach the page as a traceback
+            st.error(f"{up.name}: could not read this image ({type(err).__name__}: {err})")
+        return None
+    if source == "Draw":
+        from streamlit_drawable_canvas import st_canvas
+
+        st.caption("Draw a digit with the mouse (white on black, like MNIST).")
+        result = st_canvas(stroke_width=16, stroke_color="#ffffff", background_color="#000000", height=224,
+                           width=224, drawing_mode="freedraw", key="canvas", return_image_data=True)
+        data = result.image_data if result is not None else None
+        if data is None or data[..., :3].max() == 0:
+            return None
+        from PIL import Image
+
+        img = Image.fromarray(np.asarray(data, dtype=np.uint8), "RGBA")
+        return prepare_input(img, s.loaded.input_shape, frame_digit=digit), "drawing", None
+    if source == "Example image":
+        choice = st.selectbox("Example (bundled with scikit-image)", list(EXAMPLE_IMAGES),
+                              format_func=lambda k: f"{k}: {EXAMPLE_IMAGES[k][1]}", key="example")
+        try:
+            return prepare_input(example_image(choice), s.loaded.input_shape, **opts), f"example {choice}", None
+        except ValueError as err:
+            st.error(str(err))
+            return None
+    # Test image
+    if s.dataset is None:
+        st.info("The model does not name its data set; choose one in the sidebar to pick test images.")
+        return None
+    try:
+        data = _test_set(s.dataset)
+    except (FileNotFoundError, ValueError) as err:
+        st.info(f"{err}. Set RS_DATA_DIR to a folder holding it to pick test images.")
+        return None
+    i = st.number_input(f"Test image (0 … {len(data) - 1} of {s.dataset})", min_value=0, max_value=len(data) - 1,
+                        **widgets.persisted("test_index", 0))
+    x, label = data[int(i)]
+    st.caption(f"True label: **{names[label] if label < len(names) else label}** "
+               f"(original index {data.original_index(int(i))})")
+    return x, f"{s.dataset} test image {data.original_index(int(i))}", int(label)
+
+
+def _start(x: torch.Tensor, source: str, true_label: int | None, target: float | None, predict_n: int) -> None:
+    old: widgets.Run | None = ss.get("run")
+    if old is not None:
+        old.job.stop()
+    model, device = s.loaded.model, s.device
+    x = x.to(device)
+    with inference_lock(device):  # the stream's constructor probes the model once
+        stream = CertifyStream(model, x, s.sigma, n0=s.n0, n_max=s.n_max, alpha=s.alpha, batch_size=s.batch_size,
+                               seed=s.seed, target_radius=target)
+    # PREDICT's own samples (seed + 1): independent of CERTIFY's, reproducible with it.
+    job = CertifyJob(stream, predict=lambda: predict_result(model, x, s.sigma, n=predict_n, alpha=s.alpha,
+                                                            batch_size=s.batch_size, seed=s.seed + 1))
+    ss["run"] = widgets.Run(job=job.start(), x=x.cpu(), source=source, true_label=true_label, class_names=list(names),
+                    model_label=s.model_label, model_sha256=s.loaded.sha256, model_arch=s.loaded.arch,
+                    predict_n=predict_n)
+
+
+def _live(run: widgets.Run) -> None:
+    """Votes, progress and the running bound from the job's latest snapshot (read-only)."""
+    snap = run.job.snapshot
+    if snap is None:
+        st.progress(0.0, text="drawing the n0 selection samples…")
+        return
+    if snap.phase == "selection" or snap.n == 0:
+        counts, title = snap.counts_selection, f"Selection votes (n0 = {int(snap.counts_selection.sum()):,})"
+    else:
+        counts, title = snap.counts, f"Votes after n = {snap.n:,} of {snap.n_max:,} estimation samples"
+    st.progress(min(1.0, snap.n / snap.n_max), text=f"{snap.n:,} / {snap.n_max:,} estimation samples")
+    m = st.columns(4)
+    m[0].metric("c_A (from the n0 selection samples)", widgets.class_label(run, snap.top_class))
+    m[1].metric("pA ≥ (anytime bound)", f"{snap.p_lower:.4f}")
+    m[2].metric("radius (anytime)", f"{snap.radius:.4f}" if snap.p_lower > 0.5 else "— (abstain so far)")
+    m[3].metric("samples/s", f"{snap.samples_per_s:,.0f}")
+    c1, c2 = st.columns([3, 2])
+    c1.plotly_chart(widgets.vote_figure(counts, run.class_names, top_class=snap.top_class, title=title),
+                    width="stretch", key="votes")
+    hist = run.job.history
+    if hist:
+        fig = go.Figure(go.Scatter(x=[h.n for h in hist], y=[h.radius for h in hist], mode="lines+markers"))
+        if run.job.stream.target_radius:
+            fig.add_hline(y=run.job.stream.target_radius, line_dash="dot", annotation_text="target")
+        fig.update_layout(title="Certified radius so far (anytime-valid)", xaxis_title="n", yaxis_title="radius",
+                          template="plotly_white", height=340, margin={"t": 50, "b": 40, "l": 40, "r": 10})
+        c2.plotly_chart(fig, width="stretch", key="trace")
+
+
+@st.fragment(run_every=0.25)
+def _poll() -> None:
+    run: widgets.Run | None = ss.get("run")
+    if run is None:
+        return
+    if st.button("Stop", key="stop", type="primary", disabled=run.job.done):
+        run.job.stop()
+    _live(run)
+    if run.job.done:
+        st.rerun()  # the whole page: show the certificate, stop polling
+
+
+def _result(run: widgets.Run) -> None:
+    job = run.job
+    if job.error is not None:
+        st.error(f"Certification failed: {type(job.error).__name__}: {job.error}")
+        return
+    cert = job.certificate
+    reason = {"n_max": "all n max samples drawn", "stopped": "stopped by you",
+              "target_certified": "target radius certified", "target_unreachable": "target radius out of reach"}
+    if cert.prediction == ABSTAIN:
+        st.warning(f"**Abstain** — the lower bound on pA is {cert.p_lower:.4f} ≤ 1/2 after n = {cert.n:,} samples, "
+                   "so no class is certified (even at radius 0).")
+    else:
+        truth = ""
+        if run.true_label is not None:
+            truth = " ✓ (the true label)" if cert.prediction == run.true_label else \
+                f" ✗ (true label: {widgets.class_label(run, run.true_label)})"
+        st.success(f"**{widgets.class_label(run, cert.prediction)}**{truth} is certified within ℓ2 radius **{cert.radius:.4f}**, "
+                   f"with probability ≥ {1 - cert.alpha:g} over the sampling.")
+    st.caption(f"Ended: {reason.get(cert.stop_reason, cert.stop_reason)}. The bound is the anytime-valid "
+               "confidence sequence (valid at any stopping time), not Clopper–Pearson at a chosen n.")
+    c1, c2 = st.columns(2)
+    with c1:
+        st.markdown("**CERTIFY** (Cohen et al. Algorithm 2)")
+        st.table({"": ["class", "radius", "pA lower bound", "counts (n)", "counts (n0)", "n0", "n", "α", "σ",
+                       "seed", "model sha256", "device", "time"],
+                  "value": [widgets.class_label(run, cert.prediction), f"{cert.radius:.4f}", f"{cert.p_lower:.5f}",
+                            ", ".join(f"{widgets.class_label(run, i)}: {int(v)}" for i, v in enumerate(cert.counts) if v),
+                            ", ".join(f"{widgets.class_label(run, i)}: {int(v)}" for i, v in enumerate(cert.counts_selection)
+                                      if v),
+                            f"{cert.n0:,}", f"{cert.n:,}", f"{cert.alpha:g}", f"{cert.sigma:g}", str(cert.seed),
+                            run.model_sha256[:16] + "…", cert.device, f"{cert.elapsed_s:.2f} s"]})
+    with c2:
+        st.markdown("**PREDICT** (Cohen et al. Algorithm 1)")
+        pred = job.prediction
+        if pred is None:
+            st.caption("Not run: PREDICT draws its own samples after CERTIFY ends on its own, and you stopped. "
+                       "Run it here (it draws fresh samples):")
+            if st.button("Run PREDICT", key="run_predict"):
+                with inference_lock(s.device):
+                    job.prediction = pred = predict_result(
+                        s.loaded.model, run.x.to(s.device), cert.sigma, n=run.predict_n, alpha=cert.alpha,
+                        batch_size=cert.batch_size, seed=cert.seed + 1)
+        if pred is not None:
+            st.table({"": ["class", "p-value (top two)", "counts", "n", "α", "seed"],
+                      "value": [widgets.class_label(run, pred.prediction), f"{pred.p_value:.3g}",
+                                ", ".join(f"{widgets.class_label(run, i)}: {int(v)}" for i, v in enumerate(pred.counts) if v),
+                                f"{pred.n:,}", f"{pred.alpha:g}", str(pred.seed)]})
+        st.markdown("**The same counts under each bound** (pA lower bound, pB = 1 − pA)")
+        st.table(widgets.radii_table(run.job.certificate))
+    report = widgets.certificate_report(run)
+    st.download_button("Download the certificate (JSON)", json.dumps(report, indent=2), file_name="certificate.json",
+                       mime="application/json", key="download")
+    # Remembered for the Bounds page ("where the last certified input sits").
+    widgets.put("last_certificate", {"p_lower": cert.p_lower, "radius": cert.radius, "sigma": cert.sigma,
+                                     "n": cert.n, "alpha": cert.alpha, "class": widgets.class_label(run, cert.prediction)})
+
+
+left, right = st.columns([2, 3])
+with left:
+    chosen = _input()
+with right:
+    if chosen is not None:
+        x, source, true_label = chosen
+        st.markdown(f"**What the model sees** — {source}, preprocessed to {tuple(x.shape)}")
+        views = noisy_views(x, s.sigma, k=5, seed=s.seed)
+        st.image([widgets.to_display(x)] + [widgets.to_display(v) for v in views],
+                 caption=["input"] + [f"x + ε #{i + 1}" for i in range(len(views))], width=120)
+        st.caption(f"Noisy samples at σ = {s.sigma:g} (shown clipped to [0, 1]; the classifier gets them unclipped).")
+
+with st.expander("Options: target radius, PREDICT"):
+    c1, c2 = st.columns(2)
+    use_target = c1.checkbox("Stop at a target radius", key="use_target",
+                             help="Stop as soon as the radius is certified, or as soon as it is out of reach even "
+                                  "if every remaining sample voted c_A")
+    target = c1.number_input("target radius", min_value=0.001, max_value=100.0, value=0.5, step=0.05,
+                             key="target", disabled=not use_target)
+    predict_n = c2.number_input("PREDICT: n", min_value=10, max_value=10_000_000, value=1000, step=100,
+                                key="predict_n", help="PREDICT runs after CERTIFY ends on its own, with fresh samples")
+
+st.button("Start", key="start", type="primary", disabled=chosen is None,
+          on_click=(lambda: _start(chosen[0], chosen[1], chosen[2], target if use_target else None, int(predict_n)))
+          if chosen is not None else None)
+
+run: widgets.Run | None = ss.get("run")
+if run is not None:
+    st.divider()
+    st.markdown(f"**Run:** {run.source} · {run.model_label} · σ = {run.job.stream.sigma:g}")
+    if run.job.done:
+        _live(run)
+        _result(run)
+    else:
+        _poll()

@@ -1,0 +1,296 @@
+"""pages/1_Certify.py with Streamlit's AppTest: the live path, Stop, the certificate, bad uploads, several sessions."""
+
+from __future__ import annotations
+
+import io
+import json
+import time
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+from PIL import Image
+from streamlit.testing.v1 import AppTest
+
+import widgets
+from test_data import _png_claiming
+from rs_core import CertifyStream, cohen_radius, lecuyer_radius, li_radius
+from rs_core.checkpoints import CHECKPOINTS_DIR, load_checkpoint
+from rs_core.data import data_dir, get_dataset, load_image, prepare_input
+
+ROOT = Path(__file__).resolve().parents[1]
+PAGE = str(ROOT / "pages" / "1_Certify.py")
+MNIST_050 = CHECKPOINTS_DIR / "mnist/mnist_cnn/noise_0.50/checkpoint.pth.tar"
+needs_mnist = pytest.mark.skipif(not (data_dir() / "mnist" / "MNIST" / "raw").exists(),
+                                 reason=f"no MNIST under RS_DATA_DIR={data_dir()}")
+
+
+def _png(img: Image.Image, fmt: str = "PNG", **kw) -> bytes:
+    buf = io.BytesIO()
+    img.save(buf, format=fmt, **kw)
+    return buf.getvalue()
+
+
+def _digit_png() -> bytes:
+    img = Image.new("L", (120, 120), 255)
+    img.paste(0, (55, 15, 68, 105))  # a dark "1" on white paper
+    return _png(img)
+
+
+def _page(model_prefix: str = "mnist · mnist_cnn · σ = 0.50", **settings) -> AppTest:
+    at = AppTest.from_file(PAGE, default_timeout=60).run()
+    model = next(o for o in at.selectbox(key="w.model").options if o.startswith(model_prefix))
+    at.selectbox(key="w.model").set_value(model).run()
+    for key, value in settings.items():
+        at.number_input(key=f"w.{key}").set_value(value)
+    return at.run()
+
+
+def _upload(at: AppTest, name: str, data: bytes) -> AppTest:
+    at.file_uploader(key="upload").set_value([(name, data, "application/octet-stream")])
+    return at.run()
+
+
+def _finish(at: AppTest, timeout: float = 120):
+    run = at.session_state["run"]
+    assert run.job.wait(timeout), "the certification did not end"
+    at.run()
+    assert not at.exception, at.exception
+    return run
+
+
+def _table(at: AppTest, index: int) -> dict[str, str]:
+    t = at.table[index].value
+    return dict(zip(t.iloc[:, 0].tolist() if t.columns[0] == "" else t.index, t["value"].tolist()))
+
+
+def test_upload_a_digit_certify_to_the_end_and_download_the_certificate():
+    at = _page(n_max=4000, batch=1000, seed=5)
+    at = _upload(at, "one.png", _digit_png())
+    assert not at.exception and not at.error
+    assert any("What the model sees" in m.value for m in at.markdown)
+    assert at.button(key="start").disabled is False
+    at.button(key="start").click().run()
+    run = _finish(at)
+    cert = run.job.certificate
+    # The page ran the engine on exactly the preprocessed upload, with the sidebar's settings.
+    loaded = load_checkpoint(MNIST_050)
+    x = prepare_input(load_image(_digit_png()), loaded.input_shape, invert=None, frame_digit=True)
+    ref = CertifyStream(loaded.model, x, 0.5, n0=100, n_max=4000, alpha=0.001, batch_size=1000, seed=5).run()
+    np.testing.assert_array_equal(cert.counts, ref.counts)
+    assert (cert.prediction, cert.radius, cert.stop_reason) == (ref.prediction, ref.radius, "n_max") and ref.prediction == 1
+    assert any(f"within ℓ2 radius **{cert.radius:.4f}**" in s.value for s in at.success)
+    certify_rows = _table(at, 0)
+    assert certify_rows["class"] == "1" and certify_rows["n"] == "4,000" and certify_rows["seed"] == "5"
+    assert certify_rows["model sha256"].startswith(loaded.sha256[:16])
+    predict_rows = _table(at, 1)
+    assert predict_rows["class"] == "1" and predict_rows["n"] == "1,000" and predict_rows["seed"] == "6"
+    radii = at.table[2].value
+    p = cert.p_lower
+    assert radii["radius for these counts"].tolist() == [f"{float(f(p, 1 - p, 0.5)):.4f}"
+                                                         for f in (cohen_radius, li_radius, lecuyer_radius)]
+    # The download serves this report (the browser test downloads it for real).
+    assert len(at.get("download_button")) == 1
+    report = json.loads(json.dumps(widgets.certificate_report(run)))
+    assert report["certificate"]["radius"] == cert.radius and report["certificate"]["counts"] == cert.counts.tolist()
+    assert report["model"]["sha256"] == loaded.sha256 and report["predict"]["prediction"] == 1
+    assert report["radii_other_bounds"]["Cohen et al. (tight)"] == radii["radius for these counts"][0]
+    # The Bounds page will mark this certificate.
+    assert at.session_state["cfg.last_certificate"]["radius"] == cert.radius
+
+
+def test_live_view_then_stop_keeps_a_valid_certificate_and_no_extra_batches():
+    at = _page(n_max=50_000_000, batch=200)
+    at = _upload(at, "one.png", _digit_png())
+    at.button(key="start").click().run()
+    run = at.session_state["run"]
+    deadline = time.time() + 60
+    while (run.job.snapshot is None or run.job.snapshot.n < 2000) and time.time() < deadline:
+        time.sleep(0.05)
+    at.run()  # the live view while sampling runs
+    assert not at.exception and not run.job.done
+    assert len(at.get("plotly_chart")) >= 1 and at.get("progress")
+    metrics = {m.label: m.value for m in at.metric}
+    assert metrics["c_A (from the n0 selection samples)"] == "1"
+    assert float(metrics["pA ≥ (anytime bound)"]) > 0.5 and float(metrics["samples/s"].replace(",", "")) > 0
+    at.button(key="stop").click().run()
+    assert run.job.wait(30)
+    batches_at_stop = run.job.batches
+    time.sleep(0.5)
+    assert run.job.batches == batches_at_stop and not run.job._thread.is_alive()
+    at.run()
+    assert not at.exception
+    cert = run.job.certificate
+    assert cert.stop_reason == "stopped" and 2000 <= cert.n < 50_000_000 and cert.bound == "anytime-beta-mixture"
+    assert cert.prediction == 1 and cert.radius > 0
+    assert any("stopped by you" in c.value for c in at.caption)
+    # PREDICT did not run after Stop; the button runs it on fresh samples.
+    assert run.job.prediction is None
+    at.button(key="run_predict").click().run()
+    assert run.job.prediction is not None and _table(at, 1)["class"] == "1"
+
+
+def test_target_radius_stops_once_certified():
+    at = _page(n_max=10_000_000, batch=500)
+    at = _upload(at, "one.png", _digit_png())
+    at.checkbox(key="use_target").check().run()
+    at.number_input(key="target").set_value(0.5)
+    at.run()
+    at.button(key="start").click().run()
+    cert = _finish(at).job.certificate
+    assert cert.stop_reason == "target_certified" and cert.radius >= 0.5 and cert.n < 10_000_000
+    assert any("target radius certified" in c.value for c in at.caption)
+
+
+@needs_mnist
+def test_test_image_shows_its_true_label():
+    at = _page(n_max=2000, batch=1000)
+    at.radio(key="w.source").set_value("Test image").run()
+    at.number_input(key="w.test_index").set_value(3).run()
+    label = get_dataset("mnist", "test")[3][1]
+    assert any(f"True label: **{label}**" in c.value for c in at.caption)
+    at.button(key="start").click().run()
+    run = _finish(at)
+    assert run.true_label == label and "test image 3" in run.source
+    assert any("(the true label)" in s.value or "true label:" in s.value for s in at.success) or at.warning
+
+
+def test_example_image_on_a_cifar_model():
+    at = _page("cifar10-partial · cifar_cnn · σ = 0.25", n_max=500, batch=250)
+    at.radio(key="w.source").set_value("Example image").run()
+    at.selectbox(key="example").set_value("chelsea").run()
+    assert not at.exception and not at.error
+    at.button(key="start").click().run()
+    run = _finish(at)
+    assert run.x.shape == (3, 32, 32) and run.job.certificate.n == 500
+    assert run.class_names[3] == "cat"
+
+
+def _bad_uploads():
+    data = _png(Image.effect_noise((200, 200), 50).convert("RGB"))
+    return [
+        ("empty.png", b"", "the file is empty"),
+        ("notes.png", b"these are notes, not a picture", "not an image in a supported format"),
+        ("half.png", data[: len(data) // 2], "truncated or corrupt"),
+        ("bomb.png", _png_claiming(30_000, 30_000), "decompression bomb"),  # ~1 kB that would decode to 900 Mpx
+        ("huge.png", _png_claiming(8000, 8000), "8000×8000 pixels is too large"),
+        # A TIFF named .png: only the allow-listed decoders run.
+        ("tiff_named.png", _png(Image.new("RGB", (8, 8)), "TIFF"), "not an image in a supported format"),
+    ]
+
+
+@pytest.mark.parametrize("name, data, message", _bad_uploads(), ids=[b[0] for b in _bad_uploads()])
+def test_bad_uploads_show_a_message_not_a_traceback(name, data, message):
+    at = _upload(_page(), name, data)
+    assert not at.exception
+    errors = [e.value for e in at.error]
+    assert any(message in e and name in e for e in errors), errors
+    assert at.button(key="start").disabled
+
+
+@pytest.mark.parametrize("make, fmt, kw", [
+    (lambda: Image.fromarray(np.full((40, 40), 40000, dtype=np.uint16)), "PNG", {}),        # 16-bit
+    (lambda: Image.new("CMYK", (40, 40), (0, 255, 255, 0)), "JPEG", {}),
+    (lambda: Image.new("P", (40, 40), 3), "PNG", {"transparency": 3}),                       # palette + transparency
+    (lambda: Image.new("RGBA", (40, 40), (255, 0, 0, 128)), "PNG", {}),
+    (lambda: Image.new("RGB", (40, 40), (0, 0, 255)), "GIF", {}),
+])
+@pytest.mark.parametrize("model", ["mnist · mnist_cnn · σ = 0.25", "cifar10-partial · cifar_cnn · σ = 0.25"])
+def test_odd_image_modes_are_converted(make, fmt, kw, model):
+    at = _upload(_page(model), f"odd.{fmt.lower()}", _png(make(), fmt, **kw))
+    assert not at.exception and not at.error
+    assert at.button(key="start").disabled is False
+    assert len(at.get("image")) == 1  # the input and its noisy copies
+
+
+def test_exif_rotation_is_applied_before_the_model_sees_it():
+    img = Image.new("L", (60, 30), 0)
+    img.paste(255, (0, 0, 30, 30))  # left half white
+    exif = Image.Exif()
+    exif[0x0112] = 6  # rotate 90° clockwise to display: the white half ends on top
+    at = _page(n_max=200, batch=200)
+    at.radio(key="invert").set_value("no")
+    at.checkbox(key="frame").uncheck()
+    at = _upload(at, "rotated.jpg", _png(img, "JPEG", exif=exif))
+    assert not at.exception and not at.error
+    at.button(key="start").click().run()
+    x = _finish(at).x[0]
+    assert float(x[:10].mean()) > 0.8 and float(x[-10:].mean()) < 0.2
+
+
+def test_sigma_other_than_training_warns_and_is_used():
+    at = _page(sigma=1.0, n_max=500, batch=500)
+    assert any("App. H.3" in w.value for w in at.sidebar.warning)
+    at = _upload(at, "one.png", _digit_png())
+    at.button(key="start").click().run()
+    assert _finish(at).job.certificate.sigma == 1.0
+
+
+def test_choosing_another_model_resets_sigma_to_its_training_sigma():
+    at = _page(sigma=0.8)
+    model = next(o for o in at.selectbox(key="w.model").options if o.startswith("mnist · mnist_cnn · σ = 1.00"))
+    at.selectbox(key="w.model").set_value(model).run()
+    assert at.number_input(key="w.sigma").value == 1.0 and not at.sidebar.warning
+
+
+def test_a_local_checkpoint_file_is_loaded_safely(tmp_path):
+    at = _page()
+    at.selectbox(key="w.model").set_value(widgets.LOCAL).run()
+    assert any("Upload a checkpoint" in e.value for e in at.sidebar.error)
+    at.sidebar.file_uploader(key="w.ckpt_upload").set_value([("mine.pth.tar", MNIST_050.read_bytes(),
+                                                               "application/octet-stream")])
+    at.run()
+    assert not at.exception and not at.sidebar.error
+    assert at.number_input(key="w.sigma").value == 0.5  # from the file's metadata
+    assert any(load_checkpoint(MNIST_050).sha256[:12] in c.value for c in at.sidebar.caption)
+    at = _upload(at, "one.png", _digit_png())
+    at.number_input(key="w.n_max").set_value(500)
+    at.run()
+    at.button(key="start").click().run()
+    assert _finish(at).job.certificate.prediction == 1
+
+
+class _Payload:
+    def __reduce__(self):
+        return (exec, ("open('/tmp/rslab-pwned', 'w').write('x')",))
+
+
+@pytest.mark.parametrize("kind", ["pickle payload", "not a checkpoint"])
+def test_a_malicious_or_garbage_checkpoint_is_refused(kind):
+    Path("/tmp/rslab-pwned").unlink(missing_ok=True)
+    if kind == "pickle payload":
+        buf = io.BytesIO()
+        torch.save({"arch": "mnist_cnn", "state_dict": {}, "evil": _Payload()}, buf)
+        data = buf.getvalue()
+    else:
+        data = b"PK\x03\x04 this is not a torch file"
+    at = _page()
+    at.selectbox(key="w.model").set_value(widgets.LOCAL).run()
+    at.sidebar.file_uploader(key="w.ckpt_upload").set_value([("evil.pth", data, "application/octet-stream")])
+    at.run()
+    assert not at.exception
+    assert any("evil.pth" in e.value and "checkpoint:" in e.value for e in at.sidebar.error)
+    assert not Path("/tmp/rslab-pwned").exists()
+    assert any("Choose a model" in i.value for i in at.info)
+
+
+def test_several_sessions_certify_at_once_each_get_their_own_result():
+    """Three sessions (AppTest instances: one process, the cached model and the device lock shared) certify at
+    once; each result equals a solo run with its seed. (AppTest itself is not thread-safe, so the Start clicks
+    are sequential; the certifications then run concurrently in their job threads.)"""
+    seeds, pages = [11, 12, 13], []
+    for seed in seeds:
+        pages.append(_upload(_page(n_max=30_000, batch=500, seed=seed), "one.png", _digit_png()))
+    for at in pages:
+        at.button(key="start").click().run()
+    jobs = [at.session_state["run"].job for at in pages]
+    assert all(j.running for j in jobs), "the sessions should be sampling at the same time"
+    loaded = load_checkpoint(MNIST_050)
+    x = prepare_input(load_image(_digit_png()), loaded.input_shape, invert=None, frame_digit=True)
+    for seed, at in zip(seeds, pages):
+        cert = _finish(at).job.certificate
+        ref = CertifyStream(loaded.model, x, 0.5, n0=100, n_max=30_000, batch_size=500, seed=seed).run()
+        np.testing.assert_array_equal(cert.counts, ref.counts)
+        np.testing.assert_array_equal(cert.counts_selection, ref.counts_selection)
+        assert cert.seed == seed and cert.radius == ref.radius

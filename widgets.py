@@ -1,0 +1,262 @@
+"""Widgets shared by the RS Lab pages: the sidebar every page calls, cached models, figures.
+
+Every page calls :func:`sidebar` first, so each page file also runs on its own
+(``AppTest.from_file("pages/…")``). Settings persist across pages: widgets are
+seeded from plain session-state keys (``cfg.*``) that Streamlit does not clean
+up when a page without the widget runs, and write back through ``on_change``.
+All computation is in ``rs_core``; this module only lays things out.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import math
+import tempfile
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import plotly.graph_objects as go
+import streamlit as st
+import torch
+
+from rs_core import ABSTAIN, Certificate, cohen_radius, lecuyer_radius, li_radius
+from rs_core.checkpoints import CHECKPOINTS_DIR, LoadedModel, load_checkpoint, read_index
+from rs_core.data import DATASETS, dataset_info
+from rs_core.jobs import CertifyJob
+from rs_core.models import ARCHITECTURES
+
+LOCAL = "Your checkpoint file…"
+CFG = "cfg."
+
+
+@dataclass
+class Settings:
+    """What the sidebar chose; ``loaded`` is None when no model could be loaded (``error`` says why)."""
+
+    model_label: str
+    loaded: LoadedModel | None
+    dataset: str | None
+    train_sigma: float | None
+    sigma: float
+    alpha: float
+    n0: int
+    n_max: int
+    batch_size: int
+    seed: int
+    device: str
+    error: str | None = None
+
+    @property
+    def class_names(self) -> list[str]:
+        if self.loaded is None:
+            return []
+        names = self.loaded.meta.get("class_names")
+        if not names and self.dataset:
+            names = dataset_info(self.dataset).class_names
+        return list(names) if names and len(names) == self.loaded.num_classes else self.loaded.class_names
+
+
+def _save(name: str) -> None:
+    st.session_state[CFG + name] = st.session_state["w." + name]
+
+
+def persisted(name: str, default: Any, options: list | None = None) -> dict[str, Any]:
+    """Keyword arguments that make a widget keep its value across pages (see the module docstring)."""
+    ss = st.session_state
+    if CFG + name not in ss or (options is not None and ss[CFG + name] not in options):
+        ss[CFG + name] = default
+    ss["w." + name] = ss[CFG + name]
+    return {"key": "w." + name, "on_change": _save, "args": (name,)}
+
+
+def get(name: str, default: Any = None) -> Any:
+    return st.session_state.get(CFG + name, default)
+
+
+def put(name: str, value: Any) -> None:
+    st.session_state[CFG + name] = value
+
+
+@st.cache_data(show_spinner=False)
+def shipped_models() -> dict[str, dict]:
+    """Index entries of the shipped checkpoints, by a label that names dataset, arch, σ and accuracy."""
+    out = {}
+    for e in read_index():
+        acc = e.get("accuracy") or {}
+        noisy = acc.get("test_noisy")
+        label = f"{e['dataset']} · {e['arch']} · σ = {e['sigma']:.2f}"
+        if noisy is not None:
+            label += f" · noisy acc. {noisy:.2f}"
+        out[label] = e
+    return out
+
+
+@st.cache_resource(show_spinner="Loading the model…", max_entries=8)
+def load_model(path: str, device: str, arch: str | None = None, dataset: str | None = None) -> LoadedModel:
+    """One model per (file, device), shared by all sessions (inference only; never trained here)."""
+    return load_checkpoint(path, device, arch=arch, dataset=dataset)
+
+
+def _stash_upload(data: bytes) -> str:
+    """Write an uploaded checkpoint to a temp file named by its hash (load_checkpoint reads files)."""
+    digest = hashlib.sha256(data).hexdigest()
+    path = Path(tempfile.gettempdir()) / f"rslab-upload-{digest}.pth"
+    if not path.exists():
+        path.write_bytes(data)
+    return str(path)
+
+
+def available_devices() -> list[str]:
+    return (["cuda"] if torch.cuda.is_available() else []) + ["cpu"]
+
+
+def sidebar() -> Settings:
+    """The shared sidebar: model, σ and sampling settings. Call it first on every page."""
+    sb = st.sidebar
+    sb.header("Settings")
+    models = shipped_models()
+    options = list(models) + [LOCAL]
+    default = next((k for k in models if k.startswith("mnist · mnist_cnn · σ = 0.50")), options[0])
+    label = sb.selectbox("Model", options, help="Shipped checkpoints (see checkpoints/README.md for their cards) "
+                         "or a checkpoint file of your own", **persisted("model", default, options))
+    devices = available_devices()
+    device = sb.selectbox("Device", devices, **persisted("device", devices[0], devices))
+
+    loaded, error, dataset, train_sigma = None, None, None, None
+    if label == LOCAL:
+        dataset_opts = ["from the file"] + list(DATASETS)
+        arch_opts = ["from the file"] + list(ARCHITECTURES)
+        upload = sb.file_uploader("Checkpoint (.pth, .pth.tar, .pt)", type=["pth", "tar", "pt"], key="w.ckpt_upload",
+                                  help="Loaded with torch.load(weights_only=True): a state dict, never arbitrary "
+                                       "pickled objects")
+        if upload is not None:
+            put("ckpt_path", _stash_upload(upload.getvalue()))
+            put("ckpt_name", upload.name)
+        ds = sb.selectbox("Data set (class names, input size)", dataset_opts,
+                          **persisted("ckpt_dataset", "from the file", dataset_opts))
+        arch = sb.selectbox("Architecture (for a bare state dict)", arch_opts,
+                            **persisted("ckpt_arch", "from the file", arch_opts))
+        path = get("ckpt_path")
+        if path is None:
+            error = "Upload a checkpoint file, or pick a shipped model."
+        else:
+            try:
+                loaded = load_model(path, device, None if arch == "from the file" else arch,
+                                    None if ds == "from the file" else ds)
+            except (ValueError, OSError, RuntimeError) as err:
+                error = f"{get('ckpt_name')}: {err}"
+            else:
+                dataset = loaded.meta.get("dataset") if ds == "from the file" else ds
+                train_sigma = loaded.sigma
+    else:
+        entry = models[label]
+        dataset, train_sigma = entry["dataset"], float(entry["sigma"])
+        try:
+            loaded = load_model(str(CHECKPOINTS_DIR / entry["path"]), device)
+        except (ValueError, OSError, RuntimeError) as err:
+            error = f"{label}: {err}"
+    if dataset not in DATASETS:
+        dataset = None
+    if error:
+        sb.error(error)
+    elif loaded is not None:
+        card = f"`{loaded.arch}` · {loaded.num_classes} classes · input {tuple(loaded.input_shape)}"
+        if train_sigma is not None:
+            card += f" · trained at σ = {train_sigma:g}"
+        sb.caption(card + f" · sha256 `{loaded.sha256[:12]}…`")
+
+    # σ follows the model: choosing another model resets it to that model's training σ.
+    model_key = (label, get("ckpt_path") if label == LOCAL else None)
+    if get("sigma_for") != model_key:
+        put("sigma_for", model_key)
+        put("sigma", float(train_sigma) if train_sigma else 0.25)
+    sigma = sb.number_input("σ (noise level)", min_value=0.01, max_value=10.0, step=0.05, format="%.3f",
+                            **persisted("sigma", float(train_sigma) if train_sigma else 0.25))
+    if train_sigma is not None and not math.isclose(sigma, train_sigma, rel_tol=1e-6):
+        sb.warning(f"The model was trained with σ = {train_sigma:g}. Certifying at σ = {sigma:g} is sound but "
+                   "pessimistic: a model certifies best at the σ it was trained for (Cohen et al. App. H.3).")
+    elif train_sigma is None and loaded is not None:
+        sb.info("The file does not say which σ the model was trained with.")
+    alpha = sb.number_input("α (certificate fails with probability ≤ α)", min_value=1e-9, max_value=0.5,
+                            format="%.4g", **persisted("alpha", 0.001))
+    c1, c2 = sb.columns(2)
+    n0 = c1.number_input("n0 (selection)", min_value=1, max_value=1_000_000, step=10, **persisted("n0", 100))
+    n_max = c2.number_input("n max (estimation)", min_value=10, max_value=100_000_000, step=10_000,
+                            **persisted("n_max", 100_000))
+    batch = c1.number_input("Batch size", min_value=1, max_value=100_000, step=100, **persisted("batch", 500))
+    seed = c2.number_input("Seed", min_value=0, max_value=2**53 - 1, step=1, **persisted("seed", 0),
+                           help="The same seed, input and settings reproduce a certificate exactly")
+    return Settings(model_label=label, loaded=loaded, dataset=dataset, train_sigma=train_sigma, sigma=float(sigma),
+                    alpha=float(alpha), n0=int(n0), n_max=int(n_max), batch_size=int(batch), seed=int(seed),
+                    device=device, error=error)
+
+
+def to_display(x: torch.Tensor, size: int = 140) -> np.ndarray:
+    """[C, H, W] tensor (any range) → uint8 H×W(×3) image, clipped to [0, 1], upscaled by pixel repetition."""
+    arr = x.detach().float().clamp(0, 1).mul(255).round().byte().cpu().numpy()
+    arr = arr[0] if arr.shape[0] == 1 else arr.transpose(1, 2, 0)
+    k = max(1, size // max(arr.shape[:2]))
+    return np.repeat(np.repeat(arr, k, axis=0), k, axis=1)
+
+
+def vote_figure(counts: np.ndarray, class_names: list[str], *, top_class: int | None, title: str,
+                max_bars: int = 20) -> go.Figure:
+    """Bar chart of votes per class; c_A highlighted. Large label sets show their top ``max_bars``."""
+    counts = np.asarray(counts)
+    order = np.arange(len(counts)) if len(counts) <= max_bars else np.argsort(-counts, kind="stable")[:max_bars]
+    names = [class_names[i] if i < len(class_names) else str(i) for i in order]
+    colors = ["#d62728" if top_class is not None and i == top_class else "#1f77b4" for i in order]
+    fig = go.Figure(go.Bar(x=names, y=counts[order], marker_color=colors, text=counts[order], textposition="outside",
+                           cliponaxis=False))
+    fig.update_layout(title=title, xaxis_title="class", yaxis_title="votes", template="plotly_white",
+                      margin={"t": 50, "b": 40, "l": 40, "r": 10}, height=340, xaxis={"type": "category"})
+    return fig
+
+
+@dataclass
+class Run:
+    """One certification in this session: the job and what it was started with."""
+
+    job: CertifyJob
+    x: torch.Tensor
+    source: str
+    true_label: int | None
+    class_names: list[str]
+    model_label: str
+    model_sha256: str
+    model_arch: str
+    predict_n: int
+    started: float = field(default_factory=time.time)
+
+
+def class_label(run: Run, c: int) -> str:
+    return "abstain" if c == ABSTAIN else (run.class_names[c] if c < len(run.class_names) else str(c))
+
+
+def radii_table(cert: Certificate) -> dict[str, list[str]]:
+    """The radius each bound gives for a certificate's counts: its pA lower bound, pB = 1 − pA."""
+    p = cert.p_lower
+    rows = {"Cohen et al. (tight)": cohen_radius(p, 1 - p, cert.sigma),
+            "Li et al. (Rényi)": li_radius(p, 1 - p, cert.sigma),
+            "Lecuyer et al. (PixelDP)": lecuyer_radius(p, 1 - p, cert.sigma)}
+    ok = cert.prediction != ABSTAIN
+    return {"bound": list(rows), "radius for these counts": [f"{float(r):.4f}" if ok else "— (abstain)"
+                                                             for r in rows.values()]}
+
+
+def certificate_report(run: Run) -> dict[str, Any]:
+    """Everything needed to check or reproduce a certificate: what the download button serves."""
+    cert, pred = run.job.certificate, run.job.prediction
+    return {
+        "certificate": {**cert.to_dict(), "class_name": class_label(run, cert.prediction)},
+        "predict": None if pred is None else {**pred.to_dict(), "class_name": class_label(run, pred.prediction)},
+        "radii_other_bounds": dict(zip(*radii_table(cert).values())),
+        "model": {"label": run.model_label, "arch": run.model_arch, "sha256": run.model_sha256},
+        "input": {"source": run.source, "true_label": run.true_label, "shape": list(run.x.shape),
+                  "sha256_float32": hashlib.sha256(run.x.float().numpy().tobytes()).hexdigest()},
+        "guarantee": f"with probability ≥ 1 − {cert.alpha:g} over the sampling, the smoothed classifier returns "
+                     "the certified class for every ℓ2 perturbation of norm below the radius",
+    }
