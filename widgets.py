@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import hashlib
 import math
+import sys
 import tempfile
 import time
 from dataclasses import dataclass, field
@@ -18,7 +19,6 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-import plotly.graph_objects as go
 import streamlit as st
 import torch
 
@@ -27,6 +27,12 @@ from rs_core.checkpoints import CHECKPOINTS_DIR, LoadedModel, load_checkpoint, r
 from rs_core.data import DATASETS, dataset_info
 from rs_core.jobs import CertifyJob
 from rs_core.models import ARCHITECTURES
+
+# Sampling runs in worker threads of this process while pages render in others. With the default 5 ms
+# switch interval a page rerun (Plotly figures are slow to build) starves a worker at each GIL hand-off;
+# 1 ms keeps the workers nearer their solo speed (benchmarks/bench_live.py; see also postScriptGC in
+# .streamlit/config.toml).
+sys.setswitchinterval(0.001)
 
 LOCAL = "Your checkpoint file…"
 CFG = "cfg."
@@ -186,7 +192,7 @@ def sidebar() -> Settings:
     n0 = c1.number_input("n0 (selection)", min_value=1, max_value=1_000_000, step=10, **persisted("n0", 100))
     n_max = c2.number_input("n max (estimation)", min_value=10, max_value=100_000_000, step=10_000,
                             **persisted("n_max", 100_000))
-    batch = c1.number_input("Batch size", min_value=1, max_value=100_000, step=100, **persisted("batch", 500))
+    batch = c1.number_input("Batch size", min_value=1, max_value=100_000, step=100, **persisted("batch", 1000))
     seed = c2.number_input("Seed", min_value=0, max_value=2**53 - 1, step=1, **persisted("seed", 0),
                            help="The same seed, input and settings reproduce a certificate exactly")
     return Settings(model_label=label, loaded=loaded, dataset=dataset, train_sigma=train_sigma, sigma=float(sigma),
@@ -203,17 +209,22 @@ def to_display(x: torch.Tensor, size: int = 140) -> np.ndarray:
 
 
 def vote_figure(counts: np.ndarray, class_names: list[str], *, top_class: int | None, title: str,
-                max_bars: int = 20) -> go.Figure:
-    """Bar chart of votes per class; c_A highlighted. Large label sets show their top ``max_bars``."""
+                max_bars: int = 20) -> dict[str, Any]:
+    """Bar chart of votes per class (c_A in red) as a Plotly figure dict; large label sets show their top
+    ``max_bars``. A dict, not a ``go.Figure``: it is redrawn twice a second while sampling runs, and building
+    a validated Figure costs ~25 ms of the GIL that the sampling thread needs."""
     counts = np.asarray(counts)
     order = np.arange(len(counts)) if len(counts) <= max_bars else np.argsort(-counts, kind="stable")[:max_bars]
     names = [class_names[i] if i < len(class_names) else str(i) for i in order]
     colors = ["#d62728" if top_class is not None and i == top_class else "#1f77b4" for i in order]
-    fig = go.Figure(go.Bar(x=names, y=counts[order], marker_color=colors, text=counts[order], textposition="outside",
-                           cliponaxis=False))
-    fig.update_layout(title=title, xaxis_title="class", yaxis_title="votes", template="plotly_white",
-                      margin={"t": 50, "b": 40, "l": 40, "r": 10}, height=340, xaxis={"type": "category"})
-    return fig
+    values = [int(v) for v in counts[order]]
+    return {
+        "data": [{"type": "bar", "x": names, "y": values, "marker": {"color": colors}, "text": values,
+                  "textposition": "outside", "cliponaxis": False}],
+        "layout": {"title": {"text": title}, "xaxis": {"title": {"text": "class"}, "type": "category"},
+                   "yaxis": {"title": {"text": "votes"}}, "template": "plotly_white", "height": 340,
+                   "margin": {"t": 50, "b": 40, "l": 40, "r": 10}},
+    }
 
 
 @dataclass
@@ -221,6 +232,7 @@ class Run:
     """One certification in this session: the job and what it was started with."""
 
     job: CertifyJob
+    model: torch.nn.Module
     x: torch.Tensor
     source: str
     true_label: int | None

@@ -116,9 +116,10 @@ def _start(x: torch.Tensor, source: str, true_label: int | None, target: float |
     # PREDICT's own samples (seed + 1): independent of CERTIFY's, reproducible with it.
     job = CertifyJob(stream, predict=lambda: predict_result(model, x, s.sigma, n=predict_n, alpha=s.alpha,
                                                             batch_size=s.batch_size, seed=s.seed + 1))
-    ss["run"] = widgets.Run(job=job.start(), x=x.cpu(), source=source, true_label=true_label, class_names=list(names),
-                    model_label=s.model_label, model_sha256=s.loaded.sha256, model_arch=s.loaded.arch,
-                    predict_n=predict_n)
+    job.start().wait_for_votes(timeout=0.5)  # so the first frame after Start already shows votes
+    ss["run"] = widgets.Run(job=job, model=model, x=x.cpu(), source=source, true_label=true_label,
+                            class_names=list(names), model_label=s.model_label, model_sha256=s.loaded.sha256,
+                            model_arch=s.loaded.arch, predict_n=predict_n)
 
 
 def _live(run: widgets.Run) -> None:
@@ -137,20 +138,25 @@ def _live(run: widgets.Run) -> None:
     m[1].metric("pA ≥ (anytime bound)", f"{snap.p_lower:.4f}")
     m[2].metric("radius (anytime)", f"{snap.radius:.4f}" if snap.p_lower > 0.5 else "— (abstain so far)")
     m[3].metric("samples/s", f"{snap.samples_per_s:,.0f}")
-    c1, c2 = st.columns([3, 2])
-    c1.plotly_chart(widgets.vote_figure(counts, run.class_names, top_class=snap.top_class, title=title),
+    st.plotly_chart(widgets.vote_figure(counts, run.class_names, top_class=snap.top_class, title=title),
                     width="stretch", key="votes")
+
+
+def _trace(run: widgets.Run) -> None:
+    """How the anytime-valid radius grew with n (drawn once the run has ended: cheap live updates)."""
     hist = run.job.history
-    if hist:
-        fig = go.Figure(go.Scatter(x=[h.n for h in hist], y=[h.radius for h in hist], mode="lines+markers"))
-        if run.job.stream.target_radius:
-            fig.add_hline(y=run.job.stream.target_radius, line_dash="dot", annotation_text="target")
-        fig.update_layout(title="Certified radius so far (anytime-valid)", xaxis_title="n", yaxis_title="radius",
-                          template="plotly_white", height=340, margin={"t": 50, "b": 40, "l": 40, "r": 10})
-        c2.plotly_chart(fig, width="stretch", key="trace")
+    if not hist:
+        return
+    fig = go.Figure(go.Scatter(x=[h.n for h in hist], y=[h.radius for h in hist], mode="lines"))
+    if run.job.stream.target_radius:
+        fig.add_hline(y=run.job.stream.target_radius, line_dash="dot", annotation_text="target")
+    fig.update_layout(title="Certified radius against n (anytime-valid: any point was a valid place to stop)",
+                      xaxis_title="n", yaxis_title="radius", template="plotly_white", height=300,
+                      margin={"t": 50, "b": 40, "l": 40, "r": 10})
+    st.plotly_chart(fig, width="stretch", key="trace")
 
 
-@st.fragment(run_every=0.25)
+@st.fragment(run_every=0.5)
 def _poll() -> None:
     run: widgets.Run | None = ss.get("run")
     if run is None:
@@ -162,11 +168,12 @@ def _poll() -> None:
         st.rerun()  # the whole page: show the certificate, stop polling
 
 
-def _result(run: widgets.Run) -> None:
+def _headline(run: widgets.Run) -> bool:
+    """The certificate in one sentence; False when the run failed."""
     job = run.job
     if job.error is not None:
         st.error(f"Certification failed: {type(job.error).__name__}: {job.error}")
-        return
+        return False
     cert = job.certificate
     reason = {"n_max": "all n max samples drawn", "stopped": "stopped by you",
               "target_certified": "target radius certified", "target_unreachable": "target radius out of reach"}
@@ -178,19 +185,28 @@ def _result(run: widgets.Run) -> None:
         if run.true_label is not None:
             truth = " ✓ (the true label)" if cert.prediction == run.true_label else \
                 f" ✗ (true label: {widgets.class_label(run, run.true_label)})"
-        st.success(f"**{widgets.class_label(run, cert.prediction)}**{truth} is certified within ℓ2 radius **{cert.radius:.4f}**, "
-                   f"with probability ≥ {1 - cert.alpha:g} over the sampling.")
+        st.success(f"**{widgets.class_label(run, cert.prediction)}**{truth} is certified within ℓ2 radius "
+                   f"**{cert.radius:.4f}**, with probability ≥ {1 - cert.alpha:g} over the sampling.")
     st.caption(f"Ended: {reason.get(cert.stop_reason, cert.stop_reason)}. The bound is the anytime-valid "
                "confidence sequence (valid at any stopping time), not Clopper–Pearson at a chosen n.")
+    return True
+
+
+def _details(run: widgets.Run) -> None:
+    job, cert = run.job, run.job.certificate
+
+    def lab(c: int) -> str:
+        return widgets.class_label(run, c)
+
+    def votes(counts: np.ndarray) -> str:
+        return ", ".join(f"{lab(i)}: {int(v)}" for i, v in enumerate(counts) if v)
     c1, c2 = st.columns(2)
     with c1:
         st.markdown("**CERTIFY** (Cohen et al. Algorithm 2)")
         st.table({"": ["class", "radius", "pA lower bound", "counts (n)", "counts (n0)", "n0", "n", "α", "σ",
                        "seed", "model sha256", "device", "time"],
-                  "value": [widgets.class_label(run, cert.prediction), f"{cert.radius:.4f}", f"{cert.p_lower:.5f}",
-                            ", ".join(f"{widgets.class_label(run, i)}: {int(v)}" for i, v in enumerate(cert.counts) if v),
-                            ", ".join(f"{widgets.class_label(run, i)}: {int(v)}" for i, v in enumerate(cert.counts_selection)
-                                      if v),
+                  "value": [lab(cert.prediction), f"{cert.radius:.4f}", f"{cert.p_lower:.5f}", votes(cert.counts),
+                            votes(cert.counts_selection),
                             f"{cert.n0:,}", f"{cert.n:,}", f"{cert.alpha:g}", f"{cert.sigma:g}", str(cert.seed),
                             run.model_sha256[:16] + "…", cert.device, f"{cert.elapsed_s:.2f} s"]})
     with c2:
@@ -200,14 +216,14 @@ def _result(run: widgets.Run) -> None:
             st.caption("Not run: PREDICT draws its own samples after CERTIFY ends on its own, and you stopped. "
                        "Run it here (it draws fresh samples):")
             if st.button("Run PREDICT", key="run_predict"):
-                with inference_lock(s.device):
+                device = job.stream.device
+                with inference_lock(device):
                     job.prediction = pred = predict_result(
-                        s.loaded.model, run.x.to(s.device), cert.sigma, n=run.predict_n, alpha=cert.alpha,
+                        run.model, run.x.to(device), cert.sigma, n=run.predict_n, alpha=cert.alpha,
                         batch_size=cert.batch_size, seed=cert.seed + 1)
         if pred is not None:
             st.table({"": ["class", "p-value (top two)", "counts", "n", "α", "seed"],
-                      "value": [widgets.class_label(run, pred.prediction), f"{pred.p_value:.3g}",
-                                ", ".join(f"{widgets.class_label(run, i)}: {int(v)}" for i, v in enumerate(pred.counts) if v),
+                      "value": [lab(pred.prediction), f"{pred.p_value:.3g}", votes(pred.counts),
                                 f"{pred.n:,}", f"{pred.alpha:g}", str(pred.seed)]})
         st.markdown("**The same counts under each bound** (pA lower bound, pB = 1 − pA)")
         st.table(widgets.radii_table(run.job.certificate))
@@ -216,10 +232,10 @@ def _result(run: widgets.Run) -> None:
                        mime="application/json", key="download")
     # Remembered for the Bounds page ("where the last certified input sits").
     widgets.put("last_certificate", {"p_lower": cert.p_lower, "radius": cert.radius, "sigma": cert.sigma,
-                                     "n": cert.n, "alpha": cert.alpha, "class": widgets.class_label(run, cert.prediction)})
+                                     "n": cert.n, "alpha": cert.alpha, "class": lab(cert.prediction)})
 
 
-left, right = st.columns([2, 3])
+left, right = st.columns([1, 2])
 with left:
     chosen = _input()
 with right:
@@ -228,7 +244,7 @@ with right:
         st.markdown(f"**What the model sees** — {source}, preprocessed to {tuple(x.shape)}")
         views = noisy_views(x, s.sigma, k=5, seed=s.seed)
         st.image([widgets.to_display(x)] + [widgets.to_display(v) for v in views],
-                 caption=["input"] + [f"x + ε #{i + 1}" for i in range(len(views))], width=120)
+                 caption=["input"] + [f"x + ε #{i + 1}" for i in range(len(views))], width=84)
         st.caption(f"Noisy samples at σ = {s.sigma:g} (shown clipped to [0, 1]; the classifier gets them unclipped).")
 
 with st.expander("Options: target radius, PREDICT"):
@@ -246,11 +262,19 @@ st.button("Start", key="start", type="primary", disabled=chosen is None,
           if chosen is not None else None)
 
 run: widgets.Run | None = ss.get("run")
-if run is not None:
+if run is None:
+    # An empty chart before the first run: the browser loads Plotly now, so the first votes draw at once.
+    st.plotly_chart(widgets.vote_figure(np.zeros(len(names), dtype=np.int64), names, top_class=None,
+                                        title="Votes per class appear here while sampling runs"),
+                    width="stretch", key="votes_empty")
+else:
     st.divider()
-    st.markdown(f"**Run:** {run.source} · {run.model_label} · σ = {run.job.stream.sigma:g}")
+    st.markdown(f"**Run:** {run.source} · {run.model_label.split(' · noisy')[0]} · certifying at "
+                f"σ = {run.job.stream.sigma:g}, α = {run.job.stream.alpha:g}")
     if run.job.done:
-        _live(run)
-        _result(run)
+        if _headline(run):
+            _live(run)
+            _trace(run)
+            _details(run)
     else:
         _poll()

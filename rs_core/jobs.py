@@ -69,6 +69,7 @@ class CertifyJob:
         self._lock = lock if lock is not None else inference_lock(stream.device)
         self._thread = threading.Thread(target=self._run, name="rs-certify-job", daemon=True)
         self._done = threading.Event()
+        self._first_votes = threading.Event()
         self.snapshot: Snapshot | None = None
         self.history: list[Progress] = []
         self.certificate: Certificate | None = None
@@ -92,6 +93,13 @@ class CertifyJob:
     def running(self) -> bool:
         return self._thread.is_alive() and not self.done
 
+    def wait_for_votes(self, timeout: float | None = None) -> bool:
+        """Blocks until the first estimation batch is counted (or the job ended); False on timeout.
+
+        A live view calls this right after :meth:`start` so that its first frame already shows votes.
+        """
+        return self._first_votes.wait(timeout)
+
     def wait(self, timeout: float | None = None) -> bool:
         """Blocks until the job is done; True unless ``timeout`` passed first."""
         return self._done.wait(timeout)
@@ -108,6 +116,7 @@ class CertifyJob:
                 self.snapshot = snap
                 if snap.phase == "estimation":
                     self.history.append(Progress(snap.n, snap.p_lower, snap.radius, snap.elapsed_s))
+                    self._first_votes.set()
             self.certificate = self.stream.certificate()
             if self._predict is not None and self.stream.stop_reason != "stopped":
                 with self._lock:
@@ -115,4 +124,5 @@ class CertifyJob:
         except BaseException as err:  # noqa: BLE001 — reported to the polling side
             self.error = err
         finally:
+            self._first_votes.set()
             self._done.set()

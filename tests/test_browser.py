@@ -121,3 +121,102 @@ def test_certified_accuracy_page_in_chromium(app_url, page, tmp_path_factory):
         page.get_by_text("σ = 0.50 (sigma_0.50)").first.wait_for(timeout=30_000)
     page.wait_for_timeout(1500)
     _shot(page, "certified_accuracy.png", tmp_path_factory)
+
+
+def _digit_png(path: Path) -> Path:
+    from PIL import Image
+
+    img = Image.new("L", (160, 160), 255)
+    img.paste(0, (72, 20, 90, 140))  # a dark "1" on white paper
+    img.save(path)
+    return path
+
+
+def _wait_text(page, text: str, timeout: float = 60_000):
+    page.get_by_text(text, exact=False).first.wait_for(timeout=timeout)
+
+
+def _record(name: str, value: float, tmp_path_factory) -> None:
+    """Measurements go next to the screenshots (timings.json) for the README."""
+    import json
+
+    out = Path(os.environ.get("RS_SCREENSHOT_DIR") or tmp_path_factory.getbasetemp())
+    path = out / "timings.json"
+    data = json.loads(path.read_text()) if path.exists() else {}
+    data[name] = round(value, 3)
+    path.write_text(json.dumps(data, indent=2))
+    print(f"{name}: {value:.3f}")
+
+
+def _set_number(page, label: str, value: str) -> None:
+    box = page.get_by_label(label, exact=True)
+    box.fill(value)
+    box.press("Enter")
+    page.wait_for_timeout(400)
+
+
+def test_certify_page_upload_run_to_the_end_and_download(app_url, page, tmp_path_factory):
+    import json
+
+    requests: list[str] = []
+    page.on("request", lambda r: requests.append(r.url))
+    page.goto(f"{app_url}/Certify")
+    _wait_text(page, "Certify an input")
+    png = _digit_png(tmp_path_factory.mktemp("upload") / "one.png")
+    page.locator("[data-testid='stFileUploader'] input[type='file']").first.set_input_files(str(png))
+    _wait_text(page, "What the model sees")
+    _set_number(page, "n max (estimation)", "100000")
+    start = page.get_by_role("button", name="Start", exact=True)
+    t0 = time.perf_counter()
+    start.click()
+    # The histogram's title (SVG text inside the Plotly chart) once estimation votes are drawn.
+    page.wait_for_function("() => Array.from(document.querySelectorAll('svg text'))"
+                           ".some(e => e.textContent.startsWith('Votes after n'))", polling=25, timeout=30_000)
+    first_update = time.perf_counter() - t0
+    _record("certify_first_histogram_s", first_update, tmp_path_factory)
+    assert first_update < 3.0, f"first histogram update took {first_update:.2f} s"
+    _wait_text(page, "is certified within", timeout=120_000)
+    text = page.locator("[data-testid='stAlert']").filter(has_text="is certified within").first.inner_text()
+    assert text.startswith("1") and "radius" in text
+    page.set_viewport_size({"width": 1280, "height": 2300})  # Streamlit scrolls inside the page: a tall window
+    page.wait_for_timeout(1500)
+    _shot(page, "certify.png", tmp_path_factory)
+    page.set_viewport_size({"width": 1280, "height": 1300})
+    with page.expect_download() as info:
+        page.get_by_role("button", name="Download the certificate (JSON)").click()
+    report = json.loads(Path(info.value.path()).read_text())
+    cert = report["certificate"]
+    assert cert["prediction"] == 1 and cert["n"] == 100_000 and cert["stop_reason"] == "n_max"
+    assert f"{cert['radius']:.4f}" in text
+    assert report["predict"]["prediction"] == 1 and len(report["model"]["sha256"]) == 64
+    assert all(u.startswith(app_url) or u.startswith(("data:", "blob:")) for u in requests), \
+        [u for u in requests if not u.startswith(app_url)]
+
+
+def test_certify_page_stop_midway_stays_responsive(app_url, page, tmp_path_factory):
+    page.goto(f"{app_url}/Certify")
+    _wait_text(page, "Certify an input")
+    png = _digit_png(tmp_path_factory.mktemp("upload") / "one.png")
+    page.locator("[data-testid='stFileUploader'] input[type='file']").first.set_input_files(str(png))
+    _wait_text(page, "What the model sees")
+    _set_number(page, "n max (estimation)", "50000000")
+    page.get_by_role("button", name="Start", exact=True).click()
+    page.get_by_text("Votes after n =").first.wait_for(timeout=30_000)
+    # Responsive while sampling: a widget change reruns the page and shows its effect.
+    page.get_by_text("Options: target radius, PREDICT").click()
+    t0 = time.perf_counter()
+    page.get_by_text("Stop at a target radius").click()
+    page.locator("input[aria-label='target radius']:not([disabled])").wait_for(timeout=30_000)
+    _record("certify_rerun_while_sampling_s", time.perf_counter() - t0, tmp_path_factory)
+    page.wait_for_timeout(1500)
+    _shot(page, "certify_live.png", tmp_path_factory)
+    t0 = time.perf_counter()
+    page.get_by_role("button", name="Stop", exact=True).click()
+    _wait_text(page, "stopped by you", timeout=30_000)
+    _record("certify_stop_to_certificate_s", time.perf_counter() - t0, tmp_path_factory)
+    assert page.get_by_text("is certified within").count() >= 1
+    assert page.get_by_role("button", name="Run PREDICT").count() == 1
+    page.set_viewport_size({"width": 1280, "height": 2300})
+    page.wait_for_timeout(1500)
+    _shot(page, "certify_stopped.png", tmp_path_factory)
+    page.set_viewport_size({"width": 1280, "height": 1300})

@@ -123,3 +123,14 @@ def test_inference_lock_is_one_per_device():
     assert inference_lock("cpu") is inference_lock(torch.device("cpu"))
     assert inference_lock("cuda") is inference_lock("cuda:0") is not inference_lock("cuda:1")
     assert inference_lock("cuda") is not inference_lock("cpu")
+
+
+def test_wait_for_votes_returns_once_the_first_estimation_batch_is_counted():
+    model, x = make_oracle(0.9, 0.5)
+    job = CertifyJob(CertifyStream(model, x, 0.5, n0=10, n_max=100_000_000, batch_size=100, seed=0)).start()
+    try:
+        assert job.wait_for_votes(timeout=30)
+        assert job.snapshot.phase == "estimation" and job.history and job.history[0].n == 100
+    finally:
+        job.stop()
+        assert job.wait(30)
