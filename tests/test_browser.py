@@ -220,3 +220,74 @@ def test_certify_page_stop_midway_stays_responsive(app_url, page, tmp_path_facto
     page.wait_for_timeout(1500)
     _shot(page, "certify_stopped.png", tmp_path_factory)
     page.set_viewport_size({"width": 1280, "height": 1300})
+
+
+def test_certify_page_draw_a_digit_and_bad_upload(app_url, page, tmp_path_factory):
+    requests: list[str] = []
+    page.on("request", lambda r: requests.append(r.url))
+    page.goto(f"{app_url}/Certify")
+    _wait_text(page, "Certify an input")
+    # A file that is not an image: a message on the page, no traceback.
+    bad = tmp_path_factory.mktemp("bad") / "notes.png"
+    bad.write_bytes(b"these are notes, not a picture")
+    page.locator("[data-testid='stFileUploader'] input[type='file']").first.set_input_files(str(bad))
+    _wait_text(page, "notes.png: image: not an image in a supported format")
+    assert page.locator("[data-testid='stException']").count() == 0
+    assert page.get_by_role("button", name="Start", exact=True).is_disabled()
+    # Draw a "1" with the mouse on the canvas.
+    page.get_by_text("Draw", exact=True).click()
+    canvas = page.locator("canvas").last
+    canvas.wait_for(timeout=30_000)
+    page.wait_for_timeout(1000)
+    box = canvas.bounding_box()
+    x0, y0 = box["x"] + box["width"] * 0.5, box["y"] + box["height"] * 0.15
+    page.mouse.move(x0, y0)
+    page.mouse.down()
+    for k in range(1, 21):
+        page.mouse.move(x0 + k * 0.3, y0 + k * box["height"] * 0.035)
+    page.mouse.up()
+    _wait_text(page, "What the model sees — drawing", timeout=30_000)
+    _set_number(page, "n max (estimation)", "20000")
+    page.get_by_role("button", name="Start", exact=True).click()
+    _wait_text(page, "is certified within", timeout=120_000)
+    text = page.locator("[data-testid='stAlert']").filter(has_text="is certified within").first.inner_text()
+    assert text.startswith("1 "), text
+    page.set_viewport_size({"width": 1280, "height": 1500})
+    page.wait_for_timeout(1000)
+    _shot(page, "certify_draw.png", tmp_path_factory)
+    page.set_viewport_size({"width": 1280, "height": 1300})
+    # The canvas component's code is served by the app: nothing fetched from elsewhere.
+    assert all(u.startswith(app_url) or u.startswith(("data:", "blob:")) for u in requests), \
+        [u for u in requests if not u.startswith(app_url)]
+
+
+def test_two_browser_sessions_certify_at_once(app_url, page, tmp_path_factory):
+    png = _digit_png(tmp_path_factory.mktemp("upload") / "one.png")
+    contexts = [page.context.browser.new_context(viewport={"width": 1280, "height": 1300}) for _ in range(2)]
+    try:
+        pages = [c.new_page() for c in contexts]
+        for pg, seed in zip(pages, ["3", "4"]):
+            pg.goto(f"{app_url}/Certify")
+            _wait_text(pg, "Certify an input")
+            pg.locator("[data-testid='stFileUploader'] input[type='file']").first.set_input_files(str(png))
+            _wait_text(pg, "What the model sees")
+            _set_number(pg, "n max (estimation)", "60000")
+            _set_number(pg, "Seed", seed)
+        for pg in pages:
+            pg.get_by_role("button", name="Start", exact=True).click()
+        # Both are sampling at once: each shows live votes before either has finished.
+        for pg in pages:
+            pg.wait_for_function("() => Array.from(document.querySelectorAll('svg text'))"
+                                 ".some(e => e.textContent.startsWith('Votes after n'))", timeout=30_000)
+        assert all(pg.get_by_text("is certified within").count() == 0 for pg in pages)
+        for pg in pages:
+            _wait_text(pg, "is certified within", timeout=120_000)
+        tables = [pg.locator("[data-testid='stTable']").first.inner_text() for pg in pages]
+    finally:
+        for c in contexts:
+            c.close()
+    # Each session certified with its own seed and all of its samples.
+    for table, seed in zip(tables, ["3", "4"]):
+        cells = [c for c in (t.strip() for t in table.split("\n")) if c]
+        value = {key: cells[cells.index(key) + 1] for key in ("class", "n", "seed")}
+        assert value == {"class": "1", "n": "60,000", "seed": seed}
