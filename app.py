@@ -46,6 +46,10 @@ st.page_link("pages/3_Certified_accuracy.py", label="Certified accuracy",
              help="Curves and tables from our models' logs or your own Cohen-format logs")
 st.caption("Certified accuracy against radius for our shipped models or logs you upload (Cohen et al.'s own "
            "logs show their published numbers), with the high-probability lower bound of Cohen et al. App. D.")
+st.page_link("pages/4_Dual_RS.py", label="Dual RS",
+             help="σ chosen per input by a certified σ-estimator, then CERTIFY with the expert for that σ")
+st.caption("Dual randomized smoothing: watch stage 1 certify a noise level σ for your input and stage 2 certify "
+           "the class with the model trained at that σ; the final radius is the smaller of the two, and why.")
 
 st.subheader("Radius calculator")
 col1, col2, col3 = st.columns(3)

@@ -24,7 +24,7 @@ import torch
 
 from rs_core import ABSTAIN, Certificate, cohen_radius, lecuyer_radius, li_radius
 from rs_core.checkpoints import CHECKPOINTS_DIR, LoadedModel, load_checkpoint, read_index
-from rs_core.data import DATASETS, dataset_info
+from rs_core.data import DATASETS, EXAMPLE_IMAGES, dataset_info, example_image, get_dataset, load_image, prepare_input
 from rs_core.jobs import CertifyJob
 from rs_core.models import ARCHITECTURES
 
@@ -272,3 +272,95 @@ def certificate_report(run: Run) -> dict[str, Any]:
         "guarantee": f"with probability ≥ 1 − {cert.alpha:g} over the sampling, the smoothed classifier returns "
                      "the certified class for every ℓ2 perturbation of norm below the radius",
     }
+
+
+@st.cache_resource(show_spinner="Reading the test set…")
+def test_set(name: str):
+    return get_dataset(name, "test")
+
+
+def choose_input(input_shape: tuple[int, int, int], dataset: str | None,
+                 names: list[str]) -> tuple[torch.Tensor, str, int | None] | None:
+    """The input picker of the Certify and Dual RS pages: upload, draw (digit models), an example image or a
+    test image. Returns the input as [C, H, W] in [0, 1], a description and its true label (None if unknown),
+    or None (with a message on the page when something was wrong)."""
+    C = input_shape[0]
+    sources = ["Upload", "Example image", "Test image"]
+    if C == 1:
+        sources.insert(1, "Draw")
+    source = st.radio("Input", sources, horizontal=True, **persisted("source", sources[0], sources))
+    digit = C == 1 and input_shape[1:] == (28, 28)
+    if source in ("Upload", "Example image") and C == 1:
+        c1, c2 = st.columns(2)
+        invert = c1.radio("Invert", ["auto", "no", "yes"], horizontal=True, key="invert",
+                          help="Digit models expect light ink on a dark background; 'auto' inverts mostly light "
+                               "images")
+        frame = c2.checkbox("Frame like MNIST", value=digit, key="frame",
+                            help="Crop to the ink, scale into 20×20 and center by mass, as MNIST was made")
+        opts = {"invert": {"auto": None, "no": False, "yes": True}[invert], "frame_digit": frame}
+    else:
+        opts = {}
+
+    if source == "Upload":
+        up = st.file_uploader("Image (PNG, JPEG, WebP, BMP, GIF first frame)", key="upload",
+                              type=["png", "jpg", "jpeg", "webp", "bmp", "gif"])
+        if up is None:
+            return None
+        try:
+            img = load_image(up.getvalue())
+            return prepare_input(img, input_shape, **opts), f"upload {up.name}", None
+        except ValueError as err:
+            st.error(f"{up.name}: {err}")
+        except Exception as err:  # a decoder bug must still not reach the page as a traceback
+            st.error(f"{up.name}: could not read this image ({type(err).__name__}: {err})")
+        return None
+    if source == "Draw":
+        from streamlit_drawable_canvas import st_canvas
+
+        st.caption("Draw a digit with the mouse (white on black, like MNIST).")
+        result = st_canvas(stroke_width=16, stroke_color="#ffffff", background_color="#000000", height=224,
+                           width=224, drawing_mode="freedraw", key="canvas", return_image_data=True)
+        data = result.image_data if result is not None else None
+        if data is None or data[..., :3].max() == 0:
+            return None
+        from PIL import Image
+
+        img = Image.fromarray(np.asarray(data, dtype=np.uint8), "RGBA")
+        return prepare_input(img, input_shape, frame_digit=digit), "drawing", None
+    if source == "Example image":
+        choice = st.selectbox("Example (bundled with scikit-image)", list(EXAMPLE_IMAGES),
+                              format_func=lambda k: f"{k}: {EXAMPLE_IMAGES[k][1]}", key="example")
+        try:
+            return prepare_input(example_image(choice), input_shape, **opts), f"example {choice}", None
+        except ValueError as err:
+            st.error(str(err))
+            return None
+    # Test image
+    if dataset is None:
+        st.info("The model does not name its data set; choose one in the sidebar to pick test images.")
+        return None
+    try:
+        data = test_set(dataset)
+    except (FileNotFoundError, ValueError) as err:
+        st.info(f"{err}. Set RS_DATA_DIR to a folder holding it to pick test images.")
+        return None
+    i = st.number_input(f"Test image (0 … {len(data) - 1} of {dataset})", min_value=0, max_value=len(data) - 1,
+                        **persisted("test_index", 0))
+    x, label = data[int(i)]
+    st.caption(f"True label: **{names[label] if label < len(names) else label}** "
+               f"(original index {data.original_index(int(i))})")
+    return x, f"{dataset} test image {data.original_index(int(i))}", int(label)
+
+
+def dual_estimators() -> dict[str, Path]:
+    """Shipped σ-estimators (``checkpoints/<dataset>/dual/sigma_estimator.pth.tar``) by a readable label."""
+    return {f"{p.parent.parent.name} · σ-estimator": p
+            for p in sorted(CHECKPOINTS_DIR.glob("*/dual/sigma_estimator.pth.tar"))}
+
+
+@st.cache_resource(show_spinner="Loading the σ-estimator and its experts…", max_entries=4)
+def load_dual_models(path: str, device: str):
+    """(estimator, {σ: expert}) as LoadedModels, shared by all sessions."""
+    from rs_core.sigma_estimator import load_dual
+
+    return load_dual(path, device)

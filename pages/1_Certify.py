@@ -11,7 +11,6 @@ import torch
 
 import widgets
 from rs_core import ABSTAIN, CertifyStream, predict_result
-from rs_core.data import EXAMPLE_IMAGES, example_image, get_dataset, load_image, prepare_input
 from rs_core.jobs import CertifyJob, inference_lock
 from rs_core.sampling import noisy_views
 
@@ -28,80 +27,6 @@ if s.loaded is None:
 ss = st.session_state
 C = s.loaded.input_shape[0]
 names = s.class_names
-
-
-@st.cache_resource(show_spinner="Reading the test set…")
-def _test_set(name: str):
-    return get_dataset(name, "test")
-
-
-def _input() -> tuple[torch.Tensor, str, int | None] | None:
-    """The chosen input as [C, H, W] in [0, 1], a description and its true label (None if unknown)."""
-    sources = ["Upload", "Example image", "Test image"]
-    if C == 1:
-        sources.insert(1, "Draw")
-    source = st.radio("Input", sources, horizontal=True, **widgets.persisted("source", sources[0], sources))
-    digit = C == 1 and s.loaded.input_shape[1:] == (28, 28)
-    if source in ("Upload", "Example image") and C == 1:
-        c1, c2 = st.columns(2)
-        invert = c1.radio("Invert", ["auto", "no", "yes"], horizontal=True, key="invert",
-                          help="Digit models expect light ink on a dark background; 'auto' inverts mostly light "
-                               "images")
-        frame = c2.checkbox("Frame like MNIST", value=digit, key="frame",
-                            help="Crop to the ink, scale into 20×20 and center by mass, as MNIST was made")
-        opts = {"invert": {"auto": None, "no": False, "yes": True}[invert], "frame_digit": frame}
-    else:
-        opts = {}
-
-    if source == "Upload":
-        up = st.file_uploader("Image (PNG, JPEG, WebP, BMP, GIF first frame)", key="upload",
-                              type=["png", "jpg", "jpeg", "webp", "bmp", "gif"])
-        if up is None:
-            return None
-        try:
-            img = load_image(up.getvalue())
-            return prepare_input(img, s.loaded.input_shape, **opts), f"upload {up.name}", None
-        except ValueError as err:
-            st.error(f"{up.name}: {err}")
-        except Exception as err:  # a decoder bug must still not reach the page as a traceback
-            st.error(f"{up.name}: could not read this image ({type(err).__name__}: {err})")
-        return None
-    if source == "Draw":
-        from streamlit_drawable_canvas import st_canvas
-
-        st.caption("Draw a digit with the mouse (white on black, like MNIST).")
-        result = st_canvas(stroke_width=16, stroke_color="#ffffff", background_color="#000000", height=224,
-                           width=224, drawing_mode="freedraw", key="canvas", return_image_data=True)
-        data = result.image_data if result is not None else None
-        if data is None or data[..., :3].max() == 0:
-            return None
-        from PIL import Image
-
-        img = Image.fromarray(np.asarray(data, dtype=np.uint8), "RGBA")
-        return prepare_input(img, s.loaded.input_shape, frame_digit=digit), "drawing", None
-    if source == "Example image":
-        choice = st.selectbox("Example (bundled with scikit-image)", list(EXAMPLE_IMAGES),
-                              format_func=lambda k: f"{k}: {EXAMPLE_IMAGES[k][1]}", key="example")
-        try:
-            return prepare_input(example_image(choice), s.loaded.input_shape, **opts), f"example {choice}", None
-        except ValueError as err:
-            st.error(str(err))
-            return None
-    # Test image
-    if s.dataset is None:
-        st.info("The model does not name its data set; choose one in the sidebar to pick test images.")
-        return None
-    try:
-        data = _test_set(s.dataset)
-    except (FileNotFoundError, ValueError) as err:
-        st.info(f"{err}. Set RS_DATA_DIR to a folder holding it to pick test images.")
-        return None
-    i = st.number_input(f"Test image (0 … {len(data) - 1} of {s.dataset})", min_value=0, max_value=len(data) - 1,
-                        **widgets.persisted("test_index", 0))
-    x, label = data[int(i)]
-    st.caption(f"True label: **{names[label] if label < len(names) else label}** "
-               f"(original index {data.original_index(int(i))})")
-    return x, f"{s.dataset} test image {data.original_index(int(i))}", int(label)
 
 
 def _start(x: torch.Tensor, source: str, true_label: int | None, target: float | None, predict_n: int) -> None:
@@ -237,7 +162,7 @@ def _details(run: widgets.Run) -> None:
 
 left, right = st.columns([1, 2])
 with left:
-    chosen = _input()
+    chosen = widgets.choose_input(s.loaded.input_shape, s.dataset, names)
 with right:
     if chosen is not None:
         x, source, true_label = chosen

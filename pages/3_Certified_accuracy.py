@@ -43,6 +43,9 @@ def shipped_logs() -> dict[str, Path]:
         path = CHECKPOINTS_DIR / Path(e["path"]).parent / f"sigma_{e['sigma']:.2f}"
         if path.exists():
             logs[f"{e['dataset']} · {e['arch']} · σ = {e['sigma']:.2f}"] = path
+    # Dual randomized smoothing (per-input σ), certified on the same images as the single-σ logs.
+    for path in sorted(CHECKPOINTS_DIR.glob("*/dual/certify_dual")):
+        logs[f"{path.parent.parent.name} · dual RS"] = path
     return logs
 
 

@@ -50,6 +50,12 @@ class CertifyLog:
                    predict=arr[:, 2].astype(int), radius=arr[:, 3], correct=arr[:, 4].astype(int),
                    seconds=arr[:, 5], path=path)
 
+    def restrict(self, idx) -> CertifyLog:
+        """The rows whose example index is in ``idx`` (for comparing logs on the same images)."""
+        keep = np.isin(self.idx, np.asarray(list(idx), dtype=int))
+        return CertifyLog(self.label, self.idx[keep], self.true_label[keep], self.predict[keep], self.radius[keep],
+                          self.correct[keep], self.seconds[keep], self.path)
+
     def certified_accuracy(self, radii) -> np.ndarray:
         """Fraction of all rows with correct = 1 and radius ≥ r, for each r (vectorized)."""
         r = np.atleast_1d(np.asarray(radii, dtype=float))

@@ -1,4 +1,4 @@
-"""Command line: ``python -m rs_core {train,certify,predict,analyze,index} …``.
+"""Command line: ``python -m rs_core {train,certify,predict,analyze,index,train-sigma,certify-dual} …``.
 
 ``certify`` and ``predict`` take the same arguments and write the same
 tab-separated logs as Cohen et al.'s reference scripts, so logs and analysis
@@ -48,6 +48,114 @@ def _train(args) -> int:
                  download=args.download)
     print(f"wrote {args.out}: test accuracy clean {meta['accuracy']['test_clean']:.4f}, "
           f"noisy {meta['accuracy']['test_noisy']:.4f}, {meta['train_seconds']:.0f}s")
+    return 0
+
+
+def _add_train_sigma(sub) -> None:
+    p = sub.add_parser("train-sigma", help="train the σ-estimator of dual randomized smoothing")
+    p.add_argument("--dataset", required=True, choices=DATASETS)
+    p.add_argument("--experts", nargs="+", required=True, help="one base classifier checkpoint per σ (its σ is read "
+                   "from the file's metadata)")
+    p.add_argument("--sigma-e", type=float, required=True, help="the estimator's own noise level (≥ the largest σ)")
+    p.add_argument("--out", required=True, help="estimator checkpoint to write, e.g. checkpoints/mnist/dual/"
+                   "sigma_estimator.pth.tar")
+    p.add_argument("--arch", default=None, help="estimator architecture (default: the experts')")
+    p.add_argument("--label-n", type=int, default=100, help="samples per expert and image for the labels")
+    p.add_argument("--max-train", type=int, default=None, help="use only the first N training images")
+    p.add_argument("--cache", default=None, help="label cache folder (default: next to --out); resumes from it")
+    p.add_argument("--epochs", type=int, default=10)
+    p.add_argument("--batch", type=int, default=128)
+    p.add_argument("--lr", type=float, default=0.05)
+    p.add_argument("--temperature", type=float, default=1.0, help="soft labels = softmax(radii / temperature)")
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--device", default="cpu")
+    p.add_argument("--no-progress", action="store_true")
+
+
+def _train_sigma(args) -> int:
+    from .checkpoints import load_checkpoint
+    from .data import get_dataset
+    from .sigma_estimator import cached_expert_radii, save_sigma_estimator, train_sigma_estimator
+    from .train import _tensors
+
+    experts, paths = {}, {}
+    for path in args.experts:
+        loaded = load_checkpoint(path, args.device, dataset=args.dataset)
+        if loaded.sigma is None:
+            raise ValueError(f"experts: {path} does not record its σ in its metadata")
+        if loaded.sigma in experts:
+            raise ValueError(f"experts: two experts for σ = {loaded.sigma}")
+        experts[loaded.sigma], paths[loaded.sigma] = loaded.model, path
+        arch = loaded.arch
+    arch = args.arch or arch
+    xs, ys = _tensors(get_dataset(args.dataset, "train"))
+    if args.max_train:
+        xs, ys = xs[:args.max_train], ys[:args.max_train]
+    cache = Path(args.cache) if args.cache else Path(args.out).parent / "labels_cache"
+    radii = cached_expert_radii(cache, experts, xs, ys, args.label_n, batch_size=1000, seed=args.seed,
+                                progress=not args.no_progress)
+    model, summary = train_sigma_estimator(xs, radii, args.sigma_e, arch, epochs=args.epochs,
+                                           batch_size=args.batch, lr=args.lr, temperature=args.temperature,
+                                           seed=args.seed, device=args.device, progress=not args.no_progress)
+    summary["mean_radius_per_sigma"] = radii.mean(0).tolist()
+    save_sigma_estimator(args.out, model, arch, dataset=args.dataset, sigma_e=args.sigma_e, expert_paths=paths,
+                         summary=summary, label_n=args.label_n)
+    shares = ", ".join(f"σ = {s:g}: {v:.2f}" for s, v in zip(sorted(paths), summary["best_sigma_share"]))
+    print(f"wrote {args.out}: best-σ shares {shares}; final loss {summary['final_loss']:.4f}")
+    return 0
+
+
+def _add_certify_dual(sub) -> None:
+    p = sub.add_parser("certify-dual", help="dual randomized smoothing CERTIFY of each example; Cohen et al.'s log "
+                       "format (plus OUTFILE.dual.tsv with both stages)")
+    p.add_argument("dataset", choices=DATASETS)
+    p.add_argument("estimator", help="σ-estimator checkpoint (train-sigma); its experts are read from it")
+    p.add_argument("outfile", help="tab-separated log to write")
+    p.add_argument("--batch", type=int, default=1000, help="batch size")
+    p.add_argument("--skip", type=int, default=1, help="how many examples to skip")
+    p.add_argument("--max", type=int, default=-1, help="stop after this many examples")
+    p.add_argument("--split", choices=["train", "test"], default="test", help="train or test set")
+    p.add_argument("--N0", type=int, default=100, help="selection samples per stage")
+    p.add_argument("--N", type=int, default=10_000, help="estimation samples per stage")
+    p.add_argument("--alpha", type=float, default=0.001, help="total failure probability of both stages")
+    p.add_argument("--alpha-split", type=float, default=0.5, help="share of α spent on the σ stage")
+    p.add_argument("--device", default=None, help="cpu, cuda, … (default: the best available)")
+    p.add_argument("--seed", type=int, default=0, help="example i uses seed + i")
+    p.add_argument("--no-progress", action="store_true")
+
+
+def _certify_dual(args) -> int:
+    import datetime
+    import time
+
+    from .data import get_dataset
+    from .dual import certify_dual
+    from .sampling import default_device
+    from .sigma_estimator import load_dual
+
+    device = args.device or str(default_device())
+    est, experts = load_dual(args.estimator, device)
+    if est.meta.get("dataset") not in (None, args.dataset):
+        raise ValueError(f"estimator: trained for {est.meta['dataset']}, not {args.dataset}")
+    dataset = get_dataset(args.dataset, args.split)
+    total = len(range(0, len(dataset) if args.max < 0 else min(args.max, len(dataset)), args.skip))
+    out = Path(args.outfile)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    models = {s: m.model for s, m in experts.items()}
+    with open(out, "w") as f, open(out.with_name(out.name + ".dual.tsv"), "w") as g, \
+            _bar(total, not args.no_progress, "certify-dual") as bar:
+        print("\t".join(CERTIFY_HEADER), file=f, flush=True)
+        print("idx\tlabel\tpredict\tradius\tsigma\tradius_sigma\tradius_class\tlimited_by", file=g, flush=True)
+        for i, x, label in _examples(args, dataset):
+            start = time.perf_counter()
+            c = certify_dual(est.model, models, x, float(est.meta["sigma_e"]), args.N0, args.N, args.alpha,
+                             args.batch, alpha_split=args.alpha_split, seed=args.seed + i)
+            elapsed = str(datetime.timedelta(seconds=time.perf_counter() - start))
+            correct = int(c.prediction == label and not c.abstained)
+            print(f"{i}\t{label}\t{c.prediction}\t{c.radius:.3}\t{correct}\t{elapsed}", file=f, flush=True)
+            print(f"{i}\t{label}\t{c.prediction}\t{c.radius:.4f}\t{c.sigma if c.sigma is not None else ''}\t"
+                  f"{c.radius_sigma:.4f}\t{c.radius_class:.4f}\t{c.limited_by}", file=g, flush=True)
+            bar.update(1)
     return 0
 
 
@@ -155,6 +263,8 @@ def _add_analyze(sub) -> None:
     p.add_argument("--alpha", type=float, default=0.001, help="CERTIFY's α, for the App. D lower bound")
     p.add_argument("--rho", type=float, default=0.001, help="the lower bound holds with probability 1 − ρ")
     p.add_argument("--out", help="also write OUT.md, OUT.tex, OUT.csv and OUT.html (interactive Plotly figure)")
+    p.add_argument("--common", action="store_true", help="keep only the examples present in every log (compare "
+                   "methods on the same images)")
 
 
 def _analyze(args) -> int:
@@ -166,6 +276,10 @@ def _analyze(args) -> int:
         raise ValueError(f"labels: need one per log ({len(args.logs)}), got {len(args.labels)}")
     labels = args.labels or [None] * len(args.logs)
     logs = [read_certify_log(path, label) for path, label in zip(args.logs, labels, strict=True)]
+    if args.common:
+        common = set(logs[0].idx.tolist()).intersection(*(log.idx.tolist() for log in logs[1:]))
+        logs = [log.restrict(common) for log in logs]
+        print(f"{len(common)} examples common to all {len(logs)} logs", file=sys.stderr)
     if args.radius_range:
         radii = radius_grid(*args.radius_range)
     else:
@@ -199,6 +313,8 @@ def main(argv: list[str] | None = None) -> int:
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
     sub = parser.add_subparsers(dest="command", required=True)
     _add_train(sub)
+    _add_train_sigma(sub)
+    _add_certify_dual(sub)
     _add_sampling(sub.add_parser("certify", help="CERTIFY each example of a data set; Cohen et al.'s log format"),
                   certify=True)
     _add_sampling(sub.add_parser("predict", help="PREDICT each example of a data set; Cohen et al.'s log format"),
@@ -210,7 +326,7 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     try:
         return {"train": _train, "certify": _certify, "predict": _predict, "analyze": _analyze,
-                "index": _index}[args.command](args)
+                "index": _index, "train-sigma": _train_sigma, "certify-dual": _certify_dual}[args.command](args)
     except (ValueError, FileNotFoundError) as err:
         print(f"error: {err}", file=sys.stderr)
         return 2

@@ -88,3 +88,11 @@ def test_lower_bound_holds_in_simulation():
 def test_empty_log_table(tmp_path):
     log = CertifyLog("x", *(np.zeros(0) for _ in range(6)))
     assert "0.00" in markdown_table([log], [0.0])
+
+
+def test_restrict_keeps_the_rows_of_the_given_examples():
+    from rs_core.analyze import CertifyLog
+
+    log = CertifyLog.from_rows("x", [(0, 1, 1, 0.5, 1, 1.0), (20, 2, 2, 0.7, 1, 1.0), (40, 3, -1, 0.0, 0, 1.0)])
+    sub = log.restrict([20, 40, 60])
+    assert sub.idx.tolist() == [20, 40] and sub.certified_accuracy([0.0]).tolist() == [0.5]

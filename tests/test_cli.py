@@ -8,7 +8,7 @@ import pytest
 import torch
 
 from rs_core.analyze import read_certify_log
-from rs_core.checkpoints import load_checkpoint, save_checkpoint
+from rs_core.checkpoints import CHECKPOINTS_DIR, load_checkpoint, save_checkpoint
 from rs_core.data import data_dir
 from rs_core.models import get_architecture
 
@@ -103,3 +103,45 @@ def test_errors_are_one_line_with_exit_code_2(tmp_path):
     assert proc.returncode == 2 and "Traceback" not in proc.stderr
     proc = run("certify", "svhn", bad, 0.5, tmp_path / "out", check=False)
     assert proc.returncode == 2 and "invalid choice" in proc.stderr
+
+
+SHIPPED_MNIST = [CHECKPOINTS_DIR / f"mnist/mnist_cnn/noise_{s}/checkpoint.pth.tar" for s in ("0.25", "0.50", "1.00")]
+
+
+@needs_mnist
+def test_train_sigma_then_certify_dual_end_to_end_on_mnist(tmp_path):
+    """Labels (cached, resumable) → σ-estimator → certify-dual log that analyze reads next to single-σ logs."""
+    est = tmp_path / "dual" / "sigma_estimator.pth.tar"
+    args = ["train-sigma", "--dataset", "mnist", "--experts", *SHIPPED_MNIST, "--sigma-e", 1.0, "--out", est,
+            "--label-n", 16, "--max-train", 300, "--epochs", 1, "--batch", 64]
+    first = run(*args)
+    assert "best-σ shares σ = 0.25:" in first.stdout
+    cache = sorted((tmp_path / "dual" / "labels_cache").glob("radii_*.npy"))
+    assert [p.name for p in cache] == ["radii_0000000_16.npy"]
+    stamp = cache[0].stat().st_mtime_ns
+    run(*args)  # resumes: the cached labels are reused, not recomputed
+    assert cache[0].stat().st_mtime_ns == stamp
+    loaded = load_checkpoint(est)
+    assert loaded.meta["kind"] == "sigma-estimator" and loaded.meta["sigmas"] == [0.25, 0.5, 1.0]
+    assert loaded.num_classes == 3 and loaded.sigma == 1.0
+
+    out = tmp_path / "dual_log"
+    run("certify-dual", "mnist", est, out, "--N0", 20, "--N", 200, "--skip", 2500, "--batch", 500,
+        "--device", "cpu", "--no-progress")
+    log = read_certify_log(out, "dual")
+    assert log.idx.tolist() == [0, 2500, 5000, 7500]
+    side = [line.split("\t") for line in (tmp_path / "dual_log.dual.tsv").read_text().splitlines()]
+    assert side[0] == ["idx", "label", "predict", "radius", "sigma", "radius_sigma", "radius_class", "limited_by"]
+    for row, radius in zip(side[1:], log.radius, strict=True):
+        if row[2] != "-1":  # certified: the final radius is the smaller stage radius
+            assert float(row[3]) == pytest.approx(min(float(row[5]), float(row[6])), abs=1e-4)
+            assert float(row[4]) in (0.25, 0.5, 1.0) and row[7] in ("sigma", "class")
+        assert float(row[3]) == pytest.approx(radius, abs=1e-3)
+    table = run("analyze", out, CHECKPOINTS_DIR / "mnist/mnist_cnn/noise_0.50/sigma_0.50", "--labels", "dual", "σ=0.5")
+    rows = [line for line in table.stdout.splitlines() if line.startswith("<b> dual </b>")]
+    assert len(rows) == 1 and rows[0].split("| ")[1].startswith(f"{log.certified_accuracy([0.0])[0]:.2f}")
+
+
+def test_certify_dual_refuses_a_base_classifier_as_estimator(tmp_path):
+    proc = run("certify-dual", "mnist", SHIPPED_MNIST[0], tmp_path / "x", "--no-progress", check=False)
+    assert proc.returncode == 2 and "error: estimator:" in proc.stderr and "not a σ-estimator" in proc.stderr

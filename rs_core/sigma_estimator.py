@@ -1,0 +1,167 @@
+"""Training the σ-estimator of dual randomized smoothing (Sun, Mao & Vechev, §5).
+
+For each training input x and each noise level σ_i of Σ, the label is the radius R_c(x, σ_i)
+that expert σ_i certifies for the *true* class with a small budget (N = 100 in the paper;
+0 when it does not certify the true class). The estimator is trained on inputs noised with
+σ_e against the soft labels softmax_i(R_c(x, σ_i)), each input weighted by
+1 / (share of inputs whose best σ is its best σ), so rare noise levels are not ignored.
+Labels are computed in chunks cached on disk, so an interrupted run resumes.
+"""
+
+from __future__ import annotations
+
+import sys
+import time
+from collections.abc import Mapping
+from pathlib import Path
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from scipy import stats
+from torch import nn
+
+from ._checks import check_count, check_sigma
+from .dual import sigma_label_radii
+from .models import get_architecture
+from .sampling import sample_counts_many
+from .stats import clopper_pearson_lower
+
+
+def expert_radii(experts: Mapping[float, nn.Module], xs: torch.Tensor, ys: torch.Tensor, n: int = 100,
+                 alpha: float = 0.001, batch_size: int = 1000, *, seed: int = 0) -> np.ndarray:
+    """[N, m] radius each expert (σ ascending) certifies for the true class of each input:
+    σ Φ⁻¹(p_lower) with p_lower the one-sided Clopper–Pearson bound on the true class's votes
+    out of n, or 0 when p_lower ≤ ½. A training label, not a certificate."""
+    n = check_count(n, "n")
+    sigmas = sorted(experts)
+    ys = torch.as_tensor(ys).long().numpy()
+    out = np.zeros((len(xs), len(sigmas)))
+    for j, sigma in enumerate(sigmas):
+        counts = sample_counts_many(experts[sigma], xs, sigma, n, batch_size, seed=seed + j)
+        p_low = np.atleast_1d(clopper_pearson_lower(counts[np.arange(len(ys)), ys], n, alpha))
+        out[:, j] = np.where(p_low > 0.5, sigma * stats.norm.ppf(np.clip(p_low, 0.5, 1.0)), 0.0)
+    return out
+
+
+def cached_expert_radii(cache: str | Path, experts: Mapping[float, nn.Module], xs: torch.Tensor, ys: torch.Tensor,
+                        n: int = 100, *, chunk: int = 500, batch_size: int = 1000, seed: int = 0,
+                        progress: bool = True, log=sys.stderr) -> np.ndarray:
+    """:func:`expert_radii` in chunks saved as ``cache/radii_<start>.npy``; existing chunks are reused."""
+    from tqdm import tqdm
+
+    cache = Path(cache)
+    cache.mkdir(parents=True, exist_ok=True)
+    parts = []
+    bar = tqdm(total=len(xs), desc="σ labels", unit="img", disable=not progress, file=log)
+    for start in range(0, len(xs), chunk):
+        path = cache / f"radii_{start:07d}_{n}.npy"
+        stop = min(start + chunk, len(xs))
+        if path.exists():
+            part = np.load(path, allow_pickle=False)
+        else:
+            part = expert_radii(experts, xs[start:stop], ys[start:stop], n, batch_size=batch_size, seed=seed + start)
+            np.save(path.with_suffix(".tmp.npy"), part)
+            path.with_suffix(".tmp.npy").replace(path)
+        parts.append(part)
+        bar.update(stop - start)
+    bar.close()
+    return np.concatenate(parts)
+
+
+def train_sigma_estimator(xs: torch.Tensor, radii: np.ndarray, sigma_e: float, arch: str, *, epochs: int = 10,
+                          batch_size: int = 128, lr: float = 0.05, temperature: float = 1.0, seed: int = 0,
+                          device: str = "cpu", progress: bool = True, log=sys.stderr) -> tuple[nn.Module, dict]:
+    """Train ``arch`` with len(Σ) outputs on xs + N(0, σ_e²I) against softmax(radii / temperature),
+    class-reweighted; returns the model (eval mode) and a summary for its metadata."""
+    from tqdm import tqdm
+
+    sigma_e = check_sigma(sigma_e, "sigma_e")
+    check_count(epochs, "epochs")
+    labels = torch.as_tensor(sigma_label_radii(radii, temperature), dtype=torch.float32)
+    m = labels.shape[1]
+    best = labels.argmax(1)
+    share = torch.bincount(best, minlength=m).float() / len(best)
+    weight_of_class = 1.0 / share.clamp_min(1.0 / len(best))
+    weights = weight_of_class[best]
+    weights = weights / weights.mean()
+    torch.manual_seed(seed)
+    dev = torch.device(device)
+    model = get_architecture(arch, m).to(dev)
+    opt = torch.optim.SGD(model.parameters(), lr=lr, momentum=0.9, weight_decay=5e-4, nesterov=True)
+    steps = epochs * ((len(xs) + batch_size - 1) // batch_size)
+    sched = torch.optim.lr_scheduler.CosineAnnealingLR(opt, steps)
+    gen = torch.Generator(device=dev).manual_seed(seed)
+    start = time.perf_counter()
+    bar = tqdm(total=steps, desc="σ-estimator", disable=not progress, file=log)
+    losses = []
+    for _ in range(epochs):
+        model.train()
+        order = torch.randperm(len(xs), generator=torch.Generator().manual_seed(seed + len(losses)))
+        total = 0.0
+        for s in range(0, len(xs), batch_size):
+            idx = order[s:s + batch_size]
+            x = xs[idx].to(dev)
+            x = x + sigma_e * torch.randn(x.shape, generator=gen, device=dev)
+            logp = F.log_softmax(model(x), dim=1)
+            loss = -(weights[idx].to(dev) * (labels[idx].to(dev) * logp).sum(1)).mean()
+            opt.zero_grad()
+            loss.backward()
+            opt.step()
+            sched.step()
+            total += float(loss) * len(idx)
+            bar.update(1)
+        losses.append(total / len(xs))
+    bar.close()
+    model.eval()
+    summary = {"epochs": epochs, "batch_size": batch_size, "lr": lr, "temperature": temperature, "seed": seed,
+               "train_images": len(xs), "final_loss": losses[-1], "losses": losses,
+               "best_sigma_share": share.tolist(), "train_seconds": round(time.perf_counter() - start, 1)}
+    return model, summary
+
+
+def save_sigma_estimator(path: str | Path, model: nn.Module, arch: str, *, dataset: str, sigma_e: float,
+                         expert_paths: Mapping[float, str | Path], summary: dict, label_n: int) -> dict:
+    """Write the estimator with what dual RS needs to use it: Σ, σ_e and its experts (paths relative to it)."""
+    import os
+
+    from .checkpoints import file_sha256, save_checkpoint
+    from .data import dataset_info
+
+    path = Path(path)
+    sigmas = sorted(expert_paths)
+    meta = {
+        "kind": "sigma-estimator", "dataset": dataset, "sigma": sigma_e, "sigma_e": sigma_e, "sigmas": sigmas,
+        "class_names": [f"σ = {s:g}" for s in sigmas], "num_classes": len(sigmas),
+        "input_shape": list(dataset_info(dataset).input_shape), "label_n": label_n, "training": summary,
+        "experts": [{"sigma": s, "path": os.path.relpath(Path(expert_paths[s]).resolve(), path.parent.resolve()),
+                     "sha256": file_sha256(expert_paths[s])} for s in sigmas],
+    }
+    save_checkpoint(path, model, arch, epoch=summary.get("epochs", 0), meta=meta)
+    return meta
+
+
+def load_dual(estimator_path: str | Path, device: str = "cpu", expert_paths: Mapping[float, str | Path] | None = None):
+    """The σ-estimator and its experts {σ: LoadedModel}, loaded safely; experts' hashes are checked
+    against the estimator's record unless ``expert_paths`` overrides them."""
+    from .checkpoints import load_checkpoint
+
+    est = load_checkpoint(estimator_path, device)
+    meta = est.meta
+    if meta.get("kind") != "sigma-estimator":
+        raise ValueError(f"estimator: {estimator_path} is not a σ-estimator (no 'kind': 'sigma-estimator' in its "
+                         "metadata)")
+    experts = {}
+    if expert_paths is None:
+        base = Path(estimator_path).parent
+        for e in meta["experts"]:
+            loaded = load_checkpoint(base / e["path"], device)
+            if loaded.sha256 != e["sha256"]:
+                raise ValueError(f"experts: {e['path']} has changed since the estimator was trained "
+                                 f"(sha256 {loaded.sha256[:12]}…, expected {e['sha256'][:12]}…)")
+            experts[float(e["sigma"])] = loaded
+    else:
+        experts = {float(s): load_checkpoint(p, device) for s, p in expert_paths.items()}
+    if sorted(experts) != sorted(float(s) for s in meta["sigmas"]):
+        raise ValueError(f"experts: noise levels {sorted(experts)} do not match the estimator's {meta['sigmas']}")
+    return est, experts

@@ -1,0 +1,198 @@
+"""Dual randomized smoothing: reduction to CERTIFY, exact-oracle soundness, α accounting, abstention, streaming."""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import pytest
+import torch
+from oracles import LinearOracle
+from scipy import stats
+from torch import nn
+
+from rs_core import ABSTAIN, certify_many
+from rs_core.dual import DualStream, _stage_seeds, certify_dual, certify_dual_many, predict_dual, sigma_label_radii
+from rs_core.jobs import CertifyJob
+from rs_core.stats import clopper_pearson_lower
+
+SHAPE = (1, 4, 4)
+
+
+class Constant(nn.Module):
+    """Always scores class ``k`` highest out of ``m``."""
+
+    def __init__(self, k: int, m: int):
+        super().__init__()
+        self.k, self.m = k, m
+        self.eval()
+
+    def forward(self, x):
+        out = torch.zeros(x.shape[0], self.m, device=x.device)
+        out[:, self.k] = 1.0
+        return out
+
+
+def _linear_through(x: torch.Tensor, p_a: float, sigma: float, seed: int) -> LinearOracle:
+    """A linear binary classifier whose smoothed class at x is 1 with probability exactly p_a under N(0, σ²I)."""
+    w = torch.randn(x.numel(), generator=torch.Generator().manual_seed(seed)).double()
+    b = sigma * float(w.norm()) * float(stats.norm.ppf(p_a)) - float(w @ x.flatten().double())
+    return LinearOracle(w, b).eval()
+
+
+def _x() -> torch.Tensor:
+    return torch.rand(SHAPE, generator=torch.Generator().manual_seed(0))
+
+
+def test_a_constant_estimator_reduces_to_certify_at_half_alpha():
+    x = _x()
+    expert = _linear_through(x, 0.9, 0.5, seed=1)
+    experts = {0.25: _linear_through(x, 0.99, 0.25, seed=2), 0.5: expert, 1.0: _linear_through(x, 0.6, 1.0, 3)}
+    cert = certify_dual(Constant(1, 3), experts, x, sigma_e=1.0, n0=50, n=2000, alpha=0.002, seed=123)
+    _, _, s2 = _stage_seeds(123)
+    ref = certify_many(expert, x[None], 0.5, 50, 2000, 0.001, seed=s2 + 1)[0]
+    assert cert.sigma == 0.5 and cert.stage2.alpha == 0.001 == cert.stage1.alpha
+    np.testing.assert_array_equal(cert.stage2.counts, ref.counts)
+    assert cert.prediction == ref.prediction == 1 and cert.radius_class == ref.radius
+    # A constant estimator certifies σ as far as n and α allow: σ_e Φ⁻¹((α/2)^(1/n)).
+    assert cert.radius_sigma == pytest.approx(1.0 * stats.norm.ppf(0.001 ** (1 / 2000)), rel=1e-9)
+    assert cert.radius == min(cert.radius_sigma, cert.radius_class)
+    assert cert.limited_by == ("sigma" if cert.radius_sigma < cert.radius_class else "class")
+
+
+def _stage_law(p_a: float, sigma: float, n0: int, n: int, alpha: float) -> tuple[float, float]:
+    """For a two-class linear oracle with top class 1 at probability p_a: P(false certificate) and
+    P(correct certificate: class 1 with radius ≤ the true radius) of CERTIFY."""
+    sel_1 = stats.binom.sf(n0 // 2, n0, p_a)  # argmax picks class 1 only on a strict majority
+    k = np.arange(n + 1)
+    p_low = clopper_pearson_lower(k, n, alpha)
+    pmf_a, pmf_b = stats.binom.pmf(k, n, p_a), stats.binom.pmf(k, n, 1 - p_a)
+    false = sel_1 * pmf_a[p_low > p_a].sum() + (1 - sel_1) * pmf_b[p_low >= 0.5].sum()
+    correct = sel_1 * pmf_a[(p_low >= 0.5) & (p_low <= p_a)].sum()
+    return false, correct
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("p_e, p_c", [(0.9, 0.95), (0.75, 0.8)])
+def test_false_certificates_on_linear_oracles_follow_their_exact_law(p_e, p_c):
+    """Estimator and experts linear: the true σ-radius and class radius are known. A certificate is false
+    when it routes to the wrong σ, names the wrong class, or claims more than a stage's true radius."""
+    x, sigma_e, n0, n, alpha = _x(), 1.0, 10, 200, 0.1
+    estimator = _linear_through(x, p_e, sigma_e, seed=4)            # its smoothed class at x: 1 → σ = 0.5
+    experts = {0.25: _linear_through(x, 0.99, 0.25, seed=5), 0.5: _linear_through(x, p_c, 0.5, seed=6)}
+    runs = 4000
+    certs = certify_dual_many(estimator, experts, x.expand(runs, *SHAPE).contiguous(), sigma_e, n0, n, alpha,
+                              batch_size=20_000, seed=7)
+    d_sigma, d_class = estimator.true_radius(x), experts[0.5].true_radius(x)
+    false_sigma = sum(c.stage1.prediction not in (ABSTAIN, 1) or c.radius_sigma > d_sigma for c in certs
+                      if c.stage1.prediction != ABSTAIN)
+    false = sum(not c.abstained and (c.sigma != 0.5 or c.prediction != 1 or c.radius_sigma > d_sigma
+                                     or c.radius_class > d_class) for c in certs) + \
+        sum(c.abstained and c.stage1.prediction not in (ABSTAIN, 1) for c in certs)
+    f1, ok1 = _stage_law(p_e, sigma_e, n0, n, alpha / 2)
+    f2, _ = _stage_law(p_c, 0.5, n0, n, alpha / 2)
+    exact = f1 + ok1 * f2  # stage 2 runs on fresh noise once stage 1 certified the right σ
+    assert exact <= alpha  # Theorem 4.2 with room to spare
+    # The observed count follows the exact law (two-sided binomial test at 0.001).
+    assert stats.binomtest(false, runs, exact).pvalue > 1e-3, (false, runs * exact)
+    assert stats.binomtest(false_sigma, runs, f1).pvalue > 1e-3, (false_sigma, runs * f1)
+    assert all(c.alpha_sigma + c.alpha_class == c.alpha == alpha for c in certs)
+
+
+@pytest.mark.parametrize("split", [0.5, 0.2, 0.9])
+def test_alpha_accounting_adds_up(split):
+    x = _x()
+    cert = certify_dual(Constant(0, 2), {0.25: Constant(3, 5), 0.5: Constant(2, 5)}, x, 0.5, n0=20, n=200,
+                        alpha=0.01, alpha_split=split, seed=1)
+    assert cert.alpha_sigma == pytest.approx(0.01 * split) and cert.stage1.alpha == cert.alpha_sigma
+    assert cert.alpha_class == pytest.approx(0.01 * (1 - split)) and cert.stage2.alpha == cert.alpha_class
+    assert cert.alpha_sigma + cert.alpha_class == pytest.approx(0.01)
+    assert cert.sigma == 0.25 and cert.prediction == 3
+    assert cert.to_dict()["stage2"]["alpha"] == cert.alpha_class
+
+
+class Coin(nn.Module):
+    """Votes class 0 or 1 with probability ½ each, whatever the input (a smoothed classifier that must abstain)."""
+
+    def __init__(self, m: int = 2):
+        super().__init__()
+        self.m = m
+        self.eval()
+
+    def forward(self, x):
+        out = torch.zeros(x.shape[0], self.m, device=x.device)
+        out[torch.arange(x.shape[0]), (x.flatten(1).sum(1) > x.flatten(1).sum(1).median()).long()] = 1.0
+        return out
+
+
+def test_abstention_in_either_stage_abstains():
+    x = _x()
+    cert = certify_dual(Coin(2), {0.25: Constant(1, 3), 0.5: Constant(1, 3)}, x, 0.5, n0=20, n=500, seed=0)
+    assert cert.abstained and cert.radius == 0.0 and cert.limited_by == "sigma-abstained"
+    assert cert.sigma is None and cert.stage2 is None
+    cert = certify_dual(Constant(1, 2), {0.25: Constant(1, 3), 0.5: Coin(3)}, x, 0.5, n0=20, n=500, seed=0)
+    assert cert.abstained and cert.radius == 0.0 and cert.limited_by == "class-abstained" and cert.sigma == 0.5
+
+
+def test_predict_dual_routes_and_splits_alpha():
+    x = _x()
+    experts = {0.25: Constant(4, 6), 0.5: Constant(2, 6)}
+    pred = predict_dual(Constant(1, 2), experts, x, 0.5, n=300, alpha=0.01, seed=3)
+    assert pred.sigma == 0.5 and pred.prediction == 2
+    assert pred.stage1.alpha == pytest.approx(0.005) and pred.stage2.alpha == pytest.approx(0.005)
+    abstain = predict_dual(Coin(2), experts, x, 0.5, n=300, seed=3)
+    assert abstain.prediction == ABSTAIN and abstain.sigma is None and abstain.stage2 is None
+
+
+def test_the_stream_gives_both_stages_and_a_valid_certificate():
+    x = _x()
+    experts = {0.25: _linear_through(x, 0.99, 0.25, 1), 0.5: _linear_through(x, 0.95, 0.5, 2)}
+    stream = DualStream(Constant(1, 2), experts, x, 0.5, n0=20, n_max=1000, alpha=0.002, batch_size=250, seed=5)
+    snaps = list(stream)
+    assert [(s.stage, s.phase) for s in snaps][:2] == [(1, "selection"), (1, "estimation")]
+    assert snaps[-1].stage == 2 and snaps[-1].sigma_c == 0.5 and snaps[-1].n == 1000
+    cert = stream.certificate()
+    assert cert.prediction == 1 and cert.stage1.bound == cert.stage2.bound == "anytime-beta-mixture"
+    assert cert.stage1.alpha == cert.stage2.alpha == 0.001
+    assert cert.radius == min(cert.radius_sigma, cert.radius_class) > 0
+
+
+def test_stopping_the_stream_in_stage_one_abstains_within_one_batch():
+    x = _x()
+    experts = {0.25: Constant(1, 3), 0.5: Constant(1, 3)}
+    stream = DualStream(Constant(1, 2), experts, x, 0.5, n0=20, n_max=10_000_000, batch_size=100, seed=5)
+    job = CertifyJob(stream)
+    job.start()
+    assert job.wait_for_votes(timeout=30)
+    job.stop()
+    assert job.wait(timeout=30) and job.error is None
+    cert = job.certificate
+    assert cert.abstained and cert.limited_by == "not-run" and stream.stage2 is None
+    assert cert.stage1.stop_reason == "stopped" and cert.stage1.n < 10_000_000
+
+
+@pytest.mark.parametrize("kwargs, message", [
+    ({"experts": {}}, "^experts:"),
+    ({"experts": {0.25: Constant(0, 3), -1.0: Constant(0, 3)}}, "^experts:"),
+    ({"sigma_e": 0.0}, "^sigma_e:"),
+    ({"alpha_split": 1.0}, "^alpha_split:"),
+    ({"alpha": 0.0}, "^alpha:"),
+    ({"estimator": Constant(0, 3)}, "^estimator: scores 3 classes, but there are 2 experts"),
+])
+def test_bad_parameters_name_themselves(kwargs, message):
+    args = {"estimator": Constant(0, 2), "experts": {0.25: Constant(0, 3), 0.5: Constant(0, 3)}, "x": _x(),
+            "sigma_e": 0.5, "n0": 10, "n": 50} | kwargs
+    with pytest.raises(ValueError, match=message):
+        certify_dual(**args)
+
+
+def test_sigma_labels_are_a_softmax_of_radii():
+    radii = np.array([[0.0, 0.5, 1.5], [0.0, 0.0, 0.0]])
+    labels = sigma_label_radii(radii, temperature=0.5)
+    assert labels.shape == (2, 3) and np.allclose(labels.sum(1), 1)
+    assert labels[0].argmax() == 2 and math.isclose(labels[0, 2] / labels[0, 1], math.exp(2.0))
+    assert np.allclose(labels[1], 1 / 3)
+    with pytest.raises(ValueError, match="^temperature:"):
+        sigma_label_radii(radii, temperature=0)
+    with pytest.raises(ValueError, match="^radii:"):
+        sigma_label_radii(np.array([1.0, 2.0]))

@@ -1,0 +1,96 @@
+"""pages/4_Dual_RS.py with Streamlit's AppTest: both stages live, the final radius, Stop, the α split."""
+
+from __future__ import annotations
+
+import io
+import time
+from pathlib import Path
+
+import numpy as np
+import pytest
+from PIL import Image
+from streamlit.testing.v1 import AppTest
+
+from rs_core.checkpoints import CHECKPOINTS_DIR
+from rs_core.data import load_image, prepare_input
+from rs_core.dual import DualStream
+from rs_core.sigma_estimator import load_dual
+
+ROOT = Path(__file__).resolve().parents[1]
+PAGE = str(ROOT / "pages" / "4_Dual_RS.py")
+MNIST_EST = CHECKPOINTS_DIR / "mnist" / "dual" / "sigma_estimator.pth.tar"
+pytestmark = pytest.mark.skipif(not MNIST_EST.exists(), reason=f"no shipped MNIST σ-estimator at {MNIST_EST}")
+
+
+def _digit_png() -> bytes:
+    img = Image.new("L", (120, 120), 255)
+    img.paste(0, (55, 15, 68, 105))
+    buf = io.BytesIO()
+    img.save(buf, format="PNG")
+    return buf.getvalue()
+
+
+def _page(**settings) -> AppTest:
+    at = AppTest.from_file(PAGE, default_timeout=60).run()
+    for key, value in settings.items():
+        at.number_input(key=f"w.{key}").set_value(value)
+    at.run()
+    at.file_uploader(key="upload").set_value([("one.png", _digit_png(), "image/png")])
+    return at.run()
+
+
+def test_dual_certificate_matches_the_engine_and_explains_the_radius():
+    at = _page(n_max=3000, batch=1000, seed=9)
+    assert not at.exception and not at.error
+    assert any("Why σ must be locally constant" in m.value for m in at.markdown)
+    assert any("0.0005 (σ) + 0.0005 (class)" in c.value for c in at.caption)
+    at.button(key="dual_start").click().run()
+    run = at.session_state["dual_run"]
+    assert run["job"].wait(120)
+    at.run()
+    assert not at.exception
+    cert = run["job"].certificate
+    est, experts = load_dual(MNIST_EST)
+    x = prepare_input(load_image(_digit_png()), est.input_shape, invert=None, frame_digit=True)
+    ref = DualStream(est.model, {s: m.model for s, m in experts.items()}, x, 1.0, n0=100, n_max=3000, alpha=0.001,
+                     batch_size=1000, seed=9)
+    for _ in ref:
+        pass
+    ref_cert = ref.certificate()
+    np.testing.assert_array_equal(cert.stage1.counts, ref_cert.stage1.counts)
+    assert (cert.prediction, cert.sigma, cert.radius) == (ref_cert.prediction, ref_cert.sigma, ref_cert.radius)
+    assert cert.prediction == 1 and cert.radius == min(cert.radius_sigma, cert.radius_class)
+    text = at.success[0].value
+    assert f"**{cert.radius:.4f}** = min(R_σ = {cert.radius_sigma:.4f}, R_c = {cert.radius_class:.4f})" in text
+    assert "Limited by" in text
+    table = at.table[0].value
+    assert table["stage 1: σ-estimator (σ_e)"].tolist()[6] == "0.0005" == table["stage 2: expert (σ_c)"].tolist()[6]
+    assert len(at.get("download_button")) == 1
+
+
+def test_stop_during_stage_one_abstains():
+    at = _page(n_max=50_000_000, batch=200)
+    at.button(key="dual_start").click().run()
+    run = at.session_state["dual_run"]
+    deadline = time.time() + 60
+    while (run["job"].snapshot is None or run["job"].snapshot.n < 400) and time.time() < deadline:
+        time.sleep(0.05)
+    at.run()
+    assert not at.exception and any(m.label == "stage" and m.value == "1 of 2" for m in at.metric)
+    at.button(key="dual_stop").click().run()
+    assert run["job"].wait(30)
+    at.run()
+    cert = run["job"].certificate
+    assert cert.abstained and cert.limited_by == "not-run" and cert.stage1.stop_reason == "stopped"
+    assert "sampling was stopped before stage 2 ran" in at.warning[0].value
+
+
+def test_alpha_split_is_applied():
+    at = _page(n_max=1000, batch=1000, alpha=0.01)
+    at.number_input(key="w.dual_split").set_value(0.2).run()
+    assert any("0.002 (σ) + 0.008 (class)" in c.value for c in at.caption)
+    at.button(key="dual_start").click().run()
+    run = at.session_state["dual_run"]
+    assert run["job"].wait(120)
+    cert = run["job"].certificate
+    assert cert.stage1.alpha == pytest.approx(0.002) and cert.alpha_class == pytest.approx(0.008)
