@@ -119,6 +119,15 @@ except ValueError:
     st.error("Radii: give non-negative numbers separated by commas, e.g. 0, 0.5, 1.0")
     radii = None
 
+if len(logs) > 1 and st.checkbox("Compare on the same images only (rows present in every log)", value=True,
+                                 key="acc_common",
+                                 help="Logs certified on different images are not comparable; e.g. the dual-RS "
+                                      "logs cover a subset of the single-σ logs' images"):
+    common = set(logs[0].idx.tolist()).intersection(*(log.idx.tolist() for log in logs[1:]))
+    if len(common) < max(len(log) for log in logs):
+        st.caption(f"{len(common)} images are common to all {len(logs)} logs; the curves and tables use those.")
+    logs = [log.restrict(common) for log in logs]
+
 if not logs:
     st.info("Choose shipped logs or upload one to see curves.")
 elif radii is not None:

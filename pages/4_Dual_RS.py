@@ -41,7 +41,8 @@ if not estimators:
             "(see checkpoints/README.md).")
     st.stop()
 c1, c2 = st.columns([2, 1])
-choice = c1.selectbox("σ-estimator", list(estimators), **widgets.persisted("dual_estimator", next(iter(estimators)),
+default = next((k for k in estimators if k.startswith("mnist")), next(iter(estimators)))
+choice = c1.selectbox("σ-estimator", list(estimators), **widgets.persisted("dual_estimator", default,
                                                                             list(estimators)))
 split = c2.number_input("Share of α for stage 1 (σ)", min_value=0.01, max_value=0.99, step=0.05,
                         **widgets.persisted("dual_split", 0.5))

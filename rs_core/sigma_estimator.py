@@ -69,6 +69,27 @@ def cached_expert_radii(cache: str | Path, experts: Mapping[float, nn.Module], x
     return np.concatenate(parts)
 
 
+def sigma_class_weights(radii: np.ndarray) -> tuple[torch.Tensor, torch.Tensor]:
+    """Per-input weights 1 / (share of inputs whose best σ is this input's best σ), normalized to mean 1,
+    and those shares. Inputs that no expert certifies (all radii 0) have no best σ: they are left out of the
+    shares and weigh 1 (their soft label is uniform).
+
+    >>> w, share = sigma_class_weights(np.array([[1.0, 0.0], [2.0, 0.5], [0.0, 1.0], [0.0, 0.0]]))
+    >>> [round(v, 3) for v in share.tolist()], [round(v, 3) for v in w.tolist()]
+    ([0.667, 0.333], [0.75, 0.75, 1.5, 1.0])
+    """
+    radii = torch.as_tensor(np.asarray(radii), dtype=torch.float64)
+    m = radii.shape[1]
+    has_best = radii.max(1).values > 0
+    best = radii.argmax(1)
+    share = torch.bincount(best[has_best], minlength=m).float() / max(int(has_best.sum()), 1)
+    weight_of_class = 1.0 / share.clamp_min(1.0 / max(int(has_best.sum()), 1))
+    weights = torch.where(has_best, weight_of_class[best].double(), torch.ones(len(radii), dtype=torch.float64))
+    weights = weights / weights[has_best].mean() if bool(has_best.any()) else weights
+    weights[~has_best] = 1.0
+    return weights.float(), share
+
+
 def train_sigma_estimator(xs: torch.Tensor, radii: np.ndarray, sigma_e: float, arch: str, *, epochs: int = 10,
                           batch_size: int = 128, lr: float = 0.05, temperature: float = 1.0, seed: int = 0,
                           device: str = "cpu", progress: bool = True, log=sys.stderr) -> tuple[nn.Module, dict]:
@@ -79,12 +100,8 @@ def train_sigma_estimator(xs: torch.Tensor, radii: np.ndarray, sigma_e: float, a
     sigma_e = check_sigma(sigma_e, "sigma_e")
     check_count(epochs, "epochs")
     labels = torch.as_tensor(sigma_label_radii(radii, temperature), dtype=torch.float32)
+    weights, share = sigma_class_weights(radii)
     m = labels.shape[1]
-    best = labels.argmax(1)
-    share = torch.bincount(best, minlength=m).float() / len(best)
-    weight_of_class = 1.0 / share.clamp_min(1.0 / len(best))
-    weights = weight_of_class[best]
-    weights = weights / weights.mean()
     torch.manual_seed(seed)
     dev = torch.device(device)
     model = get_architecture(arch, m).to(dev)
@@ -109,7 +126,7 @@ def train_sigma_estimator(xs: torch.Tensor, radii: np.ndarray, sigma_e: float, a
             loss.backward()
             opt.step()
             sched.step()
-            total += float(loss) * len(idx)
+            total += float(loss.detach()) * len(idx)
             bar.update(1)
         losses.append(total / len(xs))
     bar.close()

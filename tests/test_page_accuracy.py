@@ -95,3 +95,16 @@ def test_live_certification_on_k_test_images():
     log = at.session_state["live_logs"][0]
     again = parse_certify_log(format_certify_log(log), "again")
     assert again.idx.tolist() == [0, 3333, 6666, 9999] and again.correct.tolist() == log.correct.tolist()
+
+
+def test_logs_are_compared_on_their_common_images():
+    at = _run()
+    at.multiselect(key="acc_shipped").set_value(["mnist · mnist_cnn · σ = 0.25"])
+    mine = b"idx\tlabel\tpredict\tradius\tcorrect\ttime\n0\t7\t7\t0.5\t1\t1.0\n20\t9\t-1\t0.0\t0\t1.0\n3\t1\t1\t2\t1\t1\n"
+    at.file_uploader(key="acc_uploads").set_value([("mine", mine, "text/plain")])
+    at.run()
+    assert not at.exception
+    assert at.table[0].value["rows"].tolist() == [2, 2]
+    assert any("2 images are common to all 2 logs" in c.value for c in at.caption)
+    at.checkbox(key="acc_common").uncheck().run()
+    assert at.table[0].value["rows"].tolist() == [500, 3]
