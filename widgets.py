@@ -13,8 +13,7 @@ import hashlib
 import math
 import sys
 import tempfile
-import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -241,7 +240,6 @@ class Run:
     model_sha256: str
     model_arch: str
     predict_n: int
-    started: float = field(default_factory=time.time)
 
 
 def class_label(run: Run, c: int) -> str:

@@ -393,6 +393,10 @@ class CertifyStream:
     def device(self) -> torch.device:
         return self._sampler.device
 
+    @property
+    def num_classes(self) -> int:
+        return self._sampler.num_classes
+
     def stop(self) -> None:
         """Ask the stream to end; it does so after the batch in flight (thread-safe)."""
         self._stop.set()

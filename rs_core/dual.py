@@ -277,8 +277,8 @@ class DualStream:
         self.seed, s1, self._s2 = _stage_seeds(seed)
         self.stage1 = CertifyStream(estimator, x, self.sigma_e, self.n0, self.n_max, self.alpha_sigma,
                                     self.batch_size, seed=s1, autocast=autocast)
-        if self.stage1._sampler.num_classes != len(self.sigmas):
-            raise ValueError(f"estimator: scores {self.stage1._sampler.num_classes} classes, but there are "
+        if self.stage1.num_classes != len(self.sigmas):
+            raise ValueError(f"estimator: scores {self.stage1.num_classes} classes, but there are "
                              f"{len(self.sigmas)} experts {self.sigmas}")
         self.stage2: CertifyStream | None = None
         self._stopped = threading.Event()

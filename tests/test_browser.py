@@ -155,17 +155,24 @@ def _set_number(page, label: str, value: str) -> None:
     page.wait_for_timeout(400)
 
 
+def _upload_digit(page, url: str, tmp_path_factory, n_max: str, seed: str | None = None) -> None:
+    """Open the Certify page, upload a drawn-style "1" and set the sidebar's n max (and seed)."""
+    page.goto(f"{url}/Certify")
+    _wait_text(page, "Certify an input")
+    png = _digit_png(tmp_path_factory.mktemp("upload") / "one.png")
+    page.locator("[data-testid='stFileUploader'] input[type='file']").first.set_input_files(str(png))
+    _wait_text(page, "What the model sees")
+    _set_number(page, "n max (estimation)", n_max)
+    if seed is not None:
+        _set_number(page, "Seed", seed)
+
+
 def test_certify_page_upload_run_to_the_end_and_download(app_url, page, tmp_path_factory):
     import json
 
     requests: list[str] = []
     page.on("request", lambda r: requests.append(r.url))
-    page.goto(f"{app_url}/Certify")
-    _wait_text(page, "Certify an input")
-    png = _digit_png(tmp_path_factory.mktemp("upload") / "one.png")
-    page.locator("[data-testid='stFileUploader'] input[type='file']").first.set_input_files(str(png))
-    _wait_text(page, "What the model sees")
-    _set_number(page, "n max (estimation)", "100000")
+    _upload_digit(page, app_url, tmp_path_factory, "100000")
     start = page.get_by_role("button", name="Start", exact=True)
     t0 = time.perf_counter()
     start.click()
@@ -194,12 +201,7 @@ def test_certify_page_upload_run_to_the_end_and_download(app_url, page, tmp_path
 
 
 def test_certify_page_stop_midway_stays_responsive(app_url, page, tmp_path_factory):
-    page.goto(f"{app_url}/Certify")
-    _wait_text(page, "Certify an input")
-    png = _digit_png(tmp_path_factory.mktemp("upload") / "one.png")
-    page.locator("[data-testid='stFileUploader'] input[type='file']").first.set_input_files(str(png))
-    _wait_text(page, "What the model sees")
-    _set_number(page, "n max (estimation)", "50000000")
+    _upload_digit(page, app_url, tmp_path_factory, "50000000")
     page.get_by_role("button", name="Start", exact=True).click()
     page.get_by_text("Votes after n =").first.wait_for(timeout=30_000)
     # Responsive while sampling: a widget change reruns the page and shows its effect.
@@ -262,17 +264,11 @@ def test_certify_page_draw_a_digit_and_bad_upload(app_url, page, tmp_path_factor
 
 
 def test_two_browser_sessions_certify_at_once(app_url, page, tmp_path_factory):
-    png = _digit_png(tmp_path_factory.mktemp("upload") / "one.png")
     contexts = [page.context.browser.new_context(viewport={"width": 1280, "height": 1300}) for _ in range(2)]
     try:
         pages = [c.new_page() for c in contexts]
         for pg, seed in zip(pages, ["3", "4"]):
-            pg.goto(f"{app_url}/Certify")
-            _wait_text(pg, "Certify an input")
-            pg.locator("[data-testid='stFileUploader'] input[type='file']").first.set_input_files(str(png))
-            _wait_text(pg, "What the model sees")
-            _set_number(pg, "n max (estimation)", "60000")
-            _set_number(pg, "Seed", seed)
+            _upload_digit(pg, app_url, tmp_path_factory, "60000", seed)
         for pg in pages:
             pg.get_by_role("button", name="Start", exact=True).click()
         # Both are sampling at once: each shows live votes before either has finished.
