@@ -7,7 +7,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: run test bench clean
+.PHONY: run test bench mutants clean
 
 $(STAMP): requirements.txt pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -24,6 +24,10 @@ test: $(STAMP)
 
 bench: $(STAMP)
 	$(BIN)/python benchmarks/bench_sampling.py
+
+# Deliberately broken copies of rs_core: each soundness test must fail on its bug (a few minutes).
+mutants: $(STAMP)
+	$(BIN)/python tests/mutation_check.py
 
 clean:
 	rm -rf $(VENV)

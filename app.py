@@ -4,6 +4,7 @@ import streamlit as st
 
 import widgets
 from rs_core import cohen_radius, lecuyer_radius, li_radius, max_certifiable_radius
+from rs_core.fmt import floor_str
 
 st.set_page_config(page_title="RS Lab", layout="wide")  # no page_icon: emoji icons are fetched from a CDN
 widgets.sidebar()
@@ -64,13 +65,13 @@ if p_a + p_b > 1.0 + 1e-12:
 else:
     st.table({
         "bound": ["Cohen et al. (tight)", "Li et al. (Rényi)", "Lecuyer et al. (PixelDP)"],
-        "certified radius": [f"{cohen_radius(p_a, p_b, sigma):.4f}", f"{li_radius(p_a, p_b, sigma):.4f}",
-                             f"{lecuyer_radius(p_a, p_b, sigma):.4f}"],
+        "certified radius": [floor_str(cohen_radius(p_a, p_b, sigma)), floor_str(li_radius(p_a, p_b, sigma)),
+                             floor_str(lecuyer_radius(p_a, p_b, sigma))],
     })
 
 st.subheader("Largest radius CERTIFY can return")
 col4, col5 = st.columns(2)
 n = col4.number_input("n (estimation samples)", min_value=1, max_value=10**9, value=100_000, step=1000, key="n")
 alpha = col5.number_input("α", min_value=1e-9, max_value=0.5, value=0.001, format="%.4g", key="alpha")
-st.metric("all n samples agree", f"{max_certifiable_radius(int(n), alpha, sigma):.4f}",
+st.metric("all n samples agree", floor_str(max_certifiable_radius(int(n), alpha, sigma)),
           help="σ·Φ⁻¹(α^(1/n)): the Clopper–Pearson bound when every sample votes for the top class")

@@ -24,6 +24,7 @@ import torch
 from rs_core import ABSTAIN, Certificate, cohen_radius, lecuyer_radius, li_radius
 from rs_core.checkpoints import CHECKPOINTS_DIR, LoadedModel, load_checkpoint, read_index
 from rs_core.data import DATASETS, EXAMPLE_IMAGES, dataset_info, example_image, get_dataset, load_image, prepare_input
+from rs_core.fmt import floor_str
 from rs_core.jobs import CertifyJob
 from rs_core.models import ARCHITECTURES
 
@@ -253,7 +254,7 @@ def radii_table(cert: Certificate) -> dict[str, list[str]]:
             "Li et al. (Rényi)": li_radius(p, 1 - p, cert.sigma),
             "Lecuyer et al. (PixelDP)": lecuyer_radius(p, 1 - p, cert.sigma)}
     ok = cert.prediction != ABSTAIN
-    return {"bound": list(rows), "radius for these counts": [f"{float(r):.4f}" if ok else "— (abstain)"
+    return {"bound": list(rows), "radius for these counts": [floor_str(float(r)) if ok else "— (abstain)"
                                                              for r in rows.values()]}
 
 

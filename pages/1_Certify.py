@@ -11,6 +11,7 @@ import torch
 
 import widgets
 from rs_core import ABSTAIN, CertifyStream, predict_result
+from rs_core.fmt import floor_str
 from rs_core.jobs import CertifyJob, inference_lock
 from rs_core.sampling import noisy_views
 
@@ -60,8 +61,8 @@ def _live(run: widgets.Run) -> None:
     st.progress(min(1.0, snap.n / snap.n_max), text=f"{snap.n:,} / {snap.n_max:,} estimation samples")
     m = st.columns(4)
     m[0].metric("c_A (from the n0 selection samples)", widgets.class_label(run, snap.top_class))
-    m[1].metric("pA ≥ (anytime bound)", f"{snap.p_lower:.4f}")
-    m[2].metric("radius (anytime)", f"{snap.radius:.4f}" if snap.p_lower > 0.5 else "— (abstain so far)")
+    m[1].metric("pA ≥ (anytime bound)", f"{floor_str(snap.p_lower)}")
+    m[2].metric("radius (anytime)", f"{floor_str(snap.radius)}" if snap.p_lower > 0.5 else "— (abstain so far)")
     m[3].metric("samples/s", f"{snap.samples_per_s:,.0f}")
     st.plotly_chart(widgets.vote_figure(counts, run.class_names, top_class=snap.top_class, title=title),
                     width="stretch", key="votes")
@@ -103,7 +104,7 @@ def _headline(run: widgets.Run) -> bool:
     reason = {"n_max": "all n max samples drawn", "stopped": "stopped by you",
               "target_certified": "target radius certified", "target_unreachable": "target radius out of reach"}
     if cert.prediction == ABSTAIN:
-        st.warning(f"**Abstain** — the lower bound on pA is {cert.p_lower:.4f} ≤ 1/2 after n = {cert.n:,} samples, "
+        st.warning(f"**Abstain** — the lower bound on pA is {floor_str(cert.p_lower)} ≤ 1/2 after n = {cert.n:,} samples, "
                    "so no class is certified (even at radius 0).")
     else:
         truth = ""
@@ -111,7 +112,7 @@ def _headline(run: widgets.Run) -> bool:
             truth = " ✓ (the true label)" if cert.prediction == run.true_label else \
                 f" ✗ (true label: {widgets.class_label(run, run.true_label)})"
         st.success(f"**{widgets.class_label(run, cert.prediction)}**{truth} is certified within ℓ2 radius "
-                   f"**{cert.radius:.4f}**, with probability ≥ {1 - cert.alpha:g} over the sampling.")
+                   f"**{floor_str(cert.radius)}**, with probability ≥ {1 - cert.alpha:g} over the sampling.")
     st.caption(f"Ended: {reason.get(cert.stop_reason, cert.stop_reason)}. The bound is the anytime-valid "
                "confidence sequence (valid at any stopping time), not Clopper–Pearson at a chosen n.")
     return True
@@ -130,7 +131,7 @@ def _details(run: widgets.Run) -> None:
         st.markdown("**CERTIFY** (Cohen et al. Algorithm 2)")
         st.table({"": ["class", "radius", "pA lower bound", "counts (n)", "counts (n0)", "n0", "n", "α", "σ",
                        "seed", "model sha256", "device", "time"],
-                  "value": [lab(cert.prediction), f"{cert.radius:.4f}", f"{cert.p_lower:.5f}", votes(cert.counts),
+                  "value": [lab(cert.prediction), f"{floor_str(cert.radius)}", f"{floor_str(cert.p_lower, 5)}", votes(cert.counts),
                             votes(cert.counts_selection),
                             f"{cert.n0:,}", f"{cert.n:,}", f"{cert.alpha:g}", f"{cert.sigma:g}", str(cert.seed),
                             run.model_sha256[:16] + "…", cert.device, f"{cert.elapsed_s:.2f} s"]})

@@ -6,6 +6,7 @@ import streamlit as st
 
 import widgets
 from rs_core import cohen_radius, lecuyer_radius, li_radius, max_certifiable_radius
+from rs_core.fmt import floor_str
 
 st.set_page_config(page_title="Bounds · RS Lab", layout="wide")
 settings = widgets.sidebar()
@@ -13,8 +14,8 @@ sigma = settings.sigma
 last = widgets.get("last_certificate")
 st.title("Certified radius bounds")
 st.markdown(f"At **σ = {sigma:g}** (set in the sidebar)." + (
-    f" ◆ marks your last certificate: class {last['class']}, pA ≥ {last['p_lower']:.4f} from n = {last['n']:,} "
-    f"samples at α = {last['alpha']:g}, σ = {last['sigma']:g}, radius {last['radius']:.4f}." if last else ""))
+    f" ◆ marks your last certificate: class {last['class']}, pA ≥ {floor_str(last['p_lower'])} from n = {last['n']:,} "
+    f"samples at α = {last['alpha']:g}, σ = {last['sigma']:g}, radius {floor_str(last['radius'])}." if last else ""))
 
 st.subheader("Radius against pA")
 mode = st.radio("Runner-up probability pB", ["pB = 1 − pA", "fixed pB"], horizontal=True, key="bounds_mode")
@@ -35,7 +36,7 @@ if last and mode == "pB = 1 − pA" and last["p_lower"] > 0.5:
     fig.add_trace(go.Scatter(
         x=[pl] * 3, y=[float(f(pl, 1 - pl, sigma)) for f in (cohen_radius, li_radius, lecuyer_radius)],
         mode="markers", marker={"symbol": "diamond", "size": 11, "color": "black"},
-        name=f"last certificate (pA ≥ {pl:.4f})"))
+        name=f"last certificate (pA ≥ {floor_str(pl)})"))
 fig.update_layout(xaxis_title="pA", yaxis_title="certified ℓ2 radius", template="plotly_white",
                   legend={"orientation": "h", "y": -0.2})
 st.plotly_chart(fig, width="stretch")
@@ -46,9 +47,9 @@ keep = (points > points_b) & (points + points_b <= 1.0)
 st.table({
     "pA": [f"{p:g}" for p in points[keep]],
     "pB": [f"{p:.4g}" for p in points_b[keep]],
-    "Cohen": [f"{r:.4f}" for r in cohen_radius(points[keep], points_b[keep], sigma)],
-    "Li": [f"{r:.4f}" for r in li_radius(points[keep], points_b[keep], sigma)],
-    "Lecuyer": [f"{r:.4f}" for r in lecuyer_radius(points[keep], points_b[keep], sigma)],
+    "Cohen": [floor_str(r) for r in cohen_radius(points[keep], points_b[keep], sigma)],
+    "Li": [floor_str(r) for r in li_radius(points[keep], points_b[keep], sigma)],
+    "Lecuyer": [floor_str(r) for r in lecuyer_radius(points[keep], points_b[keep], sigma)],
 })
 
 st.subheader("Largest radius CERTIFY can return")
@@ -67,7 +68,7 @@ st.plotly_chart(fig2, width="stretch")
 if alphas:
     ns = [100, 1_000, 10_000, 100_000, 1_000_000]
     st.table({"n": [f"{v:,}" for v in ns],
-              **{f"α = {a:g}": [f"{max_certifiable_radius(v, a, sigma):.4f}" for v in ns] for a in alphas}})
+              **{f"α = {a:g}": [floor_str(max_certifiable_radius(v, a, sigma)) for v in ns] for a in alphas}})
 
 st.subheader("Why Cohen's bound is tight")
 st.markdown(

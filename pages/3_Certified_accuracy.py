@@ -18,6 +18,7 @@ from rs_core.analyze import (
 from rs_core.certify import certify_examples
 from rs_core.checkpoints import CHECKPOINTS_DIR, read_index
 from rs_core.data import get_dataset
+from rs_core.fmt import floor_str
 
 st.set_page_config(page_title="Certified accuracy · RS Lab", layout="wide")
 settings = widgets.sidebar()
@@ -139,5 +140,5 @@ elif radii is not None:
               **{c: [f"{a[j]:.3f}" for a in acc.values()] for j, c in enumerate(columns)}})
     st.markdown(f"**Lower bound on the true certified accuracy** (probability ≥ {1 - rho:g}, App. D)")
     st.table({"log": list(acc),
-              **{c: [f"{accuracy_lower_bound(a[j], len(log), alpha, rho):.3f}" for a, log in zip(acc.values(), logs)]
+              **{c: [floor_str(accuracy_lower_bound(a[j], len(log), alpha, rho), 3) for a, log in zip(acc.values(), logs)]
                  for j, c in enumerate(columns)}})

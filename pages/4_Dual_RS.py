@@ -10,6 +10,7 @@ import streamlit as st
 import widgets
 from rs_core import ABSTAIN
 from rs_core.dual import DualStream
+from rs_core.fmt import floor_str
 from rs_core.jobs import CertifyJob, inference_lock
 from rs_core.sampling import noisy_views
 
@@ -118,7 +119,7 @@ def _live(run: dict) -> None:
     m = st.columns(4)
     m[0].metric("stage", f"{snap.stage} of 2")
     m[1].metric(labels[0], top)
-    m[2].metric(labels[1], f"{inner.radius:.4f}" if inner.p_lower > 0.5 else "— (abstain so far)")
+    m[2].metric(labels[1], f"{floor_str(inner.radius)}" if inner.p_lower > 0.5 else "— (abstain so far)")
     m[3].metric("samples/s", f"{inner.samples_per_s:,.0f}")
     st.plotly_chart(widgets.vote_figure(counts, names, top_class=inner.top_class, title=title), width="stretch",
                     key="dual_votes")
@@ -154,8 +155,8 @@ def _result(run: dict) -> None:
             truth = " ✓ (the true label)" if cert.prediction == run["true_label"] else \
                 f" ✗ (true label: {_label(run, run['true_label'])})"
         limiter = "the σ certificate (R_σ < R_c)" if cert.limited_by == "sigma" else "the class certificate (R_c ≤ R_σ)"
-        st.success(f"**{_label(run, cert.prediction)}**{truth} is certified within ℓ2 radius **{cert.radius:.4f}** "
-                   f"= min(R_σ = {cert.radius_sigma:.4f}, R_c = {cert.radius_class:.4f}) at σ_c = {cert.sigma:g}, "
+        st.success(f"**{_label(run, cert.prediction)}**{truth} is certified within ℓ2 radius **{floor_str(cert.radius)}** "
+                   f"= min(R_σ = {floor_str(cert.radius_sigma)}, R_c = {floor_str(cert.radius_class)}) at σ_c = {cert.sigma:g}, "
                    f"with probability ≥ {1 - cert.alpha:g}. Limited by {limiter}.")
     rows = ["prediction", "radius", "p lower bound", "counts (n)", "counts (n0)", "n", "α", "σ", "seed", "stop"]
 
@@ -163,7 +164,7 @@ def _result(run: dict) -> None:
         if c is None:
             return ["not run"] + [""] * (len(rows) - 1)
         votes = lambda v: ", ".join(f"{names[i]}: {int(k)}" for i, k in enumerate(v) if k)  # noqa: E731
-        return [names[c.prediction] if c.prediction >= 0 else "abstain", f"{c.radius:.4f}", f"{c.p_lower:.5f}",
+        return [names[c.prediction] if c.prediction >= 0 else "abstain", f"{floor_str(c.radius)}", f"{floor_str(c.p_lower, 5)}",
                 votes(c.counts), votes(c.counts_selection), f"{c.n:,}", f"{c.alpha:g}", f"{c.sigma:g}", str(c.seed),
                 str(c.stop_reason)]
 

@@ -1,6 +1,6 @@
 """rs_core: randomized smoothing (Cohen, Rosenfeld & Kolter, ICML 2019) as a small library.
 
->>> from rs_core import certify, predict, sample_counts, ABSTAIN
+>>> from rs_core import Smooth, certify, predict, sample_counts, ABSTAIN
 """
 
 from .bounds import (
@@ -23,6 +23,7 @@ from .certify import (
     predict_result,
 )
 from .sampling import NoiseSampler, default_device, iter_counts, sample_counts, sample_counts_many
+from .smooth import Smooth
 from .stats import (
     BetaMixture,
     anytime_lower_bound,
@@ -39,6 +40,7 @@ __all__ = [
     "CertifyStream",
     "NoiseSampler",
     "Prediction",
+    "Smooth",
     "Snapshot",
     "anytime_lower_bound",
     "binomial_pvalue",

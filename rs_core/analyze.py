@@ -21,6 +21,7 @@ from pathlib import Path
 import numpy as np
 
 from ._checks import check_alpha
+from .fmt import floor_str
 
 CERTIFY_HEADER = ["idx", "label", "predict", "radius", "correct", "time"]
 PREDICT_HEADER = ["idx", "label", "predict", "correct", "time"]
@@ -64,9 +65,14 @@ class CertifyLog:
 
 
 def format_certify_log(log: CertifyLog) -> str:
-    """The log as Cohen et al.'s tab-separated text (radius with 3 significant digits, time in seconds)."""
+    """The log as Cohen et al.'s tab-separated text (time in seconds).
+
+    Radii are written with 4 decimals rounded *down* (:func:`rs_core.fmt.floor_str`), never up:
+    Cohen et al.'s ``{:.3}`` rounds to nearest, so a table read from it could count a radius
+    at a value above the certified one.
+    """
     lines = ["\t".join(CERTIFY_HEADER)]
-    lines += [f"{i}\t{y}\t{p}\t{r:.3}\t{c}\t{t:.3f}" for i, y, p, r, c, t in
+    lines += [f"{i}\t{y}\t{p}\t{floor_str(r)}\t{c}\t{t:.3f}" for i, y, p, r, c, t in
               zip(log.idx, log.true_label, log.predict, log.radius, log.correct, log.seconds, strict=True)]
     return "\n".join(lines) + "\n"
 
@@ -181,7 +187,8 @@ def csv_table(logs: list[CertifyLog], radii, alpha: float = 0.001, rho: float = 
     for log in logs:
         acc = log.certified_accuracy(radii)
         low = accuracy_lower_bound(acc, max(len(log), 1), alpha, rho)
-        lines += [f"{log.label},{r:g},{a:.4f},{b:.4f},{len(log)}" for r, a, b in zip(radii, acc, low, strict=True)]
+        lines += [f"{log.label},{r:g},{floor_str(a)},{floor_str(b)},{len(log)}"
+                  for r, a, b in zip(radii, acc, low, strict=True)]
     return "\n".join(lines) + "\n"
 
 

@@ -13,6 +13,7 @@ from pathlib import Path
 
 from .analyze import CERTIFY_HEADER, PREDICT_HEADER
 from .data import DATASETS
+from .fmt import floor_str
 
 
 def _add_train(sub) -> None:
@@ -152,9 +153,9 @@ def _certify_dual(args) -> int:
                              args.batch, alpha_split=args.alpha_split, seed=args.seed + i)
             elapsed = str(datetime.timedelta(seconds=time.perf_counter() - start))
             correct = int(c.prediction == label and not c.abstained)
-            print(f"{i}\t{label}\t{c.prediction}\t{c.radius:.3}\t{correct}\t{elapsed}", file=f, flush=True)
-            print(f"{i}\t{label}\t{c.prediction}\t{c.radius:.4f}\t{c.sigma if c.sigma is not None else ''}\t"
-                  f"{c.radius_sigma:.4f}\t{c.radius_class:.4f}\t{c.limited_by}", file=g, flush=True)
+            print(f"{i}\t{label}\t{c.prediction}\t{floor_str(c.radius)}\t{correct}\t{elapsed}", file=f, flush=True)
+            print(f"{i}\t{label}\t{c.prediction}\t{floor_str(c.radius)}\t{c.sigma if c.sigma is not None else ''}\t"
+                  f"{floor_str(c.radius_sigma)}\t{floor_str(c.radius_class)}\t{c.limited_by}", file=g, flush=True)
             bar.update(1)
     return 0
 
@@ -228,7 +229,7 @@ def _certify(args) -> int:
                                 args.batch, seed=args.seed)
         for idx, label, prediction, radius, correct, seconds in rows:
             elapsed = str(datetime.timedelta(seconds=seconds))
-            print(f"{idx}\t{label}\t{prediction}\t{radius:.3}\t{correct}\t{elapsed}", file=f, flush=True)
+            print(f"{idx}\t{label}\t{prediction}\t{floor_str(radius)}\t{correct}\t{elapsed}", file=f, flush=True)
             bar.update(1)
     return 0
 

@@ -26,7 +26,6 @@ True
 from __future__ import annotations
 
 import math
-import secrets
 import threading
 import time
 from collections.abc import Iterator, Mapping
@@ -38,8 +37,11 @@ import torch
 from torch import nn
 
 from ._checks import check_alpha, check_count, check_images, check_seed, check_sigma
-from .certify import ABSTAIN, Certificate, CertifyStream, Prediction, Snapshot, certify_many, predict_result
+from .results import ABSTAIN, Certificate, Prediction, Snapshot
 from .sampling import Autocast
+from .seeding import derive_seed, fresh_seed
+from .smooth import Smooth
+from .stream import CertifyStream
 
 LimitedBy = Literal["sigma", "class", "sigma-abstained", "class-abstained", "not-run"]
 
@@ -99,24 +101,14 @@ class DualPrediction:
                 "stage2": None if self.stage2 is None else self.stage2.to_dict()}
 
 
-def _check_dual(experts: Mapping[float, nn.Module], sigma_e: float, alpha: float,
-                alpha_split: float) -> tuple[tuple[float, ...], float, float, float, float]:
-    if not isinstance(experts, Mapping) or not experts:
-        raise ValueError("experts: must be a non-empty dict {σ: model}")
-    sigmas = tuple(sorted(check_sigma(s, "experts") for s in experts))
-    if len(set(sigmas)) != len(sigmas):
-        raise ValueError(f"experts: noise levels must be distinct, got {sigmas}")
-    sigma_e = check_sigma(sigma_e, "sigma_e")
+def _check_alpha_split(alpha: float, alpha_split: float) -> tuple[float, float, float]:
     alpha = check_alpha(alpha)
     split = check_alpha(alpha_split, "alpha_split")
-    return sigmas, sigma_e, alpha, alpha * split, alpha - alpha * split
+    return alpha, alpha * split, alpha - alpha * split
 
 
 def _combine(stage1: Certificate, stage2: Certificate | None, sigmas: tuple[float, ...], sigma_e: float,
              alpha: float, alpha_sigma: float, alpha_class: float, seed: int, elapsed: float) -> DualCertificate:
-    if len(stage1.counts) != len(sigmas):
-        raise ValueError(f"estimator: scores {len(stage1.counts)} classes, but there are {len(sigmas)} experts "
-                         f"{sigmas}; class i of the estimator must mean the i-th smallest σ")
     sigma_c = None if stage1.prediction == ABSTAIN else sigmas[stage1.prediction]
     r_sigma = stage1.radius
     r_class = 0.0 if stage2 is None else stage2.radius
@@ -136,13 +128,102 @@ def _combine(stage1: Certificate, stage2: Certificate | None, sigmas: tuple[floa
         sigma_e=sigma_e, stage1=stage1, stage2=stage2, seed=seed, elapsed_s=elapsed)
 
 
-def _stage_seeds(seed: int | None) -> tuple[int, int, int]:
-    """The call's seed and independent seeds for the two stages (a stage-2 seed never equals a stage-1 one)."""
-    seed = check_seed(seed)
-    if seed is None:
-        seed = secrets.randbits(62)
-    s1, s2 = np.random.SeedSequence(seed).generate_state(2, dtype=np.uint64) >> np.uint64(1)  # s2 + k < 2**64
-    return seed, int(s1), int(s2)
+def stage_seed(seed: int, stage: int, expert: int = 0) -> int:
+    """The seed of stage 1 (the σ-estimator) or stage 2 on expert ``expert`` (index into Σ ascending).
+
+    One derivation for every path — :meth:`DualSmooth.certify_many`, :meth:`DualSmooth.predict` and
+    :class:`DualStream` — so the same seed draws the same noise in the CLI and in the app.
+    """
+    if stage not in (1, 2):
+        raise ValueError(f"stage: must be 1 or 2, got {stage!r}")
+    return derive_seed(seed, stage, expert)
+
+
+class DualSmooth:
+    """Dual randomized smoothing as one object: the σ-estimator smoothed at σ_e and one expert per σ ∈ Σ.
+
+    Holds a :class:`~rs_core.smooth.Smooth` for the estimator (at ``sigma_e``) and one per expert
+    (at its σ), validated once. Class i of the estimator means the i-th smallest σ.
+    """
+
+    def __init__(self, estimator: nn.Module, experts: Mapping[float, nn.Module], sigma_e: float,
+                 batch_size: int = 1000, *, autocast: Autocast = None) -> None:
+        if not isinstance(experts, Mapping) or not experts:
+            raise ValueError("experts: must be a non-empty dict {σ: model}")
+        sigmas = tuple(sorted(check_sigma(s, "experts") for s in experts))
+        if len(set(sigmas)) != len(sigmas):
+            raise ValueError(f"experts: noise levels must be distinct, got {sigmas}")
+        self.estimator = Smooth(estimator, check_sigma(sigma_e, "sigma_e"), batch_size, autocast=autocast)
+        by_value = {float(s): m for s, m in experts.items()}
+        self.experts = {s: Smooth(by_value[s], s, batch_size, autocast=autocast) for s in sigmas}
+        self.sigmas, self.sigma_e, self.autocast = sigmas, self.estimator.sigma, autocast
+
+    @property
+    def batch_size(self) -> int:
+        return self.estimator.batch_size
+
+    @property
+    def device(self) -> torch.device:
+        return self.estimator.device
+
+    def _check_classes(self, k: int) -> None:
+        if k != len(self.sigmas):
+            raise ValueError(f"estimator: scores {k} classes, but there are {len(self.sigmas)} experts "
+                             f"{self.sigmas}; class i of the estimator must mean the i-th smallest σ")
+
+    def certify_many(self, xs: torch.Tensor, n0: int = 100, n: int = 10_000, alpha: float = 0.001, *,
+                     alpha_split: float = 0.5, seed: int | None = None) -> list[DualCertificate]:
+        """Dual-RS CERTIFY for inputs [N, C, H, W]: stage 1 on the estimator at level ``alpha · alpha_split``,
+        stage 2 on each input's expert at level ``alpha · (1 − alpha_split)``.
+
+        Each certificate holds with probability ≥ 1 − α (Theorem 4.2), each stage using CERTIFY's
+        Clopper–Pearson bound at a fixed n (Cohen et al. Algorithm 2). Inputs routed to the same σ
+        share forward batches (and the seed of that expert's stage 2).
+        """
+        alpha, alpha_sigma, alpha_class = _check_alpha_split(alpha, alpha_split)
+        n0, n = check_count(n0, "n0"), check_count(n, "n")
+        check_images(xs, 4, "xs")
+        seed = fresh_seed() if check_seed(seed) is None else seed
+        start = time.perf_counter()
+        stage1 = self.estimator.certify_many(xs, n0, n, alpha_sigma, seed=stage_seed(seed, 1))
+        self._check_classes(len(stage1[0].counts))
+        stage2: list[Certificate | None] = [None] * len(xs)
+        for k, sigma in enumerate(self.sigmas):
+            routed = [i for i, c in enumerate(stage1) if c.prediction == k]
+            if routed:
+                certs = self.experts[sigma].certify_many(xs[routed], n0, n, alpha_class, seed=stage_seed(seed, 2, k))
+                for i, cert in zip(routed, certs, strict=True):
+                    stage2[i] = cert
+        per_input = (time.perf_counter() - start) / len(xs)
+        return [_combine(c1, c2, self.sigmas, self.sigma_e, alpha, alpha_sigma, alpha_class, seed, per_input)
+                for c1, c2 in zip(stage1, stage2, strict=True)]
+
+    def certify(self, x: torch.Tensor, n0: int = 100, n: int = 10_000, alpha: float = 0.001, *,
+                alpha_split: float = 0.5, seed: int | None = None) -> DualCertificate:
+        """Dual-RS CERTIFY for one input x [C, H, W]; see :meth:`certify_many`."""
+        check_images(x, 3)
+        return self.certify_many(x.unsqueeze(0), n0, n, alpha, alpha_split=alpha_split, seed=seed)[0]
+
+    def predict(self, x: torch.Tensor, n: int = 1000, alpha: float = 0.001, *, alpha_split: float = 0.5,
+                seed: int | None = None) -> DualPrediction:
+        """Dual-RS PREDICT: PREDICT on the estimator (level α·split) picks σ_c, PREDICT on its expert
+        (level α·(1 − split)) gives the class; returns a class other than the dual smoothed classifier's
+        with probability ≤ α (union bound). Abstains when either stage does."""
+        alpha, alpha_sigma, alpha_class = _check_alpha_split(alpha, alpha_split)
+        check_images(x, 3)
+        seed = fresh_seed() if check_seed(seed) is None else seed
+        p1 = self.estimator.predict_result(x, n, alpha_sigma, seed=stage_seed(seed, 1))
+        self._check_classes(len(p1.counts))
+        if p1.prediction == ABSTAIN:
+            return DualPrediction(ABSTAIN, None, p1, None)
+        sigma = self.sigmas[p1.prediction]
+        p2 = self.experts[sigma].predict_result(x, n, alpha_class, seed=stage_seed(seed, 2, p1.prediction))
+        return DualPrediction(p2.prediction, sigma, p1, p2)
+
+    def stream(self, x: torch.Tensor, n0: int = 100, n_max: int = 10_000, alpha: float = 0.001, *,
+               alpha_split: float = 0.5, seed: int | None = None) -> DualStream:
+        """Both stages streamed and anytime-valid: a :class:`DualStream`."""
+        return DualStream._from_dual(self, x, n0, n_max, alpha, alpha_split=alpha_split, seed=seed)
 
 
 def certify_dual_many(
@@ -159,33 +240,9 @@ def certify_dual_many(
     seed: int | None = None,
     autocast: Autocast = None,
 ) -> list[DualCertificate]:
-    """Dual-RS CERTIFY for inputs [N, C, H, W]: stage 1 on the estimator at ``sigma_e`` and level
-    ``alpha · alpha_split``, stage 2 on each input's expert at level ``alpha · (1 − alpha_split)``.
-
-    Each certificate holds with probability ≥ 1 − α (Theorem 4.2), each stage using CERTIFY's
-    Clopper–Pearson bound at a fixed n (Cohen et al. Algorithm 2). Inputs routed to the same σ
-    share forward batches.
-    """
-    sigmas, sigma_e, alpha, alpha_sigma, alpha_class = _check_dual(experts, sigma_e, alpha, alpha_split)
-    n0, n, batch_size = check_count(n0, "n0"), check_count(n, "n"), check_count(batch_size, "batch_size")
-    check_images(xs, 4, "xs")
-    seed, s1, s2 = _stage_seeds(seed)
-    start = time.perf_counter()
-    stage1 = certify_many(estimator, xs, sigma_e, n0, n, alpha_sigma, batch_size, seed=s1, autocast=autocast)
-    if len(stage1[0].counts) != len(sigmas):
-        raise ValueError(f"estimator: scores {len(stage1[0].counts)} classes, but there are {len(sigmas)} experts "
-                         f"{sigmas}; class i of the estimator must mean the i-th smallest σ")
-    stage2: list[Certificate | None] = [None] * len(xs)
-    for k, sigma in enumerate(sigmas):
-        routed = [i for i, c in enumerate(stage1) if c.prediction == k]
-        if routed:
-            certs = certify_many(experts[sigma], xs[routed], sigma, n0, n, alpha_class, batch_size,
-                                 seed=s2 + k, autocast=autocast)
-            for i, cert in zip(routed, certs, strict=True):
-                stage2[i] = cert
-    per_input = (time.perf_counter() - start) / len(xs)
-    return [_combine(c1, c2, sigmas, sigma_e, alpha, alpha_sigma, alpha_class, seed, per_input)
-            for c1, c2 in zip(stage1, stage2, strict=True)]
+    """Dual-RS CERTIFY for inputs [N, C, H, W]; see :meth:`DualSmooth.certify_many`."""
+    return DualSmooth(estimator, experts, sigma_e, batch_size, autocast=autocast).certify_many(
+        xs, n0, n, alpha, alpha_split=alpha_split, seed=seed)
 
 
 def certify_dual(
@@ -202,13 +259,12 @@ def certify_dual(
     seed: int | None = None,
     autocast: Autocast = None,
 ) -> DualCertificate:
-    """Dual-RS CERTIFY for one input x [C, H, W]; see :func:`certify_dual_many` and the module docstring.
+    """Dual-RS CERTIFY for one input x [C, H, W]; see :meth:`DualSmooth.certify_many` and the module docstring.
 
     The paper's setting: N0 = 100, N = 10,000 per stage, α = 0.001 split equally (0.0005 each).
     """
-    check_images(x, 3)
-    return certify_dual_many(estimator, experts, x.unsqueeze(0), sigma_e, n0, n, alpha, batch_size,
-                             alpha_split=alpha_split, seed=seed, autocast=autocast)[0]
+    return DualSmooth(estimator, experts, sigma_e, batch_size, autocast=autocast).certify(
+        x, n0, n, alpha, alpha_split=alpha_split, seed=seed)
 
 
 def predict_dual(
@@ -224,20 +280,9 @@ def predict_dual(
     seed: int | None = None,
     autocast: Autocast = None,
 ) -> DualPrediction:
-    """Dual-RS PREDICT: PREDICT on the estimator (level α·split) picks σ_c, PREDICT on its expert
-    (level α·(1 − split)) gives the class; returns a class other than the dual smoothed classifier's
-    with probability ≤ α (union bound). Abstains when either stage does."""
-    sigmas, sigma_e, alpha, alpha_sigma, alpha_class = _check_dual(experts, sigma_e, alpha, alpha_split)
-    check_images(x, 3)
-    _, s1, s2 = _stage_seeds(seed)
-    p1 = predict_result(estimator, x, sigma_e, n, alpha_sigma, batch_size, seed=s1, autocast=autocast)
-    if len(p1.counts) != len(sigmas):
-        raise ValueError(f"estimator: scores {len(p1.counts)} classes, but there are {len(sigmas)} experts")
-    if p1.prediction == ABSTAIN:
-        return DualPrediction(ABSTAIN, None, p1, None)
-    sigma = sigmas[p1.prediction]
-    p2 = predict_result(experts[sigma], x, sigma, n, alpha_class, batch_size, seed=s2, autocast=autocast)
-    return DualPrediction(p2.prediction, sigma, p1, p2)
+    """Dual-RS PREDICT; see :meth:`DualSmooth.predict`."""
+    return DualSmooth(estimator, experts, sigma_e, batch_size, autocast=autocast).predict(
+        x, n, alpha, alpha_split=alpha_split, seed=seed)
 
 
 @dataclass
@@ -268,21 +313,34 @@ class DualStream:
     def __init__(self, estimator: nn.Module, experts: Mapping[float, nn.Module], x: torch.Tensor, sigma_e: float,
                  n0: int = 100, n_max: int = 10_000, alpha: float = 0.001, batch_size: int = 1000, *,
                  alpha_split: float = 0.5, seed: int | None = None, autocast: Autocast = None) -> None:
-        (self.sigmas, self.sigma_e, self.alpha, self.alpha_sigma,
-         self.alpha_class) = _check_dual(experts, sigma_e, alpha, alpha_split)
+        self._setup(DualSmooth(estimator, experts, sigma_e, batch_size, autocast=autocast), x, n0, n_max, alpha,
+                    alpha_split=alpha_split, seed=seed)
+
+    @classmethod
+    def _from_dual(cls, dual: DualSmooth, x: torch.Tensor, n0: int, n_max: int, alpha: float, *,
+                   alpha_split: float, seed: int | None) -> DualStream:
+        self = cls.__new__(cls)
+        self._setup(dual, x, n0, n_max, alpha, alpha_split=alpha_split, seed=seed)
+        return self
+
+    def _setup(self, dual: DualSmooth, x: torch.Tensor, n0: int, n_max: int, alpha: float, *,
+               alpha_split: float, seed: int | None) -> None:
+        self.dual = dual
+        self.sigmas, self.sigma_e, self.autocast = dual.sigmas, dual.sigma_e, dual.autocast
+        self.alpha, self.alpha_sigma, self.alpha_class = _check_alpha_split(alpha, alpha_split)
         self.n0, self.n_max = check_count(n0, "n0"), check_count(n_max, "n_max")
-        self.batch_size = check_count(batch_size, "batch_size")
         check_images(x, 3)
-        self.experts, self.x, self.autocast = dict(experts), x, autocast
-        self.seed, s1, self._s2 = _stage_seeds(seed)
-        self.stage1 = CertifyStream(estimator, x, self.sigma_e, self.n0, self.n_max, self.alpha_sigma,
-                                    self.batch_size, seed=s1, autocast=autocast)
-        if self.stage1.num_classes != len(self.sigmas):
-            raise ValueError(f"estimator: scores {self.stage1.num_classes} classes, but there are "
-                             f"{len(self.sigmas)} experts {self.sigmas}")
+        self.x = x
+        self.seed = fresh_seed() if check_seed(seed) is None else seed
+        self.stage1 = dual.estimator.stream(x, self.n0, self.n_max, self.alpha_sigma, seed=stage_seed(self.seed, 1))
+        dual._check_classes(self.stage1.num_classes)
         self.stage2: CertifyStream | None = None
         self._stopped = threading.Event()
         self._start = time.perf_counter()
+
+    @property
+    def batch_size(self) -> int:
+        return self.dual.batch_size
 
     @property
     def device(self) -> torch.device:
@@ -307,8 +365,8 @@ class DualStream:
         if self._stopped.is_set() or cert1.prediction == ABSTAIN:
             return
         sigma_c = self.sigmas[cert1.prediction]
-        self.stage2 = CertifyStream(self.experts[sigma_c], self.x, sigma_c, self.n0, self.n_max, self.alpha_class,
-                                    self.batch_size, seed=self._s2, autocast=self.autocast)
+        self.stage2 = self.dual.experts[sigma_c].stream(self.x, self.n0, self.n_max, self.alpha_class,
+                                                        seed=stage_seed(self.seed, 2, cert1.prediction))
         if self._stopped.is_set():  # stop() raced with the start of stage 2
             self.stage2.stop()
         for snap in self.stage2:
@@ -339,5 +397,5 @@ def sigma_label_radii(radii: np.ndarray, temperature: float = 1.0) -> np.ndarray
     return e / e.sum(axis=1, keepdims=True)
 
 
-__all__ = ["DualCertificate", "DualPrediction", "DualSnapshot", "DualStream", "certify_dual", "certify_dual_many",
+__all__ = ["DualCertificate", "DualSmooth", "stage_seed", "DualPrediction", "DualSnapshot", "DualStream", "certify_dual", "certify_dual_many",
            "predict_dual", "sigma_label_radii"]

@@ -19,7 +19,6 @@ forward batches).
 from __future__ import annotations
 
 import contextlib
-import secrets
 from collections.abc import Iterator
 from typing import Literal
 
@@ -28,6 +27,7 @@ import torch
 from torch import nn
 
 from ._checks import check_count, check_images, check_seed, check_sigma
+from .seeding import fresh_seed, make_generator
 
 Autocast = Literal["bf16", "fp16"] | None
 _AUTOCAST_DTYPES = {"bf16": torch.bfloat16, "fp16": torch.float16}
@@ -40,6 +40,30 @@ def model_device(model: nn.Module) -> torch.device:
     for t in model.buffers():
         return t.device
     return torch.device("cpu")
+
+
+def model_dtype(model: nn.Module) -> torch.dtype:
+    """The dtype of the model's first floating parameter or buffer (float32 for none)."""
+    for t in (*model.parameters(), *model.buffers()):
+        if t.is_floating_point():
+            return t.dtype
+    return torch.float32
+
+
+def check_model(model: nn.Module) -> nn.Module:
+    """An ``nn.Module`` in eval mode."""
+    if not isinstance(model, nn.Module):
+        raise ValueError(f"model: must be a torch.nn.Module, got {type(model).__name__}")
+    if model.training:
+        raise ValueError("model: is in training mode; call model.eval() first "
+                         "(train-mode layers such as batch norm make votes depend on the batch)")
+    return model
+
+
+def check_autocast(autocast: Autocast) -> Autocast:
+    if autocast not in (None, "bf16", "fp16"):
+        raise ValueError(f"autocast: must be None, 'bf16' or 'fp16', got {autocast!r}")
+    return autocast
 
 
 def default_device() -> torch.device:
@@ -69,11 +93,15 @@ class NoiseSampler:
         batch_size: forward batch size; on CUDA out-of-memory it is halved and
             the batch retried, so no vote is lost (``batch_size`` then reports
             the size in use).
-        seed: seeds the sampler's own generator; ``None`` draws a fresh seed
-            from the OS (recorded in ``seed`` so the run can be repeated).
+        seed: an integer in [0, 2**64) from which the sampler's own generator
+            is seeded, every bit of it (:mod:`rs_core.seeding`); ``None`` draws
+            a fresh seed from the OS (recorded in ``seed`` so the run can be repeated).
         generator: a ``torch.Generator`` on the model's device to use instead.
         autocast: ``"bf16"`` or ``"fp16"`` to run the forward pass under
             ``torch.autocast``; off by default.
+
+    Noise is drawn and added to x in float32 (float64 for a float64 model);
+    the noisy input is cast to the model's dtype after adding.
 
     Each :meth:`sample` call draws fresh noise, so successive calls give
     independent votes (CERTIFY's selection and estimation samples). Counts of
@@ -94,22 +122,30 @@ class NoiseSampler:
         generator: torch.Generator | None = None,
         autocast: Autocast = None,
     ) -> None:
-        if not isinstance(model, nn.Module):
-            raise ValueError(f"model: must be a torch.nn.Module, got {type(model).__name__}")
-        if model.training:
-            raise ValueError("model: is in training mode; call model.eval() first "
-                             "(train-mode layers such as batch norm make votes depend on the batch)")
-        self.sigma = check_sigma(sigma)
-        self.batch_size = check_count(batch_size, "batch_size")
-        if autocast not in (None, "bf16", "fp16"):
-            raise ValueError(f"autocast: must be None, 'bf16' or 'fp16', got {autocast!r}")
-        self.autocast = autocast
-        self.model = model
+        self._setup(check_model(model), x, check_sigma(sigma), check_count(batch_size, "batch_size"),
+                    check_autocast(autocast), seed, generator)
+
+    @classmethod
+    def _prechecked(cls, model: nn.Module, x: torch.Tensor, sigma: float, batch_size: int, autocast: Autocast,
+                    seed: int | None, generator: torch.Generator | None) -> NoiseSampler:
+        """For :class:`~rs_core.smooth.Smooth`, which validated model, σ, batch size and autocast once."""
+        self = cls.__new__(cls)
+        self._setup(model, x, sigma, batch_size, autocast, seed, generator)
+        return self
+
+    def _setup(self, model: nn.Module, x: torch.Tensor, sigma: float, batch_size: int, autocast: Autocast,
+               seed: int | None, generator: torch.Generator | None) -> None:
+        self.model, self.sigma, self.batch_size, self.autocast = model, sigma, batch_size, autocast
         self.device = model_device(model)
         single = isinstance(x, torch.Tensor) and x.ndim == 3
         xs = check_images(x[None] if single else x, 4, "x")
-        dtype = next((p.dtype for p in model.parameters() if p.is_floating_point()), torch.float32)
-        self.inputs = xs.detach().to(self.device, dtype=dtype).contiguous()
+        self.model_dtype = model_dtype(model)
+        # Noise is drawn and added in float32 or wider whatever the model's dtype, and the noisy
+        # input is cast to the model's dtype only after adding: a bf16 draw has 8 bits of mantissa,
+        # so N(0, σ²) would take a few hundred distinct values (Voráček & Hein 2023 on why the
+        # arithmetic of the noise matters; see the README's floating-point note).
+        self.noise_dtype = torch.promote_types(torch.float32, self.model_dtype)
+        self.inputs = xs.detach().to(self.device, dtype=self.noise_dtype).contiguous()
         if generator is not None:
             if seed is not None:
                 raise ValueError("seed: give either seed or generator, not both")
@@ -121,9 +157,8 @@ class NoiseSampler:
             self.seed = generator.initial_seed()
         else:
             seed = check_seed(seed)
-            self.seed = secrets.randbits(63) if seed is None else seed
-            self.generator = torch.Generator(device=self.device)
-            self.generator.manual_seed(self.seed)
+            self.seed = fresh_seed() if seed is None else seed
+            self.generator = make_generator(self.seed, self.device)
         self.num_classes = self._probe()
         self._buffer: torch.Tensor | None = None
         self._ones_buf: torch.Tensor | None = None
@@ -138,6 +173,8 @@ class NoiseSampler:
         return torch.autocast(device_type=self.device.type, dtype=_AUTOCAST_DTYPES[self.autocast])
 
     def _predict(self, batch: torch.Tensor) -> torch.Tensor:
+        if batch.dtype != self.model_dtype:
+            batch = batch.to(self.model_dtype)  # cast after adding: x + ε was formed in float32 or wider
         with self._autocast():
             scores = self.model(batch)
         if not isinstance(scores, torch.Tensor) or scores.ndim != 2 or scores.shape[0] != batch.shape[0]:
@@ -149,7 +186,7 @@ class NoiseSampler:
     def _probe(self) -> int:
         """Runs the clean inputs once to check the output shape and learn K."""
         try:
-            scores = self.model(self.inputs[:1])
+            scores = self.model(self.inputs[:1].to(self.model_dtype))
         except (RuntimeError, TypeError) as err:  # wrong channels, size, dtype …
             raise ValueError(f"x: the model cannot process an input of shape "
                              f"{tuple(self.inputs.shape[1:])}: {err}") from err
@@ -163,7 +200,7 @@ class NoiseSampler:
     def _noise(self, size: int) -> torch.Tensor:
         shape = (self.batch_size, *self.inputs.shape[1:])
         if self._buffer is None or self._buffer.shape != shape:
-            self._buffer = torch.empty(shape, device=self.device, dtype=self.inputs.dtype)
+            self._buffer = torch.empty(shape, device=self.device, dtype=self.noise_dtype)
         out = self._buffer[:size]
         torch.randn(out.shape, generator=self.generator, out=out)
         return out

@@ -10,6 +10,8 @@ Labels are computed in chunks cached on disk, so an interrupted run resumes.
 
 from __future__ import annotations
 
+import hashlib
+import json
 import sys
 import time
 from collections.abc import Mapping
@@ -44,23 +46,65 @@ def expert_radii(experts: Mapping[float, nn.Module], xs: torch.Tensor, ys: torch
     return out
 
 
+_LABEL_FORMAT = 2  # bump when what a label means changes (e.g. the seed derivation of rs_core.seeding)
+
+
+def module_fingerprint(model: nn.Module) -> str:
+    """sha256 of a module's state (names, dtypes, shapes and bytes of every parameter and buffer).
+
+    What lives outside ``state_dict()`` (plain attributes, code) is not seen: two modules of different
+    classes with equal states share a fingerprint, as two checkpoints of one architecture would.
+    """
+    h = hashlib.sha256()
+    for name, t in model.state_dict().items():
+        t = t.detach().cpu().contiguous()
+        h.update(f"{name}|{t.dtype}|{tuple(t.shape)}|".encode())
+        h.update(t.view(torch.uint8).numpy().tobytes() if t.numel() else b"")
+    return h.hexdigest()
+
+
+def tensor_fingerprint(t: torch.Tensor) -> str:
+    """sha256 of a tensor's dtype, shape and bytes."""
+    t = torch.as_tensor(t).detach().cpu().contiguous()
+    return hashlib.sha256(f"{t.dtype}|{tuple(t.shape)}|".encode() + t.view(torch.uint8).numpy().tobytes()).hexdigest()
+
+
+def label_key(experts: Mapping[float, nn.Module | str], xs: torch.Tensor, ys: torch.Tensor, n: int, alpha: float,
+              batch_size: int, seed: int) -> str:
+    """A digest of everything that determines a chunk's labels: the experts (σ and weights), the images and
+    their classes, n, α, the batch size (it fixes how noise is drawn), the seed and the label format.
+    ``experts`` maps σ to a model or to its :func:`module_fingerprint`."""
+    record = {"format": _LABEL_FORMAT, "n": n, "alpha": alpha, "batch_size": batch_size, "seed": seed,
+              "experts": [[float(s), m if isinstance(m, str) else module_fingerprint(m)]
+                          for s, m in sorted(experts.items())],
+              "xs": tensor_fingerprint(xs), "ys": tensor_fingerprint(torch.as_tensor(ys).long())}
+    return hashlib.sha256(json.dumps(record, sort_keys=True).encode()).hexdigest()
+
+
 def cached_expert_radii(cache: str | Path, experts: Mapping[float, nn.Module], xs: torch.Tensor, ys: torch.Tensor,
                         n: int = 100, *, chunk: int = 500, batch_size: int = 1000, seed: int = 0,
-                        progress: bool = True, log=sys.stderr) -> np.ndarray:
-    """:func:`expert_radii` in chunks saved as ``cache/radii_<start>.npy``; existing chunks are reused."""
+                        alpha: float = 0.001, progress: bool = True, log=sys.stderr) -> np.ndarray:
+    """:func:`expert_radii` in chunks saved as ``cache/radii_<start>_<key>.npy``; existing chunks are reused.
+
+    The key (:func:`label_key`) covers everything that determines a chunk's labels, so a cache
+    filled with other experts, images, n, α, batch size or seed is never read back.
+    """
     from tqdm import tqdm
 
     cache = Path(cache)
     cache.mkdir(parents=True, exist_ok=True)
+    prints = {s: module_fingerprint(m) for s, m in experts.items()}
     parts = []
     bar = tqdm(total=len(xs), desc="σ labels", unit="img", disable=not progress, file=log)
     for start in range(0, len(xs), chunk):
-        path = cache / f"radii_{start:07d}_{n}.npy"
         stop = min(start + chunk, len(xs))
+        key = label_key(prints, xs[start:stop], ys[start:stop], n, alpha, batch_size, seed + start)
+        path = cache / f"radii_{start:07d}_{key[:32]}.npy"
         if path.exists():
             part = np.load(path, allow_pickle=False)
         else:
-            part = expert_radii(experts, xs[start:stop], ys[start:stop], n, batch_size=batch_size, seed=seed + start)
+            part = expert_radii(experts, xs[start:stop], ys[start:stop], n, alpha, batch_size=batch_size,
+                                seed=seed + start)
             np.save(path.with_suffix(".tmp.npy"), part)
             path.with_suffix(".tmp.npy").replace(path)
         parts.append(part)

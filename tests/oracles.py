@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import functools
 import math
 
+import numpy as np
 import pytest
 import torch
 from scipy import stats
@@ -64,3 +66,104 @@ cuda = pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA de
 def devices():
     """CPU always, CUDA where present (the CUDA cases show as skipped elsewhere, with the reason)."""
     return ["cpu", pytest.param("cuda", marks=[cuda, pytest.mark.cuda])]
+
+
+_DIGITS = 20
+
+
+def _log_density_dt(a, b):
+    """log of Beta(a, b)'s density at q = 1 − e^(−t), times dq/dt = e^(−t)."""
+    import mpmath as mp
+
+    log_beta = mp.log(mp.beta(a, b))
+    return lambda t: (a - 1) * mp.log1p(-mp.exp(-t)) - (b - 1) * t - log_beta - t
+
+
+def _integrate(log_g, t0, extra):
+    """log ∫_{t0}^∞ exp(log_g), the range cut at the given points (near the integrand's peak)."""
+    import mpmath as mp
+
+    points = sorted({t0, *(x for x in extra if x > t0)}) + [mp.inf]
+    shift = max(log_g(x) for x in points[:-1])  # integrate a function of order 1 near its peak
+    return mp.log(mp.quad(lambda t: mp.exp(log_g(t) - shift), points)) + shift
+
+
+@functools.cache
+def _log_mass(a: float, b: float, c: float):
+    """log of Beta(a, b)'s mass on [c, 1]."""
+    import mpmath as mp
+
+    with mp.workdps(_DIGITS):
+        t_c = -mp.log1p(-mp.mpf(c))
+        return _integrate(_log_density_dt(mp.mpf(a), mp.mpf(b)), t_c, [t_c + 1, t_c + 10, t_c + 100])
+
+
+def mixture_log_m(k: int, n: int, p: float, a: float = 1.0, b: float = 0.1, floor: float = 0.5) -> float:
+    """log M_n(p) of the one-sided beta-binomial mixture, by numerical integration of its definition.
+
+    M_n(p) = ∫_{max(p, c)}^1 (q/p)^k ((1−q)/(1−p))^(n−k) π(q) dq with π the Beta(a, b) density
+    restricted to [c, 1] and divided by its mass there — computed with mpmath's quadrature at 30
+    digits after the change of variable q = 1 − e^(−t) (the density's (1 − q)^(b−1) singularity at
+    q = 1 becomes an exponential tail in t), sharing no code or closed form with rs_core.stats.
+    """
+    import mpmath as mp
+
+    with mp.workdps(_DIGITS):
+        k, n, p = mp.mpf(k), mp.mpf(n), mp.mpf(p)
+        a, b, c = mp.mpf(a), mp.mpf(b), mp.mpf(floor)
+        log_density_dt = _log_density_dt(a, b)
+
+        def log_f(t):
+            fail = (n - k) * (-t - mp.log1p(-p)) if n > k else 0
+            return k * (mp.log1p(-mp.exp(-t)) - mp.log(p)) + fail + log_density_dt(t)
+
+        log_mass = _log_mass(float(a), float(b), float(c))
+        t_lo = -mp.log1p(-max(p, c))
+        u_mode = (n - k + b) / (n + a + b)  # near the integrand's peak, in u = 1 − q
+        t_mode = -mp.log(u_mode)
+        spread = 1 / mp.sqrt(n - k + b)  # the peak's width in t
+        peak = [t_mode + s * spread for s in (-8, -3, -1, 0, 1, 3, 8)]
+        log_int = _integrate(log_f, t_lo, [*peak, t_mode + 30 * spread, t_mode + 100, t_mode + 1000])
+        return float(log_int - log_mass)
+
+
+def crossing_thresholds(p: float, n_looks: int, batch: int, alpha: float, a: float, b: float, floor: float,
+                        guess=None) -> list[int]:
+    """For looks after batch, 2·batch, …: the smallest count k with M_n(p) ≥ 1/α (n + 1 if none), by the oracle.
+
+    M_n(p) increases with k, so "the bound read at this look exceeds p" ⟺ k ≥ threshold. ``guess(n)``
+    may propose a threshold (e.g. from the library); it is used only if the oracle confirms it.
+    """
+    level = math.log(1.0 / alpha)
+
+    def crosses(k: int, n: int) -> bool:
+        return mixture_log_m(k, n, p, a, b, floor) >= level
+
+    out = []
+    for t in range(1, n_looks + 1):
+        n = t * batch
+        k = None if guess is None else guess(n)
+        confirmed = k is not None and (k > n or crosses(k, n)) and (k == 0 or not crosses(k - 1, n))
+        if not confirmed:  # bisect with the oracle alone
+            lo, hi = 0, n + 1  # crosses(hi) is taken as true for hi = n + 1
+            while lo < hi:
+                mid = (lo + hi) // 2
+                lo, hi = (lo, mid) if crosses(mid, n) else (mid + 1, hi)
+            k = lo
+        out.append(k)
+    return out
+
+
+def crossing_probability(p: float, batch: int, thresholds: list[int]) -> float:
+    """Exact P(∃t: K_t ≥ thresholds[t]) for K_t the successes after t batches of Bernoulli(p) draws.
+
+    Dynamic programming over the count: propagate the law of K over the paths that have not crossed yet.
+    """
+    step = stats.binom.pmf(np.arange(batch + 1), batch, p)
+    alive, crossed = np.array([1.0]), 0.0
+    for c in thresholds:
+        alive = np.convolve(alive, step)
+        if c < len(alive):
+            crossed += alive[c:].sum()
+            alive[c:] = 0.0
+    return float(crossed)

@@ -6,6 +6,7 @@ import pytest
 from streamlit.testing.v1 import AppTest
 
 from rs_core import cohen_radius, lecuyer_radius, li_radius, max_certifiable_radius
+from rs_core.fmt import floor_str
 
 APP = str(Path(__file__).resolve().parents[1] / "app.py")
 
@@ -21,14 +22,14 @@ def test_home_page_renders_and_computes_radii_with_rs_core():
     at = _run(p_a=0.99, p_b=0.01, sigma=0.5)
     assert not at.exception
     cells = at.table[0].value["certified radius"].tolist()
-    assert cells == [f"{cohen_radius(0.99, 0.01, 0.5):.4f}", f"{li_radius(0.99, 0.01, 0.5):.4f}",
-                     f"{lecuyer_radius(0.99, 0.01, 0.5):.4f}"]
-    assert cells[0] == "1.1632"
+    assert cells == [floor_str(cohen_radius(0.99, 0.01, 0.5)), floor_str(li_radius(0.99, 0.01, 0.5)),
+                     floor_str(lecuyer_radius(0.99, 0.01, 0.5))]
+    assert cells[0] == "1.1631"  # 1.16317…, rounded down
 
 
 def test_home_page_max_certifiable_radius():
     at = _run(n=1000, alpha=0.001, sigma=1.0)
-    assert at.metric[0].value == f"{max_certifiable_radius(1000, 0.001, 1.0):.4f}" == "2.4633"
+    assert at.metric[0].value == floor_str(max_certifiable_radius(1000, 0.001, 1.0)) == "2.4632"  # 2.46329…, rounded down
 
 
 def test_home_page_links_every_page():
@@ -69,4 +70,4 @@ def test_sidebar_settings_persist_across_pages():
                 at.number_input(key="w.n_max").value) == (0.75, 0.01, 12_345), page
     at.switch_page("pages/2_Bounds.py").run()
     assert "σ = 0.75" in at.markdown[0].value  # the Bounds page draws at the sidebar's σ
-    assert at.table[0].value["Cohen"].tolist()[0] == f"{cohen_radius(0.6, 0.4, 0.75):.4f}"
+    assert at.table[0].value["Cohen"].tolist()[0] == floor_str(cohen_radius(0.6, 0.4, 0.75))

@@ -1,15 +1,12 @@
 import json
-import threading
-import time
 
 import numpy as np
 import pytest
 import torch
 from oracles import RecordingModel, devices, make_oracle
 from scipy import stats
-from torch import nn
 
-from rs_core import ABSTAIN, Certificate, CertifyStream, certify, certify_many, predict, predict_result
+from rs_core import ABSTAIN, Certificate, certify, certify_many, predict, predict_result
 from rs_core.stats import clopper_pearson_lower
 
 
@@ -136,98 +133,3 @@ def test_certify_invalid_parameters(kwargs, name):
     args.update(kwargs)
     with pytest.raises(ValueError, match=f"^{name}:"):
         certify(**args)
-
-
-# --- streaming ---------------------------------------------------------------------------------
-
-def test_stream_snapshots_and_final_certificate_use_the_anytime_bound():
-    model, x = make_oracle(0.9, 0.5)
-    stream = CertifyStream(model, x, 0.5, n0=100, n_max=3000, alpha=0.001, batch_size=1000, seed=0)
-    snaps = list(stream)
-    assert [s.phase for s in snaps] == ["selection", "estimation", "estimation", "estimation"]
-    assert [s.n for s in snaps] == [0, 1000, 2000, 3000]
-    assert snaps[-1].done and snaps[-1].stop_reason == "n_max"
-    assert all(b.p_lower >= a.p_lower for a, b in zip(snaps, snaps[1:]))  # running maximum
-    cert = stream.certificate()
-    assert cert.bound == "anytime-beta-mixture" and cert.n == 3000 and cert.n_max == 3000
-    assert cert.prediction == 1 and cert.p_lower == snaps[-1].p_lower
-    assert cert.p_lower < clopper_pearson_lower(int(cert.counts[1]), 3000, 0.001)  # the price of peeking
-
-
-def test_stream_stops_once_target_radius_is_certified():
-    model, x = make_oracle(0.999, 0.5)
-    target = 0.5 * stats.norm.ppf(0.99)
-    stream = CertifyStream(model, x, 0.5, 100, 100_000, 0.001, 500, seed=0, target_radius=target)
-    cert = stream.run()
-    assert cert.stop_reason == "target_certified" and cert.radius >= target
-    assert cert.n < 100_000
-
-
-def test_stream_stops_once_target_radius_is_out_of_reach():
-    model, x = make_oracle(0.9, 0.5)
-    stream = CertifyStream(model, x, 0.5, 100, 100_000, 0.001, 1000, seed=0, target_radius=2.5)
-    cert = stream.run()
-    assert cert.stop_reason == "target_unreachable"
-    assert cert.n == 1000  # 2.5 > 0.5 × 3.81, the ceiling at n_max: known after the first batch
-    reachable = CertifyStream(model, x, 0.5, 100, 100_000, 0.001, 1000, seed=0, target_radius=0.5)
-    assert reachable.run().stop_reason != "target_unreachable" or reachable.n > 1000
-
-
-class Slow(nn.Module):
-    def __init__(self, inner):
-        super().__init__()
-        self.inner = inner
-
-    def forward(self, x):
-        time.sleep(0.02)
-        return self.inner(x)
-
-
-def test_stop_from_another_thread_ends_within_one_batch_and_keeps_the_samples():
-    model, x = make_oracle(0.9, 0.5)
-    stream = CertifyStream(Slow(model).eval(), x, 0.5, 100, 10**7, 0.001, 200, seed=0)
-    worker = threading.Thread(target=stream.run)
-    worker.start()
-    while stream.n < 1000:
-        time.sleep(0.005)
-    n_at_stop = stream.n
-    stream.stop()
-    worker.join(timeout=10)
-    assert not worker.is_alive()
-    cert = stream.certificate()
-    assert cert.stop_reason == "stopped"
-    assert n_at_stop <= cert.n <= n_at_stop + 200
-    assert cert.counts.sum() == cert.n and cert.prediction == 1
-
-
-def test_certificate_before_any_sample_abstains():
-    model, x = make_oracle(0.9, 0.5)
-    stream = CertifyStream(model, x, 0.5, 100, 1000, 0.001, 100, seed=0)
-    stream.stop()
-    cert = stream.run()
-    assert cert.prediction == ABSTAIN and cert.n == 0 and cert.stop_reason == "stopped"
-
-
-@pytest.mark.slow
-def test_stream_stopping_when_the_true_radius_is_claimed_errs_at_most_alpha():
-    """Worst-case stopping rule: the target is the true radius, so 'target_certified' is a false certificate."""
-    p_a, sigma, alpha = 0.9, 0.5, 0.1
-    model, x = make_oracle(p_a, sigma)
-    true_radius = model.true_radius(x)
-    runs, false = 150, 0
-    for seed in range(runs):
-        cert = CertifyStream(model, x, sigma, 20, 4000, alpha, 100, seed=seed, target_radius=true_radius).run()
-        false += cert.prediction != ABSTAIN and (cert.prediction != 1 or cert.radius > true_radius)
-    assert stats.binomtest(int(false), runs, alpha, alternative="greater").pvalue > 1e-3
-
-
-@pytest.mark.parametrize("kwargs, name", [
-    (dict(n_max=0), "n_max"), (dict(target_radius=-1.0), "target_radius"),
-    (dict(target_radius=float("nan")), "target_radius"), (dict(n0=0), "n0"),
-])
-def test_stream_invalid_parameters(kwargs, name):
-    model, x = make_oracle(0.9, 0.5)
-    args = dict(model=model, x=x, sigma=0.5)
-    args.update(kwargs)
-    with pytest.raises(ValueError, match=f"^{name}:"):
-        CertifyStream(**args)

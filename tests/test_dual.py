@@ -12,7 +12,15 @@ from scipy import stats
 from torch import nn
 
 from rs_core import ABSTAIN, certify_many
-from rs_core.dual import DualStream, _stage_seeds, certify_dual, certify_dual_many, predict_dual, sigma_label_radii
+from rs_core.dual import (
+    DualSmooth,
+    DualStream,
+    certify_dual,
+    certify_dual_many,
+    predict_dual,
+    sigma_label_radii,
+    stage_seed,
+)
 from rs_core.jobs import CertifyJob
 from rs_core.stats import clopper_pearson_lower
 
@@ -49,8 +57,7 @@ def test_a_constant_estimator_reduces_to_certify_at_half_alpha():
     expert = _linear_through(x, 0.9, 0.5, seed=1)
     experts = {0.25: _linear_through(x, 0.99, 0.25, seed=2), 0.5: expert, 1.0: _linear_through(x, 0.6, 1.0, 3)}
     cert = certify_dual(Constant(1, 3), experts, x, sigma_e=1.0, n0=50, n=2000, alpha=0.002, seed=123)
-    _, _, s2 = _stage_seeds(123)
-    ref = certify_many(expert, x[None], 0.5, 50, 2000, 0.001, seed=s2 + 1)[0]
+    ref = certify_many(expert, x[None], 0.5, 50, 2000, 0.001, seed=stage_seed(123, 2, 1))[0]
     assert cert.sigma == 0.5 and cert.stage2.alpha == 0.001 == cert.stage1.alpha
     np.testing.assert_array_equal(cert.stage2.counts, ref.counts)
     assert cert.prediction == ref.prediction == 1 and cert.radius_class == ref.radius
@@ -155,6 +162,25 @@ def test_the_stream_gives_both_stages_and_a_valid_certificate():
     assert cert.prediction == 1 and cert.stage1.bound == cert.stage2.bound == "anytime-beta-mixture"
     assert cert.stage1.alpha == cert.stage2.alpha == 0.001
     assert cert.radius == min(cert.radius_sigma, cert.radius_class) > 0
+
+
+@pytest.mark.parametrize("route", [0, 1, 2])
+def test_same_seed_same_votes_in_the_batch_path_the_stream_and_predict(route):
+    """The CLI (certify_dual), the app (DualStream) and predict_dual derive stage seeds the same way."""
+    x = _x()
+    experts = {s: _linear_through(x, 0.8, s, seed=i) for i, s in enumerate((0.25, 0.5, 1.0))}
+    dual = DualSmooth(Constant(route, 3), experts, sigma_e=1.0, batch_size=300)
+    batch = dual.certify(x, n0=50, n=1200, alpha=0.002, seed=2**64 - 1)
+    stream = dual.stream(x, n0=50, n_max=1200, alpha=0.002, seed=2**64 - 1)
+    list(stream)
+    live = stream.certificate()
+    assert batch.sigma == live.sigma == (0.25, 0.5, 1.0)[route]
+    for a, b in [(batch.stage1, live.stage1), (batch.stage2, live.stage2)]:
+        np.testing.assert_array_equal(a.counts_selection, b.counts_selection)
+        np.testing.assert_array_equal(a.counts, b.counts)
+    assert batch.stage2.seed == live.stage2.seed == stage_seed(2**64 - 1, 2, route)
+    pred = dual.predict(x, n=50, alpha=0.002, seed=2**64 - 1)
+    np.testing.assert_array_equal(pred.stage2.counts, batch.stage2.counts_selection)  # same seed, same first draws
 
 
 def test_stopping_the_stream_in_stage_one_abstains_within_one_batch():

@@ -18,6 +18,7 @@ import widgets
 from rs_core import CertifyStream, cohen_radius, lecuyer_radius, li_radius
 from rs_core.checkpoints import CHECKPOINTS_DIR, load_checkpoint
 from rs_core.data import data_dir, get_dataset, load_image, prepare_input
+from rs_core.fmt import floor_str
 
 ROOT = Path(__file__).resolve().parents[1]
 PAGE = str(ROOT / "pages" / "1_Certify.py")
@@ -81,7 +82,7 @@ def test_upload_a_digit_certify_to_the_end_and_download_the_certificate():
     np.testing.assert_array_equal(cert.counts, ref.counts)
     assert (cert.prediction, cert.radius, cert.stop_reason) == (ref.prediction, ref.radius, "n_max")
     assert ref.prediction == 1
-    assert any(f"within ℓ2 radius **{cert.radius:.4f}**" in s.value for s in at.success)
+    assert any(f"within ℓ2 radius **{floor_str(cert.radius)}**" in s.value for s in at.success)
     certify_rows = _table(at, 0)
     assert certify_rows["class"] == "1" and certify_rows["n"] == "4,000" and certify_rows["seed"] == "5"
     assert certify_rows["model sha256"].startswith(loaded.sha256[:16])
@@ -89,7 +90,7 @@ def test_upload_a_digit_certify_to_the_end_and_download_the_certificate():
     assert predict_rows["class"] == "1" and predict_rows["n"] == "1,000" and predict_rows["seed"] == "6"
     radii = at.table[2].value
     p = cert.p_lower
-    assert radii["radius for these counts"].tolist() == [f"{float(f(p, 1 - p, 0.5)):.4f}"
+    assert radii["radius for these counts"].tolist() == [floor_str(float(f(p, 1 - p, 0.5)))
                                                          for f in (cohen_radius, li_radius, lecuyer_radius)]
     # The download serves this report (the browser test downloads it for real).
     assert len(at.get("download_button")) == 1

@@ -14,6 +14,7 @@ from streamlit.testing.v1 import AppTest
 from rs_core.checkpoints import CHECKPOINTS_DIR
 from rs_core.data import load_image, prepare_input
 from rs_core.dual import DualStream
+from rs_core.fmt import floor_str
 from rs_core.sigma_estimator import load_dual
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -61,7 +62,7 @@ def test_dual_certificate_matches_the_engine_and_explains_the_radius():
     assert (cert.prediction, cert.sigma, cert.radius) == (ref_cert.prediction, ref_cert.sigma, ref_cert.radius)
     assert cert.prediction == 1 and cert.radius == min(cert.radius_sigma, cert.radius_class)
     text = at.success[0].value
-    assert f"**{cert.radius:.4f}** = min(R_σ = {cert.radius_sigma:.4f}, R_c = {cert.radius_class:.4f})" in text
+    assert f"**{floor_str(cert.radius)}** = min(R_σ = {floor_str(cert.radius_sigma)}, R_c = {floor_str(cert.radius_class)})" in text
     assert "Limited by" in text
     table = at.table[0].value
     assert table["stage 1: σ-estimator (σ_e)"].tolist()[6] == "0.0005" == table["stage 2: expert (σ_c)"].tolist()[6]

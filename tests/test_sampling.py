@@ -7,6 +7,7 @@ from oracles import RecordingModel, devices, make_oracle
 from torch import nn
 
 from rs_core.sampling import NoiseSampler, iter_counts, sample_counts, sample_counts_many
+from rs_core.seeding import make_generator
 
 
 def test_counts_are_int64_and_sum_to_num_with_partial_last_batch(tiny_cnn):
@@ -46,9 +47,11 @@ def test_unseeded_run_records_a_seed_that_reproduces_it(tiny_cnn):
 
 def test_generator_argument(tiny_cnn):
     x = torch.rand(1, 8, 8)
-    g = torch.Generator().manual_seed(5)
-    np.testing.assert_array_equal(sample_counts(tiny_cnn, x, 0.5, 300, 64, generator=g),
+    np.testing.assert_array_equal(sample_counts(tiny_cnn, x, 0.5, 300, 64, generator=make_generator(5)),
                                   sample_counts(tiny_cnn, x, 0.5, 300, 64, seed=5))
+    # Any generator of the user's is used as it is (and its initial seed recorded).
+    sampler = NoiseSampler(tiny_cnn, x, 0.5, 64, generator=torch.Generator().manual_seed(5))
+    assert sampler.seed == 5 and sampler.sample(10).sum() == 10
 
 
 def test_stream_yields_cumulative_counts_ending_at_the_one_shot_result(tiny_cnn):
@@ -191,3 +194,36 @@ def test_model_in_training_mode_is_refused(tiny_cnn):
 def test_input_the_model_cannot_take_is_refused(tiny_cnn):
     with pytest.raises(ValueError, match="^x:"):
         sample_counts(tiny_cnn, torch.rand(3, 8, 8), 0.5, 10, 10)
+
+
+class TypedRecorder(RecordingModel):
+    """A RecordingModel whose parameters (one) are of ``dtype``: the sampler casts its input to it."""
+
+    def __init__(self, dtype):
+        super().__init__()
+        self.weight = nn.Parameter(torch.zeros(1, dtype=dtype), requires_grad=False)
+
+
+@pytest.mark.parametrize("dtype", [torch.bfloat16, torch.float16])
+def test_noise_is_drawn_and_added_in_float32_and_cast_after_adding(dtype):
+    x = torch.rand(1, 6, 6)
+    ref, low = TypedRecorder(torch.float32).eval(), TypedRecorder(dtype).eval()
+    NoiseSampler(ref, x, 0.25, 500, seed=3).sample(500)
+    NoiseSampler(low, x, 0.25, 500, seed=3).sample(500)
+    f32, seen = ref.seen[1], low.seen[1]  # [0] is the clean probe
+    assert f32.dtype == torch.float32 and seen.dtype == dtype
+    # Bit for bit the float32 noisy input, rounded once: not x and ε rounded separately.
+    assert torch.equal(seen, f32.to(dtype))
+    eps_low = (x.to(dtype) + (0.25 * torch.randn(f32.shape, generator=make_generator(3)).to(dtype))).to(dtype)
+    assert not torch.equal(seen, eps_low)
+    # The noise itself takes many more values than a low-precision draw could (bf16 has 8 bits of mantissa).
+    assert (f32 - x).unique().numel() > 17_000
+
+
+def test_a_float64_model_gets_float64_noise():
+    x = torch.rand(1, 6, 6)
+    m = TypedRecorder(torch.float64).eval()
+    NoiseSampler(m, x, 0.25, 100, seed=0).sample(100)
+    seen = m.seen[1]
+    assert seen.dtype == torch.float64
+    assert not torch.equal(seen, seen.float().double())  # values no float32 could hold

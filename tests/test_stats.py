@@ -2,6 +2,7 @@ import math
 
 import numpy as np
 import pytest
+from oracles import mixture_log_m
 from scipy import stats
 from statsmodels.stats.proportion import proportion_confint
 
@@ -82,6 +83,23 @@ def test_anytime_bound_is_the_root_of_the_mixture_statistic():
         assert log_mixture_martingale(k, n, p) >= threshold
         if p > 1e-6:
             assert log_mixture_martingale(k, n, p + 1e-6 * (1 - p)) < threshold
+
+
+MIXTURES = [BetaMixture(), BetaMixture(17.0, 3.0, 0.5), BetaMixture(2.0, 2.0, 0.5), BetaMixture(6.0, 4.0, 0.6)]
+
+
+@pytest.mark.parametrize("mixture", MIXTURES, ids=lambda m: f"Beta({m.a:g},{m.b:g})>={m.floor:g}")
+@pytest.mark.parametrize("k, n, alpha", [(9, 10, 0.3), (95, 100, 0.001), (990, 1000, 0.05), (700, 1000, 0.2),
+                                         (9_990, 10_000, 0.001), (99_990, 100_000, 0.01)])
+def test_anytime_bound_is_the_root_of_an_independently_computed_mixture(mixture, k, n, alpha):
+    """L = inf{p : M(p) < 1/α} with M integrated numerically from its definition (tests/oracles.py), at the
+    stated α: any α inflation, a mis-normalized or mis-scaled mixture moves L off this root."""
+    level = math.log(1 / alpha)
+    m = (mixture.a, mixture.b, mixture.floor)
+    low = anytime_lower_bound(k, n, alpha, mixture)
+    assert 0 < low < k / n
+    assert mixture_log_m(k, n, low, *m) >= level - 1e-9  # valid side: L is in the confidence set's closure
+    assert mixture_log_m(k, n, low + 1e-6 * (k / n - low), *m) < level  # tight: a hair above L is outside
 
 
 def test_anytime_bound_monotone_in_successes_and_zero_without_them():

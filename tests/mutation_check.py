@@ -1,0 +1,138 @@
+"""Deliberately broken copies of rs_core: each soundness test must fail on the bug it exists to catch.
+
+Run ``make mutants`` (or ``python tests/mutation_check.py [NAME …]``). For each mutant the
+working tree is copied to a temporary folder, one line of code is broken there, and the tests
+named for that mutant are run on the copy; a mutant that leaves them green is reported as
+SURVIVED and the script exits with 1. Not part of ``make test``: it runs the slow exact-law
+tests once per mutant (a few minutes in all).
+
+Known limit, measured: a mixture whose weight is not normalized (off by the Beta mass on
+[floor, 1], 0.75 for the Beta(6, 4) of the stream test) is *not* detected by the stream's exact-law
+test alone; the deterministic test against the independently integrated statistic
+(tests/test_stats.py) catches it, and is the test listed for it here.
+"""
+
+from __future__ import annotations
+
+import shutil
+import subprocess
+import sys
+import tempfile
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+@dataclass(frozen=True)
+class Mutant:
+    name: str
+    path: str
+    old: str
+    new: str
+    tests: tuple[str, ...]
+
+
+MUTANTS = [
+    Mutant("stream bound at 2α", "rs_core/stream.py",
+           "self.n, self.alpha, self.mixture)", "self.n, 2 * self.alpha, self.mixture)",
+           ("tests/test_stream.py::test_stream_false_certificates_follow_their_exact_law_at_the_batch_granularity",)),
+    Mutant("anytime bound at 1.5α (any caller)", "rs_core/stats.py",
+           "threshold = math.log(1.0 / alpha)", "threshold = math.log(1.0 / (1.5 * alpha))",
+           ("tests/test_stats.py::test_anytime_bound_is_the_root_of_an_independently_computed_mixture",)),
+    Mutant("mixture weight not normalized", "rs_core/stats.py",
+           "            - np.log(special.betainc(b, a, 1.0 - c))\n", "",
+           ("tests/test_stats.py::test_anytime_bound_is_the_root_of_an_independently_computed_mixture",)),
+    Mutant("mixture renormalized per p (mis-scaled)", "rs_core/stats.py",
+           "np.log(special.betainc(b, a, 1.0 - c))", "np.log(special.betainc(b, a, upper))",
+           ("tests/test_stats.py::test_anytime_bound_is_the_root_of_an_independently_computed_mixture",)),
+    Mutant("mixture prior scaled (b doubled)", "rs_core/stats.py",
+           "    a, b, c = mixture.a, mixture.b, mixture.floor\n    f = n - k",
+           "    a, b, c = mixture.a, 2 * mixture.b, mixture.floor\n    f = n - k",
+           ("tests/test_stats.py::test_anytime_bound_is_the_root_of_an_independently_computed_mixture",)),
+    Mutant("stream class chosen from its own estimation votes", "rs_core/stream.py",
+           "            self.n += step\n",
+           "            self.n += step\n            self.top_class = int(self.counts.argmax())\n",
+           ("tests/test_stream.py::test_the_stream_bounds_the_selected_class_with_fresh_votes_only",
+            "tests/test_stream.py::test_stream_false_certificates_follow_their_exact_law_at_the_batch_granularity")),
+    Mutant("stream class chosen from its own estimation votes (exact law alone)", "rs_core/stream.py",
+           "            self.n += step\n",
+           "            self.n += step\n            self.top_class = int(self.counts.argmax())\n",
+           ("tests/test_stream.py::test_stream_false_certificates_follow_their_exact_law_at_the_batch_granularity",)),
+    Mutant("mixture prior scaled, b doubled (exact law alone)", "rs_core/stats.py",
+           "    a, b, c = mixture.a, mixture.b, mixture.floor\n    f = n - k",
+           "    a, b, c = mixture.a, 2 * mixture.b, mixture.floor\n    f = n - k",
+           ("tests/test_stream.py::test_stream_false_certificates_follow_their_exact_law_at_the_batch_granularity",)),
+    Mutant("stream reuses the selection votes in the bound", "rs_core/stream.py",
+           "acc = torch.zeros(sampler.num_classes, dtype=torch.int64, device=sampler.device)",
+           "acc = torch.as_tensor(selection, device=sampler.device).clone()",
+           ("tests/test_stream.py::test_the_stream_bounds_the_selected_class_with_fresh_votes_only",)),
+    Mutant("CERTIFY Clopper–Pearson at 2α", "rs_core/smooth.py",
+           "c_a], n, alpha))", "c_a], n, 2 * alpha))",
+           ("tests/test_certify.py::test_certify_on_linear_oracle_matches_exact_law",)),
+    Mutant("CERTIFY selects from the estimation votes", "rs_core/smooth.py",
+           "c_a = selection.argmax(axis=1)", "c_a = estimation.argmax(axis=1)",
+           ("tests/test_certify.py::test_certify_on_linear_oracle_matches_exact_law",)),
+    Mutant("dual RS: both stages at the full α", "rs_core/dual.py",
+           "return alpha, alpha * split, alpha - alpha * split", "return alpha, alpha, alpha",
+           ("tests/test_dual.py",)),
+    Mutant("seed keeps only its low 32 bits", "rs_core/seeding.py",
+           "words = np.random.SeedSequence(seed).generate_state", "words = np.random.SeedSequence(seed % 2**32).generate_state",
+           ("tests/test_seeding.py",)),
+    Mutant("dual stream seeds stage 2 unlike the batch path", "rs_core/dual.py",
+           "seed=stage_seed(self.seed, 2, cert1.prediction))", "seed=stage_seed(self.seed, 2, 0))",
+           ("tests/test_dual.py::test_same_seed_same_votes_in_the_batch_path_the_stream_and_predict",)),
+    Mutant("label cache key ignores the experts", "rs_core/sigma_estimator.py",
+           '"experts": [[float(s), m if isinstance(m, str) else module_fingerprint(m)]',
+           '"experts": [[float(s), ""]', ("tests/test_sigma_estimator.py",)),
+    Mutant("noise drawn in the model's dtype", "rs_core/sampling.py",
+           "self.noise_dtype = torch.promote_types(torch.float32, self.model_dtype)",
+           "self.noise_dtype = self.model_dtype",
+           ("tests/test_sampling.py::test_noise_is_drawn_and_added_in_float32_and_cast_after_adding",)),
+    Mutant("radii rounded to nearest", "rs_core/fmt.py",
+           "rounding=ROUND_FLOOR", "rounding=ROUND_HALF_EVEN", ("tests/test_fmt.py",)),
+]
+
+
+def _copy_tree(dest: Path) -> None:
+    files = subprocess.run(["git", "ls-files", "-co", "--exclude-standard"], cwd=ROOT, check=True,
+                           capture_output=True, text=True).stdout.splitlines()
+    for rel in files:
+        src = ROOT / rel
+        if src.is_file():
+            (dest / rel).parent.mkdir(parents=True, exist_ok=True)
+            shutil.copy2(src, dest / rel)
+
+
+def run(mutant: Mutant) -> tuple[bool, float, str]:
+    """Applies the mutant to a copy and runs its tests; True when they fail (the mutant is killed)."""
+    with tempfile.TemporaryDirectory(prefix="rs-mutant-") as tmp:
+        dest = Path(tmp)
+        _copy_tree(dest)
+        target = dest / mutant.path
+        text = target.read_text()
+        if text.count(mutant.old) != 1:
+            raise SystemExit(f"{mutant.name}: the line to break occurs {text.count(mutant.old)} times in "
+                             f"{mutant.path}; update tests/mutation_check.py")
+        target.write_text(text.replace(mutant.old, mutant.new))
+        start = time.perf_counter()
+        proc = subprocess.run([sys.executable, "-m", "pytest", "-x", "-q", "-p", "no:cacheprovider",
+                               "--no-header", *mutant.tests], cwd=dest, capture_output=True, text=True)
+        last = (proc.stdout.strip().splitlines() or [""])[-1]
+        return proc.returncode != 0, time.perf_counter() - start, last
+
+
+def main(names: list[str]) -> int:
+    chosen = [m for m in MUTANTS if not names or any(n.lower() in m.name.lower() for n in names)]
+    survived = 0
+    for m in chosen:
+        killed, seconds, last = run(m)
+        survived += not killed
+        print(f"{'killed  ' if killed else 'SURVIVED'}  {seconds:6.1f}s  {m.name}  [{last}]", flush=True)
+    print(f"{len(chosen) - survived} of {len(chosen)} mutants killed")
+    return 1 if survived else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main(sys.argv[1:]))

@@ -1,0 +1,65 @@
+"""Seeds: every bit of every accepted seed reaches the noise; one derivation for every path."""
+
+import numpy as np
+import pytest
+import torch
+from oracles import devices
+from scipy import stats
+
+from rs_core import sample_counts
+from rs_core.seeding import SEED_LIMIT, cpu_state_layout_ok, derive_seed, fresh_seed, make_generator
+
+
+def _draw(seed, device="cpu", k=8):
+    return torch.randn(k, generator=make_generator(seed, device), device=device).cpu()
+
+
+def test_this_torch_has_the_cpu_state_layout_we_write():
+    assert cpu_state_layout_ok()
+
+
+@pytest.mark.parametrize("device", devices())
+def test_every_bit_of_the_seed_changes_the_noise(device):
+    base = _draw(0, device)
+    draws = [_draw(1 << bit, device) for bit in range(64)]
+    assert all(not torch.equal(base, d) for d in draws)
+    # all 65 draws distinct from one another
+    assert len({tuple(d.tolist()) for d in [base, *draws]}) == 65
+
+
+def test_seeds_that_share_their_low_32_bits_give_different_votes(tiny_cnn):
+    x = torch.rand(1, 8, 8)
+    a = sample_counts(tiny_cnn, x, 0.5, 2000, 250, seed=7)
+    b = sample_counts(tiny_cnn, x, 0.5, 2000, 250, seed=7 + 2**32)
+    assert not np.array_equal(a, b)
+    np.testing.assert_array_equal(a, sample_counts(tiny_cnn, x, 0.5, 2000, 250, seed=7))
+
+
+def test_seeded_generator_reproduces_and_reports_the_seed():
+    g = make_generator(2**64 - 1)
+    assert g.initial_seed() == 2**64 - 1
+    assert torch.equal(torch.randn(100, generator=g), _draw(2**64 - 1, k=100))
+
+
+def test_noise_from_a_derived_state_is_standard_normal():
+    z = _draw(123456789, k=200_000).double().numpy()
+    assert stats.kstest(z, "norm").pvalue > 1e-3
+    assert abs(z.mean()) < 5 / np.sqrt(z.size) and abs(z.var() - 1) < 5 * np.sqrt(2 / z.size)
+
+
+@pytest.mark.parametrize("seed", [-1, SEED_LIMIT, 1.5, "7", True])
+def test_seeds_outside_the_range_are_refused(seed):
+    with pytest.raises(ValueError, match="^seed:"):
+        make_generator(seed)
+
+
+def test_derived_seeds_depend_on_every_bit_and_on_the_path():
+    children = {derive_seed(1 << bit, 2, 0) for bit in range(64)} | {derive_seed(0, 2, 0)}
+    assert len(children) == 65 and all(0 <= c < SEED_LIMIT for c in children)
+    assert derive_seed(5, 1) != derive_seed(5, 2) != derive_seed(5, 2, 1) != derive_seed(5, 2, 0)
+    assert derive_seed(5, 2, 1) == derive_seed(5, 2, 1)
+
+
+def test_fresh_seeds_are_in_range_and_differ():
+    seeds = {fresh_seed() for _ in range(100)}
+    assert len(seeds) == 100 and all(0 <= s < 2**63 for s in seeds)

@@ -1,0 +1,201 @@
+"""CertifyStream: anytime-valid CERTIFY, tested against exact laws computed independently of rs_core.stats."""
+
+import math
+import threading
+import time
+
+import numpy as np
+import pytest
+import torch
+from oracles import RecordingModel, crossing_probability, crossing_thresholds, make_oracle
+from scipy import stats
+from torch import nn
+
+from rs_core import ABSTAIN, CertifyStream, Smooth
+from rs_core.stats import BetaMixture, clopper_pearson_lower, log_mixture_martingale
+
+
+def test_stream_snapshots_and_final_certificate_use_the_anytime_bound():
+    model, x = make_oracle(0.9, 0.5)
+    stream = CertifyStream(model, x, 0.5, n0=100, n_max=3000, alpha=0.001, batch_size=1000, seed=0)
+    snaps = list(stream)
+    assert [s.phase for s in snaps] == ["selection", "estimation", "estimation", "estimation"]
+    assert [s.n for s in snaps] == [0, 1000, 2000, 3000]
+    assert snaps[-1].done and snaps[-1].stop_reason == "n_max"
+    assert all(b.p_lower >= a.p_lower for a, b in zip(snaps, snaps[1:]))  # running maximum
+    cert = stream.certificate()
+    assert cert.bound == "anytime-beta-mixture" and cert.n == 3000 and cert.n_max == 3000
+    assert cert.prediction == 1 and cert.p_lower == snaps[-1].p_lower
+    assert cert.p_lower < clopper_pearson_lower(int(cert.counts[1]), 3000, 0.001)  # the price of peeking
+
+
+def test_stream_stops_once_target_radius_is_certified():
+    model, x = make_oracle(0.999, 0.5)
+    target = 0.5 * stats.norm.ppf(0.99)
+    stream = CertifyStream(model, x, 0.5, 100, 100_000, 0.001, 500, seed=0, target_radius=target)
+    cert = stream.run()
+    assert cert.stop_reason == "target_certified" and cert.radius >= target
+    assert cert.n < 100_000
+
+
+def test_stream_stops_once_target_radius_is_out_of_reach():
+    model, x = make_oracle(0.9, 0.5)
+    stream = CertifyStream(model, x, 0.5, 100, 100_000, 0.001, 1000, seed=0, target_radius=2.5)
+    cert = stream.run()
+    assert cert.stop_reason == "target_unreachable"
+    assert cert.n == 1000  # 2.5 > 0.5 × 3.81, the ceiling at n_max: known after the first batch
+    reachable = CertifyStream(model, x, 0.5, 100, 100_000, 0.001, 1000, seed=0, target_radius=0.5)
+    assert reachable.run().stop_reason != "target_unreachable" or reachable.n > 1000
+
+
+class Slow(nn.Module):
+    def __init__(self, inner):
+        super().__init__()
+        self.inner = inner
+
+    def forward(self, x):
+        time.sleep(0.02)
+        return self.inner(x)
+
+
+def test_stop_from_another_thread_ends_within_one_batch_and_keeps_the_samples():
+    model, x = make_oracle(0.9, 0.5)
+    stream = CertifyStream(Slow(model).eval(), x, 0.5, 100, 10**7, 0.001, 200, seed=0)
+    worker = threading.Thread(target=stream.run)
+    worker.start()
+    while stream.n < 1000:
+        time.sleep(0.005)
+    n_at_stop = stream.n
+    stream.stop()
+    worker.join(timeout=10)
+    assert not worker.is_alive()
+    cert = stream.certificate()
+    assert cert.stop_reason == "stopped"
+    assert n_at_stop <= cert.n <= n_at_stop + 200
+    assert cert.counts.sum() == cert.n and cert.prediction == 1
+
+
+def test_certificate_before_any_sample_abstains():
+    model, x = make_oracle(0.9, 0.5)
+    stream = CertifyStream(model, x, 0.5, 100, 1000, 0.001, 100, seed=0)
+    stream.stop()
+    cert = stream.run()
+    assert cert.prediction == ABSTAIN and cert.n == 0 and cert.stop_reason == "stopped"
+
+
+@pytest.mark.slow
+def test_stream_stopping_when_the_true_radius_is_claimed_errs_at_most_alpha():
+    """Worst-case stopping rule: the target is the true radius, so 'target_certified' is a false certificate."""
+    p_a, sigma, alpha = 0.9, 0.5, 0.1
+    model, x = make_oracle(p_a, sigma)
+    true_radius = model.true_radius(x)
+    runs, false = 150, 0
+    for seed in range(runs):
+        cert = CertifyStream(model, x, sigma, 20, 4000, alpha, 100, seed=seed, target_radius=true_radius).run()
+        false += cert.prediction != ABSTAIN and (cert.prediction != 1 or cert.radius > true_radius)
+    assert stats.binomtest(int(false), runs, alpha, alternative="greater").pvalue > 1e-3
+
+
+@pytest.mark.parametrize("kwargs, name", [
+    (dict(n_max=0), "n_max"), (dict(target_radius=-1.0), "target_radius"),
+    (dict(target_radius=float("nan")), "target_radius"), (dict(n0=0), "n0"),
+])
+def test_stream_invalid_parameters(kwargs, name):
+    model, x = make_oracle(0.9, 0.5)
+    args = dict(model=model, x=x, sigma=0.5)
+    args.update(kwargs)
+    with pytest.raises(ValueError, match=f"^{name}:"):
+        CertifyStream(**args)
+
+
+# --- soundness against the exact law -------------------------------------------------------------
+
+def _library_guess(p, alpha, mixture):
+    """A threshold proposed by the library's own statistic; crossing_thresholds keeps it only if the
+    independent oracle confirms it (else it bisects with the oracle alone)."""
+    def guess(n):
+        k = np.arange(n + 1)
+        ok = log_mixture_martingale(k, n, p, mixture) >= math.log(1 / alpha)
+        return int(np.argmax(ok)) if ok.any() else n + 1
+    return guess
+
+
+def stream_false_certificate_law(p_a, n0, batch, looks, alpha, mixture):
+    """Exact P(false certificate) of a stream run to n_max = looks · batch on a two-class oracle whose
+    class 1 has probability p_a ≥ ½ — equivalently, of the worst stopping rule (stop as soon as the bound
+    exceeds the truth), since the certificate keeps the running maximum of the bound.
+
+    False: class 1 certified with p_lower > p_a (radius above the true radius), or class 0 certified at all.
+    Class 1 is selected on a strict majority of n0 independent votes (argmax breaks ties to class 0);
+    the bound on the selected class crosses p at a look ⟺ M_n(p) ≥ 1/α (Ville's event).
+    """
+    m = (mixture.a, mixture.b, mixture.floor)
+    sel_1 = stats.binom.sf(n0 // 2, n0, p_a)
+    cross_1 = crossing_probability(p_a, batch, crossing_thresholds(
+        p_a, looks, batch, alpha, *m, guess=_library_guess(p_a, alpha, mixture)))
+    cross_0 = crossing_probability(1 - p_a, batch, crossing_thresholds(
+        0.5, looks, batch, alpha, *m, guess=_library_guess(0.5, alpha, mixture)))
+    return sel_1 * cross_1 + (1 - sel_1) * cross_0
+
+
+# A mixture that puts its mass near the truth makes crossings frequent, so that α and 2α (or a
+# mis-normalized mixture, or a class chosen from its own votes) give clearly different laws.
+STREAM_CASES = {
+    "p=0.8": dict(p_a=0.8, mixture=BetaMixture(17.0, 3.0, 0.5)),
+    "p=0.5": dict(p_a=0.5, mixture=BetaMixture(6.0, 4.0, 0.5)),
+}
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("case", STREAM_CASES)
+def test_stream_false_certificates_follow_their_exact_law_at_the_batch_granularity(case):
+    p_a, mixture = STREAM_CASES[case]["p_a"], STREAM_CASES[case]["mixture"]
+    sigma, n0, batch, looks, alpha, runs = 0.5, 20, 20, 25, 0.2, 1000
+    model, x = make_oracle(p_a, sigma)
+    smooth = Smooth(model, sigma, batch)
+    false = 0
+    for seed in range(runs):
+        cert = smooth.stream(x, n0, looks * batch, alpha, seed=seed, mixture=mixture).run()
+        assert cert.n == looks * batch and cert.bound == "anytime-beta-mixture"
+        false += cert.prediction == 0 or (cert.prediction == 1 and cert.p_lower > p_a)
+    law = stream_false_certificate_law(p_a, n0, batch, looks, alpha, mixture)
+    law_2a = stream_false_certificate_law(p_a, n0, batch, looks, 2 * alpha, mixture)
+    assert law <= alpha  # Ville's inequality, checked exactly
+    # The observed count agrees with the exact law (two-sided exact test) …
+    print(f"{case}: observed {false / runs:.4f}, exact law {law:.4f}, law at 2α {law_2a:.4f}")
+    assert stats.binomtest(false, runs, law).pvalue > 1e-4, (false / runs, law)
+    # … and the test has power: the law at 2α is rejected.
+    assert law_2a > 1.8 * law
+    assert stats.binomtest(false, runs, law_2a).pvalue < 1e-6, (false / runs, law_2a)
+
+
+class Switch(nn.Module):
+    """Votes class 1 on its first noisy batch (the selection samples), class 0 on every later one."""
+
+    def __init__(self):
+        super().__init__()
+        self.calls = 0
+
+    def forward(self, x):
+        self.calls += 1
+        out = torch.zeros(x.shape[0], 2)
+        out[:, 1 if self.calls == 2 else 0] = 1.0  # call 1 is the clean probe
+        return out
+
+
+def test_the_stream_bounds_the_selected_class_with_fresh_votes_only():
+    """The class comes from the selection votes alone, and those votes never enter the bound."""
+    model = Switch().eval()
+    stream = CertifyStream(model, torch.zeros(1, 2, 2), 0.5, n0=30, n_max=200, alpha=0.01, batch_size=50, seed=0)
+    cert = stream.run()
+    assert cert.counts_selection.tolist() == [0, 30]
+    assert cert.counts.tolist() == [200, 0] and cert.n == 200  # no selection vote counted again
+    assert stream.top_class == 1 and cert.prediction == ABSTAIN and cert.p_lower == 0.0
+
+
+def test_stream_selection_and_estimation_noise_are_disjoint_draws():
+    m = RecordingModel().eval()
+    CertifyStream(m, torch.zeros(1, 2, 2), 1.0, n0=30, n_max=100, alpha=0.01, batch_size=50, seed=0).run()
+    sel, est = m.seen[1], torch.cat(m.seen[2:])
+    assert sel.shape[0] == 30 and est.shape[0] == 100
+    assert not np.intersect1d(sel.flatten().numpy(), est.flatten().numpy()).size
