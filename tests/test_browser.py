@@ -113,7 +113,7 @@ def test_bounds_page_in_chromium(app_url, page, tmp_path_factory):
 
 def test_certified_accuracy_page_in_chromium(app_url, page, tmp_path_factory):
     page.goto(f"{app_url}/Certified_accuracy")
-    page.get_by_text("Lower bound on the true certified accuracy").wait_for(timeout=30_000)
+    page.get_by_text("Lower bound on the true certified accuracy", exact=True).wait_for(timeout=30_000)
     table = page.locator("[data-testid='stTable']").first
     assert "cifar10-partial · cifar_cnn · σ = 0.50" in table.inner_text()  # the first indexed model
     # Upload Cohen et al.'s log through the real file input.
