@@ -7,7 +7,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: run test bench mutants clean
+.PHONY: run test bench mutants fuzz clean
 
 $(STAMP): requirements.txt pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -28,6 +28,10 @@ bench: $(STAMP)
 # Deliberately broken copies of rs_core: each soundness test must fail on its bug (a few minutes).
 mutants: $(STAMP)
 	$(BIN)/python tests/mutation_check.py
+
+# The property-based tests with a longer, randomized search (CI runs them derandomized, 60 examples each).
+fuzz: $(STAMP)
+	HYPOTHESIS_PROFILE=long $(BIN)/python -m pytest tests/test_fuzz_*.py
 
 clean:
 	rm -rf $(VENV)

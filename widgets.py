@@ -101,9 +101,11 @@ def shipped_models() -> dict[str, dict]:
 
 
 @st.cache_resource(show_spinner="Loading the model…", max_entries=8)
-def load_model(path: str, device: str, arch: str | None = None, dataset: str | None = None) -> LoadedModel:
-    """One model per (file, device), shared by all sessions (inference only; never trained here)."""
-    return load_checkpoint(path, device, arch=arch, dataset=dataset)
+def load_model(path: str, device: str, arch: str | None = None, dataset: str | None = None,
+               name: str | None = None) -> LoadedModel:
+    """One model per (file, device), shared by all sessions (inference only; never trained here).
+    ``name``: what messages call the file (an upload's own name, never the server's temp file)."""
+    return load_checkpoint(path, device, arch=arch, dataset=dataset, name=name)
 
 
 def _stash_upload(data: bytes) -> str:
@@ -151,9 +153,9 @@ def sidebar() -> Settings:
         else:
             try:
                 loaded = load_model(path, device, None if arch == "from the file" else arch,
-                                    None if ds == "from the file" else ds)
-            except (ValueError, OSError, RuntimeError) as err:
-                error = f"{get('ckpt_name')}: {err}"
+                                    None if ds == "from the file" else ds, name=get("ckpt_name"))
+            except ValueError as err:  # the loader's contract: every bad file is a ValueError
+                error = str(err)  # names the upload (name=…), never the server's temp file
             else:
                 dataset = loaded.meta.get("dataset") if ds == "from the file" else ds
                 train_sigma = loaded.sigma
@@ -162,7 +164,7 @@ def sidebar() -> Settings:
         dataset, train_sigma = entry["dataset"], float(entry["sigma"])
         try:
             loaded = load_model(str(CHECKPOINTS_DIR / entry["path"]), device)
-        except (ValueError, OSError, RuntimeError) as err:
+        except ValueError as err:
             error = f"{label}: {err}"
     if dataset not in DATASETS:
         dataset = None
@@ -308,10 +310,8 @@ def choose_input(input_shape: tuple[int, int, int], dataset: str | None,
         try:
             img = load_image(up.getvalue())
             return prepare_input(img, input_shape, **opts), f"upload {up.name}", None
-        except ValueError as err:
+        except ValueError as err:  # load_image's contract: whatever the decoder raised
             st.error(f"{up.name}: {err}")
-        except Exception as err:  # a decoder bug must still not reach the page as a traceback
-            st.error(f"{up.name}: could not read this image ({type(err).__name__}: {err})")
         return None
     if source == "Draw":
         from streamlit_drawable_canvas import st_canvas

@@ -13,6 +13,7 @@ from rs_core.analyze import (
     figure,
     format_certify_log,
     parse_certify_log,
+    parse_radii,
     read_certify_log,
 )
 from rs_core.certify import certify_examples
@@ -94,11 +95,7 @@ for label in chosen:
     logs.append(_read_log(str(available[label]), label))
 for upload in uploads or []:
     try:
-        text = upload.getvalue().decode("utf-8")
-        log = parse_certify_log(text, f"{default_label(upload.name)} ({upload.name})", upload.name)
-    except UnicodeDecodeError:
-        st.error(f"{upload.name}: not a text file; a certify log is tab-separated text.")
-        continue
+        log = parse_certify_log(upload.getvalue(), f"{default_label(upload.name)} ({upload.name})", upload.name)
     except ValueError as err:
         st.error(str(err))
         continue
@@ -113,11 +110,9 @@ alpha = col2.number_input("CERTIFY's α (of the logs)", min_value=1e-9, max_valu
 rho = col3.number_input("ρ (lower bound fails with probability ≤ ρ)", min_value=1e-9, max_value=0.5, value=0.001,
                         format="%.4g", key="acc_rho")
 try:
-    radii = np.array([float(r) for r in radii_text.replace(";", ",").split(",") if r.strip()])
-    if radii.size == 0 or np.any(radii < 0) or not np.all(np.isfinite(radii)):
-        raise ValueError
-except ValueError:
-    st.error("Radii: give non-negative numbers separated by commas, e.g. 0, 0.5, 1.0")
+    radii = parse_radii(radii_text)
+except ValueError as err:
+    st.error(f"{err} — e.g. 0, 0.5, 1.0")
     radii = None
 
 if len(logs) > 1 and st.checkbox("Compare on the same images only (rows present in every log)", value=True,

@@ -49,7 +49,7 @@ split = c2.number_input("Share of α for stage 1 (σ)", min_value=0.01, max_valu
                         **widgets.persisted("dual_split", 0.5))
 try:
     est, experts = widgets.load_dual_models(str(estimators[choice]), s.device)
-except (ValueError, OSError, RuntimeError) as err:
+except ValueError as err:
     st.error(f"{choice}: {err}")
     st.stop()
 sigmas = sorted(experts)

@@ -15,6 +15,7 @@ import io
 import math
 import os
 import re
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -22,6 +23,7 @@ import numpy as np
 
 from ._checks import check_alpha
 from .fmt import floor_str
+from .untrusted import MAX_CLASSES, MAX_LOG_BYTES, MAX_LOG_ROWS, MAX_RADII, check_size, reading
 
 CERTIFY_HEADER = ["idx", "label", "predict", "radius", "correct", "time"]
 PREDICT_HEADER = ["idx", "label", "predict", "correct", "time"]
@@ -77,14 +79,25 @@ def format_certify_log(log: CertifyLog) -> str:
     return "\n".join(lines) + "\n"
 
 
+# A decimal number as Python and C print one (ASCII digits only: float() alone also takes '1_0' and '١').
+_FLOAT = re.compile(r"[-+]?(?:[0-9]{1,20}(?:\.[0-9]{0,20})?|\.[0-9]{1,20})(?:[eE][-+]?[0-9]{1,3})?")
+
+
 def parse_duration(text: str) -> float:
-    """Seconds from ``'15.4'`` or ``'0:02:31.238689'`` (``str(datetime.timedelta)``, days allowed)."""
+    """Seconds from ``'15.4'`` or ``'0:02:31.238689'`` (``str(datetime.timedelta)``, days allowed).
+
+    ``ValueError`` for anything else, including negative, NaN or infinite durations.
+    """
     text = text.strip()
-    m = re.fullmatch(r"(?:(\d+) days?, )?(\d+):(\d{2}):(\d{2}(?:\.\d+)?)", text)
+    m = re.fullmatch(r"(?:([0-9]{1,9}) days?, )?([0-9]{1,9}):([0-9]{2}):([0-9]{2}(?:\.[0-9]{1,9})?)", text)
     if m:
-        days, h, mi, s = m.groups()
-        return int(days or 0) * 86400 + int(h) * 3600 + int(mi) * 60 + float(s)
-    return float(text)
+        days, h, mi, sec = m.groups()
+        seconds = int(days or 0) * 86400 + int(h) * 3600 + int(mi) * 60 + float(sec)
+    else:
+        seconds = float(text) if _FLOAT.fullmatch(text) else math.nan
+    if not math.isfinite(seconds) or seconds < 0:
+        raise ValueError(f"time: expected seconds >= 0 or H:MM:SS, got {text[:40]!r}")
+    return seconds
 
 
 def default_label(path: str | os.PathLike) -> str:
@@ -94,33 +107,92 @@ def default_label(path: str | os.PathLike) -> str:
     return f"σ = {m.group(1)}" if m else name
 
 
-def parse_certify_log(text: str, label: str, name: str = "log") -> CertifyLog:
-    """Parse the text of a certify log (e.g. an upload); ``ValueError`` naming ``name`` and the line on bad content."""
-    reader = csv.reader(io.StringIO(text), delimiter="\t")
-    header = next(reader, None)
+def _int_field(text: str, field: str, low: int, high: int) -> int:
+    text = text.strip()
+    if not re.fullmatch(r"-?[0-9]{1,12}", text):  # plain ASCII digits: no '1_000', no other scripts
+        raise ValueError(f"{field}: expected an integer, got {text[:40]!r}")
+    value = int(text)
+    if not low <= value <= high:
+        raise ValueError(f"{field}: {value} is outside [{low}, {high}]")
+    return value
+
+
+def _row(row: list[str]) -> tuple[int, int, int, float, int, float]:
+    idx = _int_field(row[0], "idx", 0, 2**31 - 1)
+    label = _int_field(row[1], "label", 0, MAX_CLASSES - 1)
+    predict = _int_field(row[2], "predict", -1, MAX_CLASSES - 1)
+    text = row[3].strip()
+    radius = float(text) if _FLOAT.fullmatch(text) else math.nan
+    if not math.isfinite(radius) or radius < 0:
+        raise ValueError(f"radius: expected a finite number >= 0, got {text[:40]!r}")
+    correct = _int_field(row[4], "correct", 0, 1)
+    if correct != int(predict == label):
+        raise ValueError(f"correct: is {correct} but predict {predict} {'=' if predict == label else '≠'} label "
+                         f"{label}")
+    if predict == -1 and radius != 0:
+        raise ValueError(f"radius: an abstention (predict -1) has radius 0, got {radius}")
+    return idx, label, predict, radius, correct, parse_duration(row[5])
+
+
+def _tsv_rows(text: str, name: str) -> Iterator[tuple[int, list[str]]]:
+    """(line number, fields); csv's own error type (NUL bytes, fields over 128 KB) becomes ``ValueError``."""
+    reader = csv.reader(io.StringIO(text, newline=""), delimiter="\t")
+    while True:
+        with reading(f"log: {name}", f"line {reader.line_num + 1} is not tab-separated text"):
+            row = next(reader, None)
+        if row is None:
+            return
+        yield reader.line_num, row
+
+
+def parse_certify_log(text: str | bytes, label: str, name: str = "log", *, max_rows: int = MAX_LOG_ROWS,
+                      max_bytes: int = MAX_LOG_BYTES) -> CertifyLog:
+    """Parse a certify log (e.g. an upload, as text or UTF-8 bytes).
+
+    Every problem raises ``ValueError`` starting ``log: {name}`` (with the line number for bad
+    content): not UTF-8, over ``max_bytes`` or ``max_rows``, a wrong header, a row that is not six
+    fields, values out of range (NaN or negative radius, ``correct`` not ``predict == label``, an
+    abstention with a radius), or an example index listed twice.
+    """
+    size = len(text.encode("utf-8", "surrogatepass")) if isinstance(text, str) else len(text)
+    check_size(size, max_bytes, f"log: {name}")
+    if not isinstance(text, str):
+        try:
+            text = bytes(text).decode("utf-8-sig")
+        except UnicodeDecodeError:
+            raise ValueError(f"log: {name} is not UTF-8 text") from None
+    lines = _tsv_rows(text, name)
+    header = next(lines, (1, None))[1]
     if header is None or [h.strip() for h in header] != CERTIFY_HEADER:
-        raise ValueError(f"log: {name} is not a certify log (header must be {' '.join(CERTIFY_HEADER)}, got {header})")
-    rows = []
-    for lineno, row in enumerate(reader, start=2):
+        raise ValueError(f"log: {name} is not a certify log (header must be {' '.join(CERTIFY_HEADER)}, got "
+                         f"{str(header)[:120]})")
+    rows, seen = [], set()
+    for lineno, row in lines:
         if not row:
             continue
+        if len(rows) >= max_rows:
+            raise ValueError(f"log: {name} has more than {max_rows:,} rows")
         if len(row) != 6:
             raise ValueError(f"log: {name} line {lineno}: expected 6 tab-separated fields, got {len(row)}")
         try:
-            rows.append((int(row[0]), int(row[1]), int(row[2]), float(row[3]), int(row[4]), parse_duration(row[5])))
+            parsed = _row(row)
         except ValueError as err:
-            raise ValueError(f"log: {name} line {lineno}: {err}") from err
+            raise ValueError(f"log: {name} line {lineno}: {err}") from None
+        if parsed[0] in seen:
+            raise ValueError(f"log: {name} line {lineno}: idx {parsed[0]} appears twice")
+        seen.add(parsed[0])
+        rows.append(parsed)
     return CertifyLog.from_rows(label, rows, path=name)
 
 
-def read_certify_log(path: str | os.PathLike, label: str | None = None) -> CertifyLog:
-    """Read a certify log file (ours or Cohen et al.'s)."""
+def read_certify_log(path: str | os.PathLike, label: str | None = None, *,
+                     max_bytes: int = MAX_LOG_BYTES) -> CertifyLog:
+    """Read a certify log file (ours or Cohen et al.'s); ``ValueError`` starting ``log:`` for any problem."""
     path = Path(path)
-    try:
-        text = path.read_text()
-    except UnicodeDecodeError:
-        raise ValueError(f"log: {path.name} is not a text file") from None
-    log = parse_certify_log(text, label or default_label(path), path.name)
+    if not path.is_file():
+        raise ValueError(f"log: no such file: {path}")
+    check_size(path.stat().st_size, max_bytes, f"log: {path.name}")
+    log = parse_certify_log(path.read_bytes(), label or default_label(path), path.name, max_bytes=max_bytes)
     log.path = str(path)
     return log
 
@@ -150,8 +222,36 @@ def accuracy_lower_bound(accuracy, m: int, alpha: float, rho: float = 0.001):
 
 
 def radius_grid(start: float, stop: float, step: float) -> np.ndarray:
-    """``np.arange(start, stop + step, step)``, the radii of Cohen et al.'s tables."""
+    """``np.arange(start, stop + step, step)``, the radii of Cohen et al.'s tables (at most ``MAX_RADII``).
+
+    >>> radius_grid(0, 1, 0.25).tolist()
+    [0.0, 0.25, 0.5, 0.75, 1.0]
+    """
+    values = (start, stop, step)
+    # Radii past 10**6 or steps under 10**-6 mean nothing (logs carry 4 decimals) and would let
+    # floating point drop or repeat grid points.
+    if not all(math.isfinite(v) for v in values) or not 0 <= start <= stop <= 1e6 or not 1e-6 <= step <= 1e6:
+        raise ValueError(f"radius_range: need 0 <= START <= STOP <= 1e6 and 1e-6 <= STEP <= 1e6, got {values}")
+    if (stop - start) / step + 1 > MAX_RADII:
+        raise ValueError(f"radius_range: {(stop - start) / step + 1:.3g} radii is over the limit of {MAX_RADII:,}")
     return np.arange(start, stop + step, step)
+
+
+def parse_radii(text: str) -> np.ndarray:
+    """Radii typed by a user, separated by commas, semicolons or spaces; ``ValueError`` naming ``radii``.
+
+    >>> parse_radii("0, 0.5; 1").tolist()
+    [0.0, 0.5, 1.0]
+    """
+    parts = [t for t in re.split(r"[,;\s]+", text.strip()) if t]
+    if not parts:
+        raise ValueError("radii: give at least one radius")
+    if len(parts) > MAX_RADII:
+        raise ValueError(f"radii: {len(parts):,} radii is over the limit of {MAX_RADII:,}")
+    bad = [t for t in parts if not _FLOAT.fullmatch(t) or not math.isfinite(float(t)) or float(t) < 0]
+    if bad:
+        raise ValueError(f"radii: give numbers >= 0, got {bad[0][:40]!r}")
+    return np.array([float(t) for t in parts])
 
 
 def _table(logs: list[CertifyLog], radii) -> np.ndarray:

@@ -11,6 +11,7 @@ import argparse
 import sys
 from pathlib import Path
 
+from . import cli_args as A
 from .analyze import CERTIFY_HEADER, PREDICT_HEADER
 from .data import DATASETS
 from .fmt import floor_str
@@ -20,19 +21,19 @@ def _add_train(sub) -> None:
     p = sub.add_parser("train", help="train a base classifier with Gaussian noise augmentation")
     p.add_argument("--dataset", required=True, choices=DATASETS)
     p.add_argument("--arch", required=True)
-    p.add_argument("--sigma", type=float, required=True, help="noise level, the same as at certification")
-    p.add_argument("--epochs", type=int, required=True)
+    p.add_argument("--sigma", type=A.positive_float, required=True, help="noise level, the same as at certification")
+    p.add_argument("--epochs", type=A.count, required=True)
     p.add_argument("--out", required=True, help="checkpoint path, e.g. checkpoints/mnist/mnist_cnn/noise_0.25/checkpoint.pth.tar")
-    p.add_argument("--batch", type=int, default=128)
-    p.add_argument("--lr", type=float, default=0.1)
-    p.add_argument("--momentum", type=float, default=0.9)
-    p.add_argument("--weight-decay", type=float, default=5e-4)
+    p.add_argument("--batch", type=A.count, default=128)
+    p.add_argument("--lr", type=A.positive_float, default=0.1)
+    p.add_argument("--momentum", type=A.nonnegative_float, default=0.9)
+    p.add_argument("--weight-decay", type=A.nonnegative_float, default=5e-4)
     p.add_argument("--schedule", choices=["cosine", "step"], default="cosine")
     p.add_argument("--augment", action="store_true", help="random crop and flip (CIFAR)")
-    p.add_argument("--consistency", type=float, default=0.0, help="λ of consistency regularization (0 = off)")
-    p.add_argument("--max-train", type=int, default=None, help="use only the first N training images")
-    p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--device", default="cpu")
+    p.add_argument("--consistency", type=A.nonnegative_float, default=0.0, help="λ of consistency regularization (0 = off)")
+    p.add_argument("--max-train", type=A.count, default=None, help="use only the first N training images")
+    p.add_argument("--seed", type=A.seed, default=0)
+    p.add_argument("--device", type=A.device, default="cpu")
     p.add_argument("--resume", action="store_true", help="continue from --out if it exists")
     p.add_argument("--no-progress", action="store_true")
     p.add_argument("--download", action="store_true", help="fetch MNIST/CIFAR-10 into $RS_DATA_DIR if missing")
@@ -57,19 +58,19 @@ def _add_train_sigma(sub) -> None:
     p.add_argument("--dataset", required=True, choices=DATASETS)
     p.add_argument("--experts", nargs="+", required=True, help="one base classifier checkpoint per σ (its σ is read "
                    "from the file's metadata)")
-    p.add_argument("--sigma-e", type=float, required=True, help="the estimator's own noise level (≥ the largest σ)")
+    p.add_argument("--sigma-e", type=A.positive_float, required=True, help="the estimator's own noise level (≥ the largest σ)")
     p.add_argument("--out", required=True, help="estimator checkpoint to write, e.g. checkpoints/mnist/dual/"
                    "sigma_estimator.pth.tar")
     p.add_argument("--arch", default=None, help="estimator architecture (default: the experts')")
-    p.add_argument("--label-n", type=int, default=100, help="samples per expert and image for the labels")
-    p.add_argument("--max-train", type=int, default=None, help="use only the first N training images")
+    p.add_argument("--label-n", type=A.count, default=100, help="samples per expert and image for the labels")
+    p.add_argument("--max-train", type=A.count, default=None, help="use only the first N training images")
     p.add_argument("--cache", default=None, help="label cache folder (default: next to --out); resumes from it")
-    p.add_argument("--epochs", type=int, default=10)
-    p.add_argument("--batch", type=int, default=128)
-    p.add_argument("--lr", type=float, default=0.05)
-    p.add_argument("--temperature", type=float, default=1.0, help="soft labels = softmax(radii / temperature)")
-    p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--device", default="cpu")
+    p.add_argument("--epochs", type=A.count, default=10)
+    p.add_argument("--batch", type=A.count, default=128)
+    p.add_argument("--lr", type=A.positive_float, default=0.05)
+    p.add_argument("--temperature", type=A.positive_float, default=1.0, help="soft labels = softmax(radii / temperature)")
+    p.add_argument("--seed", type=A.seed, default=0)
+    p.add_argument("--device", type=A.device, default="cpu")
     p.add_argument("--no-progress", action="store_true")
 
 
@@ -112,16 +113,16 @@ def _add_certify_dual(sub) -> None:
     p.add_argument("dataset", choices=DATASETS)
     p.add_argument("estimator", help="σ-estimator checkpoint (train-sigma); its experts are read from it")
     p.add_argument("outfile", help="tab-separated log to write")
-    p.add_argument("--batch", type=int, default=1000, help="batch size")
-    p.add_argument("--skip", type=int, default=1, help="how many examples to skip")
-    p.add_argument("--max", type=int, default=-1, help="stop after this many examples")
+    p.add_argument("--batch", type=A.count, default=1000, help="batch size")
+    p.add_argument("--skip", type=A.count, default=1, help="how many examples to skip")
+    p.add_argument("--max", type=A.limit, default=-1, help="stop after this many examples")
     p.add_argument("--split", choices=["train", "test"], default="test", help="train or test set")
-    p.add_argument("--N0", type=int, default=100, help="selection samples per stage")
-    p.add_argument("--N", type=int, default=10_000, help="estimation samples per stage")
-    p.add_argument("--alpha", type=float, default=0.001, help="total failure probability of both stages")
-    p.add_argument("--alpha-split", type=float, default=0.5, help="share of α spent on the σ stage")
-    p.add_argument("--device", default=None, help="cpu, cuda, … (default: the best available)")
-    p.add_argument("--seed", type=int, default=0, help="example i uses seed + i")
+    p.add_argument("--N0", type=A.count, default=100, help="selection samples per stage")
+    p.add_argument("--N", type=A.count, default=10_000, help="estimation samples per stage")
+    p.add_argument("--alpha", type=A.probability, default=0.001, help="total failure probability of both stages")
+    p.add_argument("--alpha-split", type=A.probability, default=0.5, help="share of α spent on the σ stage")
+    p.add_argument("--device", type=A.device, default=None, help="cpu, cuda, … (default: the best available)")
+    p.add_argument("--seed", type=A.seed, default=0, help="example i uses seed + i")
     p.add_argument("--no-progress", action="store_true")
 
 
@@ -163,18 +164,18 @@ def _certify_dual(args) -> int:
 def _add_sampling(p, certify: bool) -> None:
     p.add_argument("dataset", choices=DATASETS)
     p.add_argument("base_classifier", help="checkpoint file (ours or Cohen et al.'s)")
-    p.add_argument("sigma", type=float, help="noise level")
+    p.add_argument("sigma", type=A.positive_float, help="noise level")
     p.add_argument("outfile", help="tab-separated log to write")
-    p.add_argument("--batch", type=int, default=1000, help="batch size")
-    p.add_argument("--skip", type=int, default=1, help="how many examples to skip")
-    p.add_argument("--max", type=int, default=-1, help="stop after this many examples")
+    p.add_argument("--batch", type=A.count, default=1000, help="batch size")
+    p.add_argument("--skip", type=A.count, default=1, help="how many examples to skip")
+    p.add_argument("--max", type=A.limit, default=-1, help="stop after this many examples")
     p.add_argument("--split", choices=["train", "test"], default="test", help="train or test set")
     if certify:
-        p.add_argument("--N0", type=int, default=100)
-    p.add_argument("--N", type=int, default=100_000, help="number of samples to use")
-    p.add_argument("--alpha", type=float, default=0.001, help="failure probability")
-    p.add_argument("--device", default=None, help="cpu, cuda, cuda:1, mps (default: the best available)")
-    p.add_argument("--seed", type=int, default=0,
+        p.add_argument("--N0", type=A.count, default=100)
+    p.add_argument("--N", type=A.count, default=100_000, help="number of samples to use")
+    p.add_argument("--alpha", type=A.probability, default=0.001, help="failure probability")
+    p.add_argument("--device", type=A.device, default=None, help="cpu, cuda, cuda:1, mps (default: the best available)")
+    p.add_argument("--seed", type=A.seed, default=0,
                    help="example i uses seed + i; examples packed into one batch (N0 + N <= batch / 2) share the "
                         "seed of the first")
     p.add_argument("--no-progress", action="store_true")
@@ -257,12 +258,12 @@ def _add_analyze(sub) -> None:
     p = sub.add_parser("analyze", help="certified accuracy tables and plots from certify logs")
     p.add_argument("logs", nargs="+", help="certify logs (ours or Cohen et al.'s)")
     p.add_argument("--labels", nargs="+", help="one label per log (default: 'σ = X' for sigma_X files, else the name)")
-    p.add_argument("--radii", nargs="+", type=float, help="radii of the table (default: 0 0.25 … 2.0)")
-    p.add_argument("--radius-range", nargs=3, type=float, metavar=("START", "STOP", "STEP"),
+    p.add_argument("--radii", nargs="+", type=A.nonnegative_float, help="radii of the table (default: 0 0.25 … 2.0)")
+    p.add_argument("--radius-range", nargs=3, type=A.nonnegative_float, metavar=("START", "STOP", "STEP"),
                    help="radii as Cohen et al.'s np.arange(START, STOP + STEP, STEP)")
     p.add_argument("--format", choices=["markdown", "latex", "csv"], default="markdown", help="printed table")
-    p.add_argument("--alpha", type=float, default=0.001, help="CERTIFY's α, for the App. D lower bound")
-    p.add_argument("--rho", type=float, default=0.001, help="the lower bound holds with probability 1 − ρ")
+    p.add_argument("--alpha", type=A.probability, default=0.001, help="CERTIFY's α, for the App. D lower bound")
+    p.add_argument("--rho", type=A.probability, default=0.001, help="the lower bound holds with probability 1 − ρ")
     p.add_argument("--out", help="also write OUT.md, OUT.tex, OUT.csv and OUT.html (interactive Plotly figure)")
     p.add_argument("--common", action="store_true", help="keep only the examples present in every log (compare "
                    "methods on the same images)")
@@ -275,16 +276,16 @@ def _analyze(args) -> int:
 
     if args.labels and len(args.labels) != len(args.logs):
         raise ValueError(f"labels: need one per log ({len(args.logs)}), got {len(args.labels)}")
+    if args.radius_range:  # checked before any log is read
+        radii = radius_grid(*args.radius_range)
+    else:
+        radii = np.array(args.radii if args.radii else [0.0, 0.25, 0.5, 0.75, 1.0, 1.5, 2.0])
     labels = args.labels or [None] * len(args.logs)
     logs = [read_certify_log(path, label) for path, label in zip(args.logs, labels, strict=True)]
     if args.common:
         common = set(logs[0].idx.tolist()).intersection(*(log.idx.tolist() for log in logs[1:]))
         logs = [log.restrict(common) for log in logs]
         print(f"{len(common)} examples common to all {len(logs)} logs", file=sys.stderr)
-    if args.radius_range:
-        radii = radius_grid(*args.radius_range)
-    else:
-        radii = np.array(args.radii if args.radii else [0.0, 0.25, 0.5, 0.75, 1.0, 1.5, 2.0])
     tables = {"markdown": markdown_table(logs, radii), "latex": latex_table(logs, radii),
               "csv": csv_table(logs, radii, args.alpha, args.rho)}
     sys.stdout.write(tables[args.format])
@@ -309,7 +310,8 @@ def _index(args) -> int:
     return 0
 
 
-def main(argv: list[str] | None = None) -> int:
+def build_parser() -> argparse.ArgumentParser:
+    """The whole command line; every option's type checks its value (:mod:`rs_core.cli_args`)."""
     parser = argparse.ArgumentParser(prog="python -m rs_core", description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
     sub = parser.add_subparsers(dest="command", required=True)
@@ -324,11 +326,15 @@ def main(argv: list[str] | None = None) -> int:
     p = sub.add_parser("index", help="list the shipped checkpoints (checkpoints/index.json)")
     p.add_argument("--rebuild", action="store_true", help="rescan the folder and rewrite index.json")
     p.add_argument("--root", help="checkpoints folder (default: the repository's checkpoints/)")
-    args = parser.parse_args(argv)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
     try:
         return {"train": _train, "certify": _certify, "predict": _predict, "analyze": _analyze,
                 "index": _index, "train-sigma": _train_sigma, "certify-dual": _certify_dual}[args.command](args)
-    except (ValueError, FileNotFoundError) as err:
+    except (ValueError, OSError) as err:  # the error contract: bad input is a message and status 2, no traceback
         print(f"error: {err}", file=sys.stderr)
         return 2
 

@@ -22,6 +22,8 @@ import torch
 from PIL import Image, ImageOps
 from torch.utils.data import Dataset
 
+from .untrusted import MAX_IMAGE_BYTES, check_size, first_line, reading
+
 DATASETS = ("mnist", "cifar10", "cifar10-partial", "imagenet")
 CIFAR10_CLASSES = ("airplane", "automobile", "bird", "cat", "deer", "dog", "frog", "horse", "ship", "truck")
 
@@ -120,8 +122,12 @@ def get_dataset(name: str, split: str = "test", *, download: bool = False,
             path = base / "cifar10-partial" / ("train_partial.npz" if train else "test_partial.npz")
             if not path.exists():
                 raise FileNotFoundError(path)
-            with np.load(path, allow_pickle=False) as d:
-                return TensorImages(d["images"], d["labels"], d["index"])
+            with reading(f"dataset: {path}", "not a readable cifar10-partial archive"), \
+                    np.load(path, allow_pickle=False) as d:
+                images, labels, index = d["images"], d["labels"], d["index"]
+                if images.ndim != 4 or images.shape[1:] != (32, 32, 3) or not len(images) == len(labels) == len(index):
+                    raise ValueError(f"shapes {images.shape}, {labels.shape}, {index.shape}")
+                return TensorImages(images, labels, index)
         # imagenet
         from torchvision import transforms
         from torchvision.datasets import ImageFolder
@@ -217,43 +223,73 @@ warnings.filterwarnings("error", category=Image.DecompressionBombWarning)
 
 ALLOWED_FORMATS = ("PNG", "JPEG", "WEBP", "BMP", "GIF")
 MAX_PIXELS = 40_000_000  # well under Pillow's own bomb threshold (≈ 89 M)
+_GREY_MODES = ("1", "L", "I;16", "I;16B", "I;16L", "I;16N", "I", "F")
 
 
-def load_image(data: bytes, *, max_pixels: int = MAX_PIXELS, max_bytes: int = 20 * 2**20) -> Image.Image:
-    """Decode an uploaded file safely; ``ValueError`` starting ``image:`` for anything unusable.
+def load_image(data: bytes, *, max_pixels: int = MAX_PIXELS, max_bytes: int = MAX_IMAGE_BYTES) -> Image.Image:
+    """Decode an uploaded file safely into a plain "L", "RGB" or "RGBA" image without metadata.
 
     Only PNG, JPEG, WebP, BMP and GIF decoders are tried (first frame of an
     animation). The pixel count is checked from the header *before* decoding,
     against ``max_pixels`` and Pillow's decompression-bomb threshold (the size at
     which Pillow would warn is an error here), so a small file that would
-    decode to a huge image is refused without being decoded. Truncated or
-    corrupt files fail at decoding, also with a clear message. Orientation and
-    mode conversion are left to :func:`preprocess_image`.
+    decode to a huge image is refused without being decoded; decoding work is
+    bounded by that count. The EXIF orientation is applied here (an unreadable
+    EXIF block is ignored, not trusted), and the result is a fresh image, so
+    nothing later parses the file's metadata again. Anything unusable raises
+    ``ValueError`` starting ``image:`` — whatever the decoder raised.
     """
     import io
 
     from PIL import UnidentifiedImageError
 
+    if not isinstance(data, (bytes, bytearray, memoryview)):
+        raise ValueError(f"image: expected the file's bytes, got {type(data).__name__}")
     if not data:
         raise ValueError("image: the file is empty")
-    if len(data) > max_bytes:
-        raise ValueError(f"image: the file is {len(data) / 2**20:.1f} MB; the limit is {max_bytes / 2**20:.0f} MB")
+    check_size(len(data), max_bytes, "image: the file")
     try:
         img = Image.open(io.BytesIO(data), formats=ALLOWED_FORMATS)
     except UnidentifiedImageError:
         raise ValueError("image: not an image in a supported format (PNG, JPEG, WebP, BMP, GIF)") from None
     except (Image.DecompressionBombError, Image.DecompressionBombWarning) as err:
         raise ValueError(f"image: refused as a decompression bomb: {err}") from None
+    except Exception as err:  # noqa: BLE001 — hostile headers make decoders raise OSError, SyntaxError, …
+        raise ValueError(f"image: the file is corrupt ({first_line(err)})") from None
     w, h = img.size
     limit = min(max_pixels, Image.MAX_IMAGE_PIXELS or max_pixels)
     if w < 1 or h < 1 or w * h > limit:
         raise ValueError(f"image: {w}×{h} pixels is too large (limit {limit:,} pixels)")
-    try:
+    with reading("image", "the file is truncated or corrupt"):
         img.seek(0)
         img.load()
-    except (OSError, SyntaxError, ValueError, EOFError) as err:
-        raise ValueError(f"image: the file is truncated or corrupt ({err})") from None
-    return img
+        plain = _plain_mode(img)
+    try:
+        plain = ImageOps.exif_transpose(plain) if "exif" in img.info else plain
+    except Exception:  # noqa: BLE001, S110 — a broken EXIF block: keep the pixels as stored
+        pass
+    with reading("image", "could not convert the decoded pixels"):
+        return Image.fromarray(np.asarray(plain), plain.mode)
+
+
+def _plain_mode(img: Image.Image) -> Image.Image:
+    """"L", "RGB" or "RGBA" (16-bit rescaled, palettes expanded, transparency kept as alpha), EXIF kept for
+    :func:`load_image` to orient."""
+    exif = img.info.get("exif")
+    if img.mode in _GREY_MODES:
+        if img.mode not in ("1", "L"):
+            arr = np.asarray(img, dtype=np.float64)
+            top = 65535.0 if arr.size and np.nanmax(arr) > 255 else 255.0
+            out = Image.fromarray(np.clip(np.nan_to_num(arr) / top * 255.0, 0, 255).astype(np.uint8), "L")
+        else:
+            out = img.convert("L")
+    elif img.mode in ("P", "PA", "LA", "La", "RGBA", "RGBa") or "transparency" in img.info:
+        out = img.convert("RGBA")
+    else:
+        out = img.convert("RGB")
+    if exif is not None:
+        out.info["exif"] = exif
+    return out
 
 
 def _normalize_mode(img: Image.Image, channels: int) -> Image.Image:

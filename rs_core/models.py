@@ -173,6 +173,9 @@ ARCHITECTURES = {
     "resnet50": (resnet50, (3, 224, 224)),
 }
 
+# Architectures whose global pooling takes any input size (the others fix H×W through a Linear layer).
+ANY_INPUT_SIZE = frozenset({"resnet50"})
+
 
 def get_architecture(arch: str, num_classes: int = 10) -> nn.Sequential:
     """A freshly initialized model by name (the ``arch`` field of a checkpoint)."""

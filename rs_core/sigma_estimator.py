@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import math
 import sys
 import time
 from collections.abc import Mapping
@@ -202,20 +203,43 @@ def save_sigma_estimator(path: str | Path, model: nn.Module, arch: str, *, datas
     return meta
 
 
+def _expert_records(meta: dict, name: str) -> list[dict]:
+    """The estimator's ``sigmas`` and ``experts`` fields, checked before any file they name is opened."""
+    sigmas, records = meta.get("sigmas"), meta.get("experts")
+    if (not isinstance(sigmas, list) or not 1 <= len(sigmas) <= 64
+            or not all(isinstance(s, (int, float)) and not isinstance(s, bool) and math.isfinite(s) and s > 0
+                       for s in sigmas)):
+        raise ValueError(f"estimator: {name}: meta 'sigmas' must be a list of 1 to 64 finite noise levels > 0")
+    if not isinstance(records, list) or len(records) != len(sigmas):
+        raise ValueError(f"estimator: {name}: meta 'experts' must list one expert per σ in 'sigmas'")
+    for e in records:
+        if (not isinstance(e, dict) or not isinstance(e.get("path"), str) or not e["path"]
+                or not isinstance(e.get("sha256"), str) or not isinstance(e.get("sigma"), (int, float))
+                or isinstance(e.get("sigma"), bool) or not math.isfinite(e["sigma"])):
+            raise ValueError(f"estimator: {name}: each entry of meta 'experts' needs 'sigma' (a number), "
+                             f"'path' and 'sha256' (strings), got {str(e)[:120]}")
+    return records
+
+
 def load_dual(estimator_path: str | Path, device: str = "cpu", expert_paths: Mapping[float, str | Path] | None = None):
     """The σ-estimator and its experts {σ: LoadedModel}, loaded safely; experts' hashes are checked
-    against the estimator's record unless ``expert_paths`` overrides them."""
+    against the estimator's record unless ``expert_paths`` overrides them. Every problem raises
+    ``ValueError`` starting ``estimator:``, ``experts:`` or ``checkpoint:``."""
     from .checkpoints import load_checkpoint
 
     est = load_checkpoint(estimator_path, device)
     meta = est.meta
+    name = Path(estimator_path).name
     if meta.get("kind") != "sigma-estimator":
         raise ValueError(f"estimator: {estimator_path} is not a σ-estimator (no 'kind': 'sigma-estimator' in its "
                          "metadata)")
+    records = _expert_records(meta, name)
+    if est.num_classes != len(meta["sigmas"]):
+        raise ValueError(f"estimator: {name} scores {est.num_classes} noise levels but lists {len(meta['sigmas'])}")
     experts = {}
     if expert_paths is None:
         base = Path(estimator_path).parent
-        for e in meta["experts"]:
+        for e in records:
             loaded = load_checkpoint(base / e["path"], device)
             if loaded.sha256 != e["sha256"]:
                 raise ValueError(f"experts: {e['path']} has changed since the estimator was trained "

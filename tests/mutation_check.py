@@ -1,4 +1,4 @@
-"""Deliberately broken copies of rs_core: each soundness test must fail on the bug it exists to catch.
+"""Deliberately broken copies of rs_core: each soundness or contract test must fail on the bug it exists to catch.
 
 Run ``make mutants`` (or ``python tests/mutation_check.py [NAME …]``). For each mutant the
 working tree is copied to a temporary folder, one line of code is broken there, and the tests
@@ -92,6 +92,32 @@ MUTANTS = [
            ("tests/test_sampling.py::test_noise_is_drawn_and_added_in_float32_and_cast_after_adding",)),
     Mutant("radii rounded to nearest", "rs_core/fmt.py",
            "rounding=ROUND_FLOOR", "rounding=ROUND_HALF_EVEN", ("tests/test_fmt.py",)),
+    # The error contract for user input: each guard removed must be caught by the fuzz tests.
+    Mutant("checkpoint: decoder errors other than UnpicklingError escape", "rs_core/checkpoints.py",
+           "    except Exception as err:  # KeyError, IndexError, RuntimeError, … from hostile bytes",
+           "    except (OSError, RuntimeError) as err:", ("tests/test_fuzz_checkpoints.py",)),
+    Mutant("checkpoint: compressed zip members accepted", "rs_core/checkpoints.py",
+           "if m.compress_type != zipfile.ZIP_STORED or m.file_size != m.compress_size]",
+           "if False]", ("tests/test_fuzz_checkpoints.py",)),
+    Mutant("checkpoint: stride-0 views accepted", "rs_core/checkpoints.py",
+           "if t.numel() * t.element_size() > t.untyped_storage().nbytes():", "if False:",
+           ("tests/test_fuzz_checkpoints.py",)),
+    Mutant("checkpoint: NaN weights accepted", "rs_core/checkpoints.py",
+           "if t.is_floating_point() and not bool(torch.isfinite(t).all()):", "if False:",
+           ("tests/test_fuzz_checkpoints.py",)),
+    Mutant("image: decoder errors at open escape", "rs_core/data.py",
+           "    except Exception as err:  # noqa: BLE001 — hostile headers make decoders raise OSError, SyntaxError, …",
+           "    except SyntaxError as err:", ("tests/test_fuzz_images.py",)),
+    Mutant("image: EXIF kept on the returned image", "rs_core/data.py",
+           "return Image.fromarray(np.asarray(plain), plain.mode)", "return plain",
+           ("tests/test_fuzz_images.py",)),
+    Mutant("log: csv's own errors escape", "rs_core/analyze.py",
+           'with reading(f"log: {name}", f"line {reader.line_num + 1} is not tab-separated text"):',
+           "if True:", ("tests/test_fuzz_logs.py",)),
+    Mutant("log: NaN radius accepted", "rs_core/analyze.py",
+           "    if not math.isfinite(radius) or radius < 0:", "    if radius < 0:", ("tests/test_fuzz_logs.py",)),
+    Mutant("cli: --N takes any integer", "rs_core/cli_args.py",
+           "    if not 1 <= value <= 10**12:", "    if False:", ("tests/test_fuzz_cli_args.py",)),
 ]
 
 

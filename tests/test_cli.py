@@ -105,6 +105,31 @@ def test_errors_are_one_line_with_exit_code_2(tmp_path):
     assert proc.returncode == 2 and "invalid choice" in proc.stderr
 
 
+MNIST_050 = CHECKPOINTS_DIR / "mnist/mnist_cnn/noise_0.50/checkpoint.pth.tar"
+
+
+@pytest.mark.parametrize("argv, stderr", [
+    (["certify", "mnist", "{memo}", "0.5", "{out}"], r"^error: checkpoint: memo.pth is corrupt"),
+    (["certify", "mnist", "{ckpt}", "nan", "{out}"], r"argument sigma: must be finite and > 0, got 'nan'"),
+    (["certify", "mnist", "{ckpt}", "0.5", "{out}", "--N", "1e5"], r"argument --N: expected an integer"),
+    (["certify", "mnist", "{ckpt}", "0.5", "{out}", "--device", "tpu"], r"argument --device: .*'tpu'"),
+    (["certify", "mnist", "{ckpt}", "0.5", "{out}", "--alpha", "1"], r"argument --alpha: must be in \(0, 1\)"),
+    (["analyze", "{binary}"], r"^error: log: binary.tsv is not UTF-8 text"),
+    (["analyze", "{ckpt}", "--radius-range", "0", "1000", "1e-5"], r"^error: radius_range: 1e\+08 radii is over the limit"),
+    (["certify-dual", "mnist", "{ckpt}", "{out}"], r"^error: estimator: .* is not a σ-estimator"),
+], ids=["memo checkpoint", "sigma nan", "N float", "device", "alpha 1", "binary log", "radius range", "not dual"])
+def test_hostile_input_is_a_one_line_error_and_exit_2(argv, stderr, tmp_path):
+    """The CLI half of the error contract: the message, status 2, no traceback, no output file."""
+    (tmp_path / "memo.pth").write_bytes(b"\x80\x02h\x05.")
+    (tmp_path / "binary.tsv").write_bytes(bytes(range(256)))
+    files = {"memo": tmp_path / "memo.pth", "binary": tmp_path / "binary.tsv", "ckpt": MNIST_050,
+             "out": tmp_path / "out.tsv"}
+    proc = run(*[a.format(**files) for a in argv], check=False)
+    assert proc.returncode == 2 and "Traceback" not in proc.stderr, proc.stderr
+    assert re.search(stderr, proc.stderr.strip().splitlines()[-1]), proc.stderr
+    assert not (tmp_path / "out.tsv").exists()
+
+
 SHIPPED_MNIST = [CHECKPOINTS_DIR / f"mnist/mnist_cnn/noise_{s}/checkpoint.pth.tar" for s in ("0.25", "0.50", "1.00")]
 
 

@@ -73,7 +73,7 @@ def test_stop_during_stage_one_abstains():
     at = _page(n_max=50_000_000, batch=200)
     at.button(key="dual_start").click().run()
     run = at.session_state["dual_run"]
-    deadline = time.time() + 60
+    deadline = time.time() + 300  # a hang guard, not a speed check
     while (run["job"].snapshot is None or run["job"].snapshot.n < 400) and time.time() < deadline:
         time.sleep(0.05)
     at.run()

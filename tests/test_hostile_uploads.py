@@ -1,0 +1,155 @@
+"""Every upload point of the app, pushed a handful of hostile files in one session (AppTest): each is
+answered with a message naming the file (no traceback, no server path), and afterwards a good
+file still loads and the page still works."""
+
+from __future__ import annotations
+
+import io
+import zipfile
+from pathlib import Path
+
+import torch
+from PIL import Image
+from streamlit.testing.v1 import AppTest
+from test_data import _png_claiming
+from test_fuzz_checkpoints import MEMO_LOOKUP, _legacy_file_declaring
+from test_page_certify import MNIST_050, _digit_png, _page, _png, _upload
+
+import widgets
+from rs_core.analyze import CertifyLog, format_certify_log
+from rs_core.data import load_image
+from rs_core.models import mnist_cnn
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def _torch_bytes(obj, legacy: bool = False) -> bytes:
+    buf = io.BytesIO()
+    torch.save(obj, buf, _use_new_zipfile_serialization=not legacy)
+    return buf.getvalue()
+
+
+def _zip_bomb() -> bytes:
+    """The shipped MNIST checkpoint with one member deflated and inflated to 64 MB (the file stays small)."""
+    src = zipfile.ZipFile(MNIST_050)
+    out = io.BytesIO()
+    with zipfile.ZipFile(out, "w", compression=zipfile.ZIP_DEFLATED) as z:
+        for info in src.infolist():
+            payload = src.read(info.filename)
+            z.writestr(info.filename, bytes(64 * 2**20) if info.filename.endswith("/data/0") else payload)
+    return out.getvalue()
+
+
+def _state(**changes) -> dict:
+    torch.manual_seed(0)
+    state = mnist_cnn().state_dict()
+    state.update(changes)
+    return state
+
+
+class _Payload:
+    def __reduce__(self):
+        return (exec, ("open('/tmp/rslab-pwned', 'w').write('x')",))
+
+
+HOSTILE_CHECKPOINTS = [
+    ("memo.pth", MEMO_LOOKUP, "corrupt or truncated"),  # KeyError escaped to the page before
+    ("bomb.pth", _zip_bomb(), "compressed members"),
+    ("legacy_8gb.pth", _legacy_file_declaring(2 * 10**9), "corrupt or truncated"),
+    ("code.pth", _torch_bytes({"arch": "mnist_cnn", "state_dict": _state(), "x": _Payload()}), "refused"),
+    ("wide.pth", _torch_bytes({"arch": "mnist_cnn", "state_dict": _state(**{
+        "1.classifier.3.weight": torch.zeros(1, 256).expand(10**8, 256),
+        "1.classifier.3.bias": torch.zeros(1).expand(10**8)})}), "declares"),
+    ("nan.pth", _torch_bytes({"arch": "mnist_cnn", "state_dict": _state(**{
+        "1.classifier.3.bias": torch.full((10,), float("nan"))})}), "NaN"),
+    ("shape.pth", _torch_bytes({"arch": "mnist_cnn", "state_dict": _state(), "meta": {"input_shape": [1, 10**9, 2]}}),
+     "input_shape"),
+    ("half.pth", MNIST_050.read_bytes()[:5000], "corrupt or truncated"),
+]
+
+
+def test_sidebar_checkpoint_upload_answers_every_hostile_file_then_loads_a_good_one():
+    Path("/tmp/rslab-pwned").unlink(missing_ok=True)
+    at = _page()
+    at.selectbox(key="w.model").set_value(widgets.LOCAL).run()
+    for name, data, message in HOSTILE_CHECKPOINTS:
+        at.sidebar.file_uploader(key="w.ckpt_upload").set_value([(name, data, "application/octet-stream")])
+        at.run()
+        assert not at.exception, (name, at.exception)
+        errors = [e.value for e in at.sidebar.error]
+        assert any(e.startswith(f"checkpoint: {name}") or f"checkpoint: refused {name}" in e for e in errors), \
+            (name, errors)
+        assert any(message in e for e in errors), (name, errors)
+        assert not any("rslab-upload" in e or "/tmp" in e for e in errors), errors  # no server path
+        assert at.button(key="start").disabled if at.button else True
+    assert not Path("/tmp/rslab-pwned").exists()
+    at.sidebar.file_uploader(key="w.ckpt_upload").set_value([("good.pth.tar", MNIST_050.read_bytes(),
+                                                               "application/octet-stream")])
+    at.run()
+    assert not at.exception and not at.sidebar.error
+    assert at.number_input(key="w.sigma").value == 0.5
+    at = _upload(at, "one.png", _digit_png())
+    assert not at.exception and not at.button(key="start").disabled
+
+
+def _flipped(data: bytes, start: int) -> bytes:
+    """``data`` with the first byte from ``start`` on whose flip makes it unreadable flipped (many flips
+    decode to other pixels; the page's handling of the ones that do not is what is tested here)."""
+    for pos in range(start, len(data)):
+        b = bytearray(data)
+        b[pos] ^= 0xFF
+        try:
+            load_image(bytes(b))
+        except ValueError:
+            return bytes(b)
+    raise AssertionError("no refused flip")
+
+
+def test_image_upload_answers_every_hostile_file_then_takes_a_good_one():
+    photo = _png(Image.effect_noise((64, 64), 60).convert("RGB"))
+    webp = _png(Image.effect_noise((64, 64), 60).convert("RGB"), "WEBP")
+    gif = _png(Image.effect_noise((64, 64), 60).convert("L"), "GIF")
+    hostile = [
+        ("empty.png", b"", "empty"),
+        ("noise.png", bytes(range(256)) * 4, "not an image"),
+        ("bomb.png", _png_claiming(30_000, 30_000), "decompression bomb"),
+        ("flip.png", _flipped(photo, 40), "image:"),
+        ("flip.webp", _flipped(webp, 20), "image:"),
+        ("flip.gif", _flipped(gif, 12), "image:"),
+        ("cut.webp", webp[: len(webp) // 3], "image:"),
+        ("exif.jpg", _png(Image.new("RGB", (8, 8)), "JPEG", exif=b"Exif\x00\x00MM\x00*\x00\x00\x00\x08\xff\xff"), None),
+    ]
+    at = _page()
+    for name, data, message in hostile:
+        at = _upload(at, name, data)
+        assert not at.exception, (name, at.exception)
+        errors = [e.value for e in at.error]
+        if message is None:  # a corrupt EXIF block is ignored: the pixels are still a usable image
+            assert not errors and not at.button(key="start").disabled, errors
+        else:
+            assert any(e.startswith(f"{name}: image:") and message in e for e in errors), (name, errors)
+            assert at.button(key="start").disabled
+    at = _upload(at, "one.png", _digit_png())
+    assert not at.exception and not at.error and not at.button(key="start").disabled
+
+
+def test_log_upload_answers_every_hostile_file_and_keeps_the_good_ones():
+    good = format_certify_log(CertifyLog.from_rows("mine", [(0, 1, 1, 0.5, 1, 0.1), (1, 2, -1, 0.0, 0, 0.1)]))
+    header = "idx\tlabel\tpredict\tradius\tcorrect\ttime\n"
+    hostile = [
+        ("nul.tsv", (header + "0\t1\t1\t0.5\t1\t0.1\x00\n").encode(), "line 2: time"),
+        ("wide.tsv", (header + "0\t1\t1\t" + "9" * 200_000 + "\t1\t0.1\n").encode(), "tab-separated"),
+        ("nan.tsv", (header + "0\t1\t1\tnan\t1\t0.1\n").encode(), "radius"),
+        ("dup.tsv", (header + "0\t1\t1\t0.5\t1\t0.1\n" * 2).encode(), "appears twice"),
+        ("days.tsv", (header + "0\t1\t1\t0.5\t1\t" + "1" * 400 + " days, 0:00:00\n").encode(), "time"),
+        ("binary.tsv", bytes(range(256)), "not UTF-8"),
+    ]
+    at = AppTest.from_file(str(ROOT / "pages" / "3_Certified_accuracy.py"), default_timeout=60).run()
+    files = [(n, d, "application/octet-stream") for n, d, _ in hostile] + [("mine", good.encode(), "text/plain")]
+    at.file_uploader(key="acc_uploads").set_value(files)
+    at.run()
+    assert not at.exception
+    errors = [e.value for e in at.error]
+    for name, _, message in hostile:
+        assert any(e.startswith(f"log: {name}") and message in e for e in errors), (name, errors)
+    assert "mine (mine)" in at.table[0].value["log"].tolist()
