@@ -309,14 +309,25 @@ def preprocess_image(image: Image.Image, input_shape: tuple[int, int, int]) -> t
     """A user's image → a model input [C, H, W] in [0, 1].
 
     Applies the EXIF orientation, converts the mode (palette and transparency
-    are composited on white; 16-bit and CMYK images are converted), resizes
-    the shorter side to the model's size and center-crops (aspect ratio kept).
+    are composited on white; 16-bit and CMYK images are converted), and takes the
+    central region of the model's aspect ratio, resized to the model's size (aspect
+    ratio kept, as torchvision's resize of the shorter side then center crop).
+
+    The region is cut from the source and resampled in one step (Pillow's
+    ``resize(box=…)``), so the work is bounded by the model's size: resizing the
+    shorter side first turned a 1×2,876,031 image (2.9 Mpx, a valid upload) into
+    32×92,032,992 pixels before cropping (found by fuzzing).
+
+    >>> preprocess_image(Image.new("L", (1, 3_000_000), 200), (1, 28, 28)).shape
+    torch.Size([1, 28, 28])
     """
-    from torchvision.transforms.functional import center_crop, resize, to_tensor
+    from torchvision.transforms.functional import to_tensor
 
     c, h, w = input_shape
     if c not in (1, 3):
         raise ValueError(f"input_shape: need 1 or 3 channels, got {input_shape}")
     img = _normalize_mode(ImageOps.exif_transpose(image), c)
-    img = resize(img, [min(h, w)] if h == w else [h, w], antialias=True)
-    return to_tensor(center_crop(img, [h, w]))
+    scale = max(w / img.width, h / img.height)  # the factor that makes the image cover h × w
+    cw, ch = w / scale, h / scale  # the source region that lands on the model's input
+    box = ((img.width - cw) / 2, (img.height - ch) / 2, (img.width + cw) / 2, (img.height + ch) / 2)
+    return to_tensor(img.resize((w, h), Image.BILINEAR, box=box))

@@ -100,12 +100,21 @@ def _png_declaring(width: int, height: int) -> bytes:
 
 @given(width=st.integers(1, 2**31 - 1), height=st.integers(1, 2**31 - 1))
 @example(width=100_000, height=100_000)
+@example(width=1, height=2_876_031)  # found by the long profile: MemoryError in the resize before the crop
 def test_declared_sizes_are_checked_before_decoding(width, height):
     data = _png_declaring(width, height)
     if width * height > 40_000_000:
         refuses(lambda: load_image(data), "image:", "too large|decompression bomb")
     else:
         _decode(data)
+
+
+@pytest.mark.parametrize("size", [(1, 3_000_000), (3_000_000, 1), (2, 7), (7, 2)])
+def test_extreme_aspect_ratios_are_preprocessed_within_the_models_size(size):
+    """The central region is cut before resizing (before: a 1×2,876,031 image became 32×92,032,992 pixels)."""
+    buf = io.BytesIO()
+    Image.new("L", size, 90).save(buf, "PNG")
+    _check_usable(load_image(buf.getvalue()))
 
 
 def test_a_corrupt_exif_block_is_ignored_not_trusted():
