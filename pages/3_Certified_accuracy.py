@@ -9,6 +9,7 @@ import widgets
 from rs_core.analyze import (
     CertifyLog,
     accuracy_lower_bound,
+    common_images,
     default_label,
     figure,
     format_certify_log,
@@ -18,7 +19,7 @@ from rs_core.analyze import (
 )
 from rs_core.certify import certify_examples
 from rs_core.checkpoints import CHECKPOINTS_DIR, read_index
-from rs_core.data import get_dataset
+from rs_core.data import DATASETS, get_dataset
 from rs_core.fmt import floor_str
 
 st.set_page_config(page_title="Certified accuracy · RS Lab", layout="wide")
@@ -34,9 +35,13 @@ def _index() -> list[dict]:
     return read_index()
 
 
+SHIPPED_ALPHA = 0.001  # every shipped log was certified with α = 0.001 (checkpoints/README.md)
+NOT_STATED = "not stated"
+
+
 @st.cache_data(show_spinner=False)
 def _read_log(path: str, label: str) -> CertifyLog:
-    return read_certify_log(path, label)
+    return read_certify_log(path, label, alpha=SHIPPED_ALPHA)  # data set: from the checkpoints/<dataset>/ folder
 
 
 def shipped_logs() -> dict[str, Path]:
@@ -55,8 +60,12 @@ available = shipped_logs()
 first_model = next(iter(available), "").rsplit(" · σ", 1)[0]
 chosen = st.multiselect("Logs shipped with our checkpoints", list(available),
                         default=[k for k in available if k.startswith(first_model + " ·")], key="acc_shipped")
-uploads = st.file_uploader("Upload certify logs (Cohen et al.'s format: idx label predict radius correct time)",
+c1, c2 = st.columns([3, 1])
+uploads = c1.file_uploader("Upload certify logs (Cohen et al.'s format: idx label predict radius correct time)",
                            accept_multiple_files=True, key="acc_uploads")
+upload_dataset = c2.selectbox("Data set of the uploaded logs", [NOT_STATED, *DATASETS], key="acc_upload_dataset",
+                              help="Logs are compared only with logs of the same data set: their idx columns "
+                                   "number different images otherwise")
 
 with st.expander("Compute certified accuracy here, on k test images"):
     st.caption(f"CERTIFY with the sidebar's model ({settings.model_label}), σ = {settings.sigma:g}, "
@@ -85,17 +94,20 @@ with st.expander("Compute certified accuracy here, on k test images"):
             label = settings.model_label.split(" · noisy")[0]
             st.session_state.setdefault("live_logs", []).append(
                 CertifyLog.from_rows(f"{label} at σ = {settings.sigma:g} · here, k = {len(picks)}, N = {int(n)}",
-                                     rows))
+                                     rows, dataset=settings.dataset, alpha=settings.alpha))
     for j, live in enumerate(st.session_state.get("live_logs", [])):
         st.download_button(f"Download log: {live.label}", format_certify_log(live), file_name=f"certify_log_{j}.tsv",
                            key=f"live_download_{j}")
 
 logs: list[CertifyLog] = list(st.session_state.get("live_logs", []))
+upload_group = None  # the data set of the uploaded logs, once one is read
 for label in chosen:
     logs.append(_read_log(str(available[label]), label))
 for upload in uploads or []:
     try:
         log = parse_certify_log(upload.getvalue(), f"{default_label(upload.name)} ({upload.name})", upload.name)
+        log.dataset = None if upload_dataset == NOT_STATED else upload_dataset
+        upload_group = upload_dataset
     except ValueError as err:
         st.error(str(err))
         continue
@@ -106,7 +118,9 @@ for upload in uploads or []:
 
 col1, col2, col3 = st.columns(3)
 radii_text = col1.text_input("Radii for the table", "0, 0.25, 0.5, 0.75, 1.0, 1.5, 2.0", key="acc_radii")
-alpha = col2.number_input("CERTIFY's α (of the logs)", min_value=1e-9, max_value=0.5, value=0.001, format="%.4g", key="acc_alpha")
+alpha = col2.number_input("CERTIFY's α (for uploaded logs)", min_value=1e-9, max_value=0.5, value=0.001,
+                          format="%.4g", key="acc_alpha",
+                          help="Shipped logs and logs computed here carry their own α; this one is used for uploads")
 rho = col3.number_input("ρ (lower bound fails with probability ≤ ρ)", min_value=1e-9, max_value=0.5, value=0.001,
                         format="%.4g", key="acc_rho")
 try:
@@ -115,14 +129,26 @@ except ValueError as err:
     st.error(f"{err} — e.g. 0, 0.5, 1.0")
     radii = None
 
+# Logs of different data sets number different images: never compared. Show one data set's logs at a time,
+# by default the one the latest upload (or else the latest log) belongs to.
+groups: dict[str, list[CertifyLog]] = {}
+for log in logs:
+    groups.setdefault(log.dataset or NOT_STATED, []).append(log)
+if len(groups) > 1:
+    latest = upload_group if upload_group in groups else (logs[-1].dataset or NOT_STATED)
+    st.warning("These logs index different data sets (" + ", ".join(f"{d}: {len(g)}" for d, g in groups.items())
+               + "); logs of different data sets are not compared. Showing one data set:")
+    shown = st.radio("Data set", list(groups), index=list(groups).index(latest), horizontal=True, key="acc_group")
+    logs = groups[shown]
+
 if len(logs) > 1 and st.checkbox("Compare on the same images only (rows present in every log)", value=True,
                                  key="acc_common",
                                  help="Logs certified on different images are not comparable; e.g. the dual-RS "
                                       "logs cover a subset of the single-σ logs' images"):
-    common = set(logs[0].idx.tolist()).intersection(*(log.idx.tolist() for log in logs[1:]))
-    if len(common) < max(len(log) for log in logs):
+    most = max(len(log) for log in logs)
+    logs, common = common_images(logs)
+    if len(common) < most:
         st.caption(f"{len(common)} images are common to all {len(logs)} logs; the curves and tables use those.")
-    logs = [log.restrict(common) for log in logs]
 
 if not logs:
     st.info("Choose shipped logs or upload one to see curves.")
@@ -131,9 +157,12 @@ elif radii is not None:
     columns = [f"r = {r:g}" for r in radii]
     acc = {log.label: log.certified_accuracy(radii) for log in logs}
     st.markdown("**Certified accuracy** (rows = logs)")
-    st.table({"log": list(acc), "rows": [len(log) for log in logs],
+    st.table({"log": list(acc), "data set": [log.dataset or NOT_STATED for log in logs],
+              "n images": [len(log) for log in logs],
               **{c: [f"{a[j]:.3f}" for a in acc.values()] for j, c in enumerate(columns)}})
-    st.markdown(f"**Lower bound on the true certified accuracy** (probability ≥ {1 - rho:g}, App. D)")
-    st.table({"log": list(acc),
-              **{c: [floor_str(accuracy_lower_bound(a[j], len(log), alpha, rho), 3) for a, log in zip(acc.values(), logs)]
+    st.markdown(f"**Lower bound on the true certified accuracy** (probability ≥ {1 - rho:g}, App. D; each log's "
+                "own CERTIFY α where it is known)")
+    st.table({"log": list(acc), "α": [f"{log.alpha:g}" if log.alpha else f"{alpha:g} (box)" for log in logs],
+              **{c: [floor_str(accuracy_lower_bound(a[j], len(log), log.alpha or alpha, rho), 3)
+                     for a, log in zip(acc.values(), logs, strict=True)]
                  for j, c in enumerate(columns)}})

@@ -16,6 +16,7 @@ import math
 import os
 import re
 from collections.abc import Iterator
+import dataclasses
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -41,23 +42,27 @@ class CertifyLog:
     correct: np.ndarray
     seconds: np.ndarray
     path: str = ""
+    dataset: str | None = None  # the data set the rows index into; logs of different ones are never compared
+    alpha: float | None = None  # CERTIFY's α when known (for the App. D bound)
 
     def __len__(self) -> int:
         return len(self.idx)
 
     @classmethod
-    def from_rows(cls, label: str, rows, path: str = "") -> CertifyLog:
+    def from_rows(cls, label: str, rows, path: str = "", *, dataset: str | None = None,
+                  alpha: float | None = None) -> CertifyLog:
         """From ``(idx, label, predict, radius, correct, seconds)`` tuples (see ``certify_examples``)."""
         arr = np.array(list(rows), dtype=float).reshape(-1, 6)
         return cls(label=label, idx=arr[:, 0].astype(int), true_label=arr[:, 1].astype(int),
                    predict=arr[:, 2].astype(int), radius=arr[:, 3], correct=arr[:, 4].astype(int),
-                   seconds=arr[:, 5], path=path)
+                   seconds=arr[:, 5], path=path, dataset=dataset, alpha=alpha)
 
     def restrict(self, idx) -> CertifyLog:
         """The rows whose example index is in ``idx`` (for comparing logs on the same images)."""
         keep = np.isin(self.idx, np.asarray(list(idx), dtype=int))
-        return CertifyLog(self.label, self.idx[keep], self.true_label[keep], self.predict[keep], self.radius[keep],
-                          self.correct[keep], self.seconds[keep], self.path)
+        return dataclasses.replace(self, idx=self.idx[keep], true_label=self.true_label[keep],
+                                   predict=self.predict[keep], radius=self.radius[keep], correct=self.correct[keep],
+                                   seconds=self.seconds[keep])
 
     def certified_accuracy(self, radii) -> np.ndarray:
         """Fraction of all rows with correct = 1 and radius ≥ r, for each r (vectorized)."""
@@ -185,16 +190,52 @@ def parse_certify_log(text: str | bytes, label: str, name: str = "log", *, max_r
     return CertifyLog.from_rows(label, rows, path=name)
 
 
-def read_certify_log(path: str | os.PathLike, label: str | None = None, *,
-                     max_bytes: int = MAX_LOG_BYTES) -> CertifyLog:
-    """Read a certify log file (ours or Cohen et al.'s); ``ValueError`` starting ``log:`` for any problem."""
+def dataset_from_path(path: str | os.PathLike) -> str | None:
+    """The data set a log's folders name (``…/certify/cifar10/resnet110/…``, ``checkpoints/mnist/…``), if any.
+
+    >>> dataset_from_path("data/certify/cifar10/resnet110/noise_0.25/test/sigma_0.25")
+    'cifar10'
+    >>> dataset_from_path("checkpoints/cifar10-partial/cifar_cnn/noise_0.50/sigma_0.50"), dataset_from_path("x/log")
+    ('cifar10-partial', None)
+    """
+    from .data import DATASETS
+
+    for part in reversed(Path(path).parts[:-1]):
+        if part in DATASETS:
+            return part
+    return None
+
+
+def common_images(logs: list[CertifyLog]) -> tuple[list[CertifyLog], set[int]]:
+    """The logs restricted to the example indices present in all of them, and those indices.
+
+    Refuses (``ValueError`` naming ``logs``) logs of different data sets, whose indices name different
+    images: intersecting them would compare unrelated rows (a 500-row CIFAR-10 log cut to the 51
+    indices it shares with a partial-CIFAR-10 log). A log whose data set is unknown is compared
+    only with logs whose data set is unknown too.
+    """
+    datasets = {log.dataset for log in logs}
+    if len(datasets) > 1:
+        named = ", ".join(f"{d or 'not stated'}: {sum(log.dataset == d for log in logs)} log(s)"
+                          for d in sorted(datasets, key=lambda d: d or ""))
+        raise ValueError(f"logs: they index different data sets ({named}); compare logs of one data set")
+    if not logs:
+        return [], set()
+    common = set(logs[0].idx.tolist()).intersection(*(log.idx.tolist() for log in logs[1:]))
+    return [log.restrict(common) for log in logs], common
+
+
+def read_certify_log(path: str | os.PathLike, label: str | None = None, *, dataset: str | None = None,
+                     alpha: float | None = None, max_bytes: int = MAX_LOG_BYTES) -> CertifyLog:
+    """Read a certify log file (ours or Cohen et al.'s); ``ValueError`` starting ``log:`` for any problem.
+
+    ``dataset`` defaults to the one the file's folders name (:func:`dataset_from_path`)."""
     path = Path(path)
     if not path.is_file():
         raise ValueError(f"log: no such file: {path}")
     check_size(path.stat().st_size, max_bytes, f"log: {path.name}")
     log = parse_certify_log(path.read_bytes(), label or default_label(path), path.name, max_bytes=max_bytes)
-    log.path = str(path)
-    return log
+    return dataclasses.replace(log, path=str(path), dataset=dataset or dataset_from_path(path), alpha=alpha)
 
 
 def accuracy_lower_bound(accuracy, m: int, alpha: float, rho: float = 0.001):
@@ -282,18 +323,20 @@ def latex_table(logs: list[CertifyLog], radii) -> str:
 
 
 def csv_table(logs: list[CertifyLog], radii, alpha: float = 0.001, rho: float = 0.001) -> str:
-    """Long-format CSV: label, radius, certified accuracy, its App. D lower bound, rows."""
+    """Long-format CSV: label, radius, certified accuracy, its App. D lower bound, rows.
+    ``alpha`` is CERTIFY's α for logs that do not carry their own (``CertifyLog.alpha``)."""
     lines = ["label,radius,certified_accuracy,lower_bound,rows"]
     for log in logs:
         acc = log.certified_accuracy(radii)
-        low = accuracy_lower_bound(acc, max(len(log), 1), alpha, rho)
+        low = accuracy_lower_bound(acc, max(len(log), 1), log.alpha or alpha, rho)
         lines += [f"{log.label},{r:g},{floor_str(a)},{floor_str(b)},{len(log)}"
                   for r, a, b in zip(radii, acc, low, strict=True)]
     return "\n".join(lines) + "\n"
 
 
 def figure(logs: list[CertifyLog], alpha: float = 0.001, rho: float = 0.001, max_radius: float | None = None):
-    """Plotly figure: certified accuracy against radius, one curve per log, with the App. D lower band."""
+    """Plotly figure: certified accuracy against radius, one curve per log (its row count in the legend), with
+    the App. D lower band at each log's own α (``alpha`` for logs that do not carry one)."""
     import plotly.graph_objects as go
     from plotly.colors import qualitative
 
@@ -303,9 +346,9 @@ def figure(logs: list[CertifyLog], alpha: float = 0.001, rho: float = 0.001, max
     fig = go.Figure()
     for i, log in enumerate(logs):
         acc = log.certified_accuracy(r)
-        low = accuracy_lower_bound(acc, max(len(log), 1), alpha, rho)
+        low = accuracy_lower_bound(acc, max(len(log), 1), log.alpha or alpha, rho)  # the log's own α when known
         color = palette[i % len(palette)]
-        fig.add_trace(go.Scatter(x=r, y=acc, mode="lines", name=log.label, legendgroup=log.label,
+        fig.add_trace(go.Scatter(x=r, y=acc, mode="lines", name=f"{log.label} (n = {len(log)})", legendgroup=log.label,
                                  line={"shape": "hv", "color": color}))
         # The App. D bound in the same colour, dotted, toggled together with its curve.
         fig.add_trace(go.Scatter(x=r, y=low, mode="lines", name=f"{log.label}: lower bound", legendgroup=log.label,

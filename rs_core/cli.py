@@ -266,13 +266,15 @@ def _add_analyze(sub) -> None:
     p.add_argument("--rho", type=A.probability, default=0.001, help="the lower bound holds with probability 1 − ρ")
     p.add_argument("--out", help="also write OUT.md, OUT.tex, OUT.csv and OUT.html (interactive Plotly figure)")
     p.add_argument("--common", action="store_true", help="keep only the examples present in every log (compare "
-                   "methods on the same images)")
+                   "methods on the same images); refused for logs of different data sets")
+    p.add_argument("--dataset", choices=DATASETS, default=None, help="the data set of every log (default: the one "
+                   "named by each log's folders, e.g. …/cifar10/…)")
 
 
 def _analyze(args) -> int:
     import numpy as np
 
-    from .analyze import csv_table, figure, latex_table, markdown_table, radius_grid, read_certify_log
+    from .analyze import common_images, csv_table, figure, latex_table, markdown_table, radius_grid, read_certify_log
 
     if args.labels and len(args.labels) != len(args.logs):
         raise ValueError(f"labels: need one per log ({len(args.logs)}), got {len(args.labels)}")
@@ -281,10 +283,9 @@ def _analyze(args) -> int:
     else:
         radii = np.array(args.radii if args.radii else [0.0, 0.25, 0.5, 0.75, 1.0, 1.5, 2.0])
     labels = args.labels or [None] * len(args.logs)
-    logs = [read_certify_log(path, label) for path, label in zip(args.logs, labels, strict=True)]
-    if args.common:
-        common = set(logs[0].idx.tolist()).intersection(*(log.idx.tolist() for log in logs[1:]))
-        logs = [log.restrict(common) for log in logs]
+    logs = [read_certify_log(path, label, dataset=args.dataset) for path, label in zip(args.logs, labels, strict=True)]
+    if args.common:  # only logs of one data set (from their folders, or --dataset) are intersected
+        logs, common = common_images(logs)
         print(f"{len(common)} examples common to all {len(logs)} logs", file=sys.stderr)
     tables = {"markdown": markdown_table(logs, radii), "latex": latex_table(logs, radii),
               "csv": csv_table(logs, radii, args.alpha, args.rho)}

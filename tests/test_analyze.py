@@ -96,3 +96,26 @@ def test_restrict_keeps_the_rows_of_the_given_examples():
     log = CertifyLog.from_rows("x", [(0, 1, 1, 0.5, 1, 1.0), (20, 2, 2, 0.7, 1, 1.0), (40, 3, -1, 0.0, 0, 1.0)])
     sub = log.restrict([20, 40, 60])
     assert sub.idx.tolist() == [20, 40] and sub.certified_accuracy([0.0]).tolist() == [0.5]
+
+
+def test_logs_of_different_data_sets_are_not_intersected():
+    from rs_core.analyze import common_images
+
+    a = CertifyLog.from_rows("a", [(0, 1, 1, 0.5, 1, 0.1), (1, 2, 2, 0.5, 1, 0.1)], dataset="cifar10")
+    b = CertifyLog.from_rows("b", [(1, 2, 2, 0.2, 1, 0.1)], dataset="cifar10-partial")
+    c = CertifyLog.from_rows("c", [(1, 2, -1, 0.0, 0, 0.1)], dataset="cifar10", alpha=0.01)
+    with pytest.raises(ValueError, match=r"^logs: they index different data sets \(cifar10: 1 log\(s\), "
+                                         r"cifar10-partial: 1 log\(s\)\)"):
+        common_images([a, b])
+    with pytest.raises(ValueError, match=r"\(not stated: 1 log\(s\), cifar10: 1 log\(s\)\)"):
+        common_images([a, CertifyLog.from_rows("d", [(1, 2, 2, 0.2, 1, 0.1)])])
+    (ra, rc), common = common_images([a, c])
+    assert common == {1} and ra.idx.tolist() == [1] and (rc.dataset, rc.alpha) == ("cifar10", 0.01)
+
+
+def test_read_log_takes_its_data_set_from_its_folders(tmp_path):
+    folder = tmp_path / "certify" / "cifar10" / "resnet110"
+    folder.mkdir(parents=True)
+    (folder / "sigma_0.25").write_text("idx\tlabel\tpredict\tradius\tcorrect\ttime\n0\t3\t3\t0.1\t1\t1.0\n")
+    assert read_certify_log(folder / "sigma_0.25").dataset == "cifar10"
+    assert read_certify_log(folder / "sigma_0.25", dataset="mnist").dataset == "mnist"

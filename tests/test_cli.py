@@ -130,6 +130,17 @@ def test_hostile_input_is_a_one_line_error_and_exit_2(argv, stderr, tmp_path):
     assert not (tmp_path / "out.tsv").exists()
 
 
+def test_analyze_common_refuses_logs_of_different_data_sets():
+    mnist = CHECKPOINTS_DIR / "mnist/mnist_cnn/noise_0.50/sigma_0.50"
+    partial = CHECKPOINTS_DIR / "cifar10-partial/cifar_cnn/noise_0.50/sigma_0.50"
+    proc = run("analyze", mnist, partial, "--common", check=False)
+    assert proc.returncode == 2 and "Traceback" not in proc.stderr
+    assert proc.stderr.startswith("error: logs: they index different data sets (cifar10-partial: 1 log(s), "
+                                  "mnist: 1 log(s))"), proc.stderr
+    proc = run("analyze", mnist, partial)  # without --common: side by side, each on its own images
+    assert proc.returncode == 0 and proc.stdout.count("&sigma; = 0.50") == 2
+
+
 SHIPPED_MNIST = [CHECKPOINTS_DIR / f"mnist/mnist_cnn/noise_{s}/checkpoint.pth.tar" for s in ("0.25", "0.50", "1.00")]
 
 

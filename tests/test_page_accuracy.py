@@ -25,7 +25,7 @@ def test_shipped_mnist_logs_show_the_model_card_numbers():
     assert not at.exception
     table = at.table[0].value
     assert table["r = 1"].tolist() == ["0.900"] and table["r = 1.5"].tolist() == ["0.672"]
-    assert table["rows"].tolist() == [500]
+    assert table["n images"].tolist() == [500]
     lower = at.table[1].value
     assert float(lower["r = 1"].iloc[0]) < 0.900
     assert len(at.get("plotly_chart")) == 1
@@ -55,6 +55,7 @@ def test_uploaded_cohen_log_shows_the_published_numbers():
 def test_bad_uploads_show_a_message_and_keep_the_rest(name, data, message):
     at = _run()
     at.multiselect(key="acc_shipped").set_value(["mnist · mnist_cnn · σ = 0.25"])
+    at.selectbox(key="acc_upload_dataset").set_value("mnist")
     good = b"idx\tlabel\tpredict\tradius\tcorrect\ttime\n0\t1\t1\t0.5\t1\t1.0\n1\t2\t-1\t0.0\t0\t1.0\n"
     at.file_uploader(key="acc_uploads").set_value([(name, data, "application/octet-stream"),
                                                    ("mine", good, "text/plain")])
@@ -89,7 +90,7 @@ def test_live_certification_on_k_test_images():
     assert not at.exception
     table = at.table[0].value
     assert table["log"].tolist() == ["mnist · mnist_cnn · σ = 0.50 at σ = 0.5 · here, k = 4, N = 200"]
-    assert table["rows"].tolist() == [4]
+    assert table["n images"].tolist() == [4]
     assert len(at.get("download_button")) == 1
     # What the download serves is a Cohen-format log that parses back to the same rows.
     log = at.session_state["live_logs"][0]
@@ -101,10 +102,55 @@ def test_logs_are_compared_on_their_common_images():
     at = _run()
     at.multiselect(key="acc_shipped").set_value(["mnist · mnist_cnn · σ = 0.25"])
     mine = b"idx\tlabel\tpredict\tradius\tcorrect\ttime\n0\t7\t7\t0.5\t1\t1.0\n20\t9\t-1\t0.0\t0\t1.0\n3\t1\t1\t2\t1\t1\n"
+    at.selectbox(key="acc_upload_dataset").set_value("mnist")
     at.file_uploader(key="acc_uploads").set_value([("mine", mine, "text/plain")])
     at.run()
     assert not at.exception
-    assert at.table[0].value["rows"].tolist() == [2, 2]
+    assert at.table[0].value["n images"].tolist() == [2, 2]
     assert any("2 images are common to all 2 logs" in c.value for c in at.caption)
     at.checkbox(key="acc_common").uncheck().run()
-    assert at.table[0].value["rows"].tolist() == [500, 3]
+    assert at.table[0].value["n images"].tolist() == [500, 3]
+
+
+@pytest.mark.skipif(not REF.exists(), reason=f"Cohen et al.'s reference logs not found at {REF}")
+@pytest.mark.parametrize("stated", ["not stated", "cifar10"])
+def test_logs_of_different_data_sets_are_never_intersected(stated):
+    """Before: Cohen's 500-row CIFAR-10 log was cut to the indices it shared with the preselected shipped logs
+    (σ = 0.25 showed 0.843 / 0.667 instead of 0.748 / 0.600). Now the shipped logs stay listed and selected,
+    the page says the data sets differ, and shows the upload's data set alone: the published numbers."""
+    at = _run()
+    shipped = at.multiselect(key="acc_shipped").value
+    assert shipped  # the default selection is kept
+    at.selectbox(key="acc_upload_dataset").set_value(stated)
+    data = (REF / "cifar10/resnet110/noise_0.25/test/sigma_0.25").read_bytes()
+    at.file_uploader(key="acc_uploads").set_value([("sigma_0.25", data, "text/plain")])
+    at.text_input(key="acc_radii").set_value("0, 0.25")
+    at.run()
+    assert not at.exception
+    assert at.multiselect(key="acc_shipped").value == shipped
+    assert any("different data sets" in w.value for w in at.warning)
+    table = at.table[0].value
+    assert table["log"].tolist() == ["σ = 0.25 (sigma_0.25)"] and table["n images"].tolist() == [500]
+    assert table["r = 0"].tolist() == ["0.748"] and table["r = 0.25"].tolist() == ["0.600"]
+    assert not any("images are common" in c.value for c in at.caption)
+    other = [o for o in at.radio(key="acc_group").options if o != stated]
+    assert len(other) == 1
+    at.radio(key="acc_group").set_value(other[0]).run()  # the shipped logs, on their own
+    assert set(at.table[0].value["data set"]) == set(other) and len(at.table[0].value) == len(shipped)
+
+
+def test_the_lower_bound_uses_each_logs_own_alpha():
+    at = _run()
+    at.multiselect(key="acc_shipped").set_value(["mnist · mnist_cnn · σ = 0.50"])
+    good = b"idx\tlabel\tpredict\tradius\tcorrect\ttime\n0\t7\t7\t0.5\t1\t1.0\n20\t9\t9\t0.7\t1\t1.0\n"
+    at.selectbox(key="acc_upload_dataset").set_value("mnist")
+    at.file_uploader(key="acc_uploads").set_value([("mine", good, "text/plain")])
+    at.checkbox(key="acc_common").uncheck()
+    at.run()
+    before = at.table[1].value
+    assert before["α"].tolist() == ["0.001", "0.001 (box)"]
+    at.number_input(key="acc_alpha").set_value(0.1).run()
+    after = at.table[1].value
+    assert after["α"].tolist() == ["0.001", "0.1 (box)"]
+    assert after.iloc[0].tolist() == before.iloc[0].tolist()  # the shipped log keeps its own α
+    assert after.iloc[1].tolist() != before.iloc[1].tolist()
