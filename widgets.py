@@ -245,6 +245,23 @@ class Run:
     predict_n: int
 
 
+def stale_reasons(run: Run, x: torch.Tensor | None, settings: Settings) -> list[str]:
+    """What differs between a finished or running certification and what the page now shows: the input,
+    the model, or a sampling setting. Empty when the result is for what is on screen."""
+    stream = run.job.stream
+    reasons = []
+    if x is None or tuple(x.shape) != tuple(run.x.shape) or not torch.equal(x.cpu(), run.x):
+        reasons.append("the input")
+    if settings.loaded is None or settings.loaded.sha256 != run.model_sha256:
+        reasons.append("the model")
+    for name, now, then in [("σ", settings.sigma, stream.sigma), ("α", settings.alpha, stream.alpha),
+                            ("n0", settings.n0, stream.n0), ("n max", settings.n_max, stream.n_max),
+                            ("seed", settings.seed, stream.seed)]:
+        if now != then:
+            reasons.append(f"{name} ({then:g} → {now:g})")
+    return reasons
+
+
 def class_label(run: Run, c: int) -> str:
     return "abstain" if c == ABSTAIN else (run.class_names[c] if c < len(run.class_names) else str(c))
 

@@ -197,6 +197,10 @@ else:
     st.divider()
     st.markdown(f"**Run:** {run.source} · {run.model_label.split(' · noisy')[0]} · certifying at "
                 f"σ = {run.job.stream.sigma:g}, α = {run.job.stream.alpha:g}")
+    stale = widgets.stale_reasons(run, chosen[0] if chosen is not None else None, s)
+    if stale:  # an old result must never read as the answer for what is chosen now
+        st.warning(f"This result is for an earlier choice: {', '.join(stale)} changed since it was started "
+                   f"({run.source}). Press Start to certify what is shown above.", icon="⚠️")
     if run.job.done:
         if _headline(run):
             _live(run)

@@ -159,17 +159,19 @@ def _result(run: dict) -> None:
                    f"= min(R_σ = {floor_str(cert.radius_sigma)}, R_c = {floor_str(cert.radius_class)}) at σ_c = {cert.sigma:g}, "
                    f"with probability ≥ {1 - cert.alpha:g}. Limited by {limiter}.")
     rows = ["prediction", "radius", "p lower bound", "counts (n)", "counts (n0)", "n", "α", "σ", "seed", "stop"]
+    seed = run["job"].stream.seed
 
-    def col(c, names):
+    def col(c, names, stage):
         if c is None:
             return ["not run"] + [""] * (len(rows) - 1)
         votes = lambda v: ", ".join(f"{names[i]}: {int(k)}" for i, k in enumerate(v) if k)  # noqa: E731
         return [names[c.prediction] if c.prediction >= 0 else "abstain", f"{floor_str(c.radius)}", f"{floor_str(c.p_lower, 5)}",
-                votes(c.counts), votes(c.counts_selection), f"{c.n:,}", f"{c.alpha:g}", f"{c.sigma:g}", str(c.seed),
-                str(c.stop_reason)]
+                # The stage's own seed is a 64-bit derivation of the run's seed (in the JSON): show where it comes from.
+                votes(c.counts), votes(c.counts_selection), f"{c.n:,}", f"{c.alpha:g}", f"{c.sigma:g}",
+                f"stage {stage} of seed {seed}", str(c.stop_reason)]
 
-    st.table({"": rows, "stage 1: σ-estimator (σ_e)": col(cert.stage1, [f"σ = {v:g}" for v in run["sigmas"]]),
-              "stage 2: expert (σ_c)": col(cert.stage2, run["names"])})
+    st.table({"": rows, "stage 1: σ-estimator (σ_e)": col(cert.stage1, [f"σ = {v:g}" for v in run["sigmas"]], 1),
+              "stage 2: expert (σ_c)": col(cert.stage2, run["names"], 2)})
     report = {"dual_certificate": cert.to_dict(), "estimator": run["estimator"],
               "estimator_sha256": run["estimator_sha256"], "experts_sha256": run["experts_sha256"],
               "input": {"source": run["source"], "true_label": run["true_label"]}}

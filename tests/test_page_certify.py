@@ -296,3 +296,20 @@ def test_several_sessions_certify_at_once_each_get_their_own_result():
         np.testing.assert_array_equal(cert.counts, ref.counts)
         np.testing.assert_array_equal(cert.counts_selection, ref.counts_selection)
         assert cert.seed == seed and cert.radius == ref.radius
+
+
+def test_an_old_result_is_marked_when_the_input_or_a_setting_changes():
+    at = _upload(_page(n_max=500), "one.png", _digit_png())
+    at.button(key="start").click().run()
+    _finish(at)
+    assert not any("earlier choice" in w.value for w in at.warning)  # the result is for what is shown
+    img = Image.new("L", (120, 120), 255)
+    img.paste(0, (20, 55, 100, 68))  # another picture
+    at = _upload(at, "other.png", _png(img))
+    warned = [w.value for w in at.warning if "earlier choice" in w.value]
+    assert warned and "the input" in warned[0] and "one.png" in warned[0], warned
+    at = _upload(at, "one.png", _digit_png())  # back to the certified input: the result is current again
+    assert not any("earlier choice" in w.value for w in at.warning)
+    at.number_input(key="w.sigma").set_value(0.25).run()
+    warned = [w.value for w in at.warning if "earlier choice" in w.value]
+    assert warned and "σ (0.5 → 0.25)" in warned[0] and "the input" not in warned[0], warned

@@ -66,6 +66,9 @@ def test_dual_certificate_matches_the_engine_and_explains_the_radius():
     assert "Limited by" in text
     table = at.table[0].value
     assert table["stage 1: σ-estimator (σ_e)"].tolist()[6] == "0.0005" == table["stage 2: expert (σ_c)"].tolist()[6]
+    # The run's seed, not a 20-digit derived stage seed (that one is in the JSON, with the certificate).
+    assert table["stage 1: σ-estimator (σ_e)"].tolist()[8] == "stage 1 of seed 9"
+    assert table["stage 2: expert (σ_c)"].tolist()[8] == "stage 2 of seed 9"
     assert len(at.get("download_button")) == 1
 
 
