@@ -182,6 +182,9 @@ def sidebar() -> Settings:
         put("sigma_for", model_key)
         put("sigma", float(train_sigma) if train_sigma else 0.25)
     sigma = sb.number_input("σ (noise level)", min_value=0.01, max_value=10.0, step=0.05, format="%.3f",
+                            help="The standard deviation of the Gaussian noise added to every pixel value, in the "
+                                 "model's input units: pixels scaled to [0, 1] (σ = 0.25 ≈ 64 of 255 grey levels). "
+                                 "More noise: larger radii where the model stays sure, more abstentions elsewhere.",
                             **persisted("sigma", float(train_sigma) if train_sigma else 0.25))
     if train_sigma is not None and not math.isclose(sigma, train_sigma, rel_tol=1e-6):
         sb.warning(f"The model was trained with σ = {train_sigma:g}. Certifying at σ = {sigma:g} is sound but "
@@ -260,6 +263,24 @@ def stale_reasons(run: Run, x: torch.Tensor | None, settings: Settings) -> list[
         if now != then:
             reasons.append(f"{name} ({then:g} → {now:g})")
     return reasons
+
+
+def radius_in_words(radius: float, input_shape: tuple[int, ...]) -> str:
+    """What an ℓ2 radius allows, in pixels: the same change spread over every value, in grey levels (all rounded
+    down, like the radius itself)."""
+    d = math.prod(input_shape)
+    per_value = radius / math.sqrt(d)
+    return (f"Radius {floor_str(radius)} is an ℓ2 distance in the same units as σ (pixels in [0, 1]): no change of "
+            f"the image with ℓ2 norm below it changes the certified class. Spread evenly over all {d:,} values that is "
+            f"{floor_str(per_value)} per value ≈ {math.floor(per_value * 255)} of 255 grey levels; concentrated, one "
+            f"value may change by up to {floor_str(min(radius, 1.0))}.")
+
+
+ABSTAIN_ADVICE = ("Abstaining is not an error: under noise of this σ the model's votes for its top class were not "
+                  "shown to exceed one half with the required confidence, so the smoothed classifier makes no claim "
+                  "about this input. To try: more samples (n max) if the votes lean clearly one way; a smaller σ (the "
+                  "model may be unsure under this much noise, at the price of smaller radii); a model trained with "
+                  "Gaussian noise at this σ (a model trained without noise abstains almost everywhere).")
 
 
 def class_label(run: Run, c: int) -> str:

@@ -106,6 +106,7 @@ def _headline(run: widgets.Run) -> bool:
     if cert.prediction == ABSTAIN:
         st.warning(f"**Abstain** — the lower bound on pA is {floor_str(cert.p_lower)} ≤ 1/2 after n = {cert.n:,} samples, "
                    "so no class is certified (even at radius 0).")
+        st.caption(widgets.ABSTAIN_ADVICE)
     else:
         truth = ""
         if run.true_label is not None:
@@ -113,6 +114,7 @@ def _headline(run: widgets.Run) -> bool:
                 f" ✗ (true label: {widgets.class_label(run, run.true_label)})"
         st.success(f"**{widgets.class_label(run, cert.prediction)}**{truth} is certified within ℓ2 radius "
                    f"**{floor_str(cert.radius)}**, with probability ≥ {1 - cert.alpha:g} over the sampling.")
+        st.caption(widgets.radius_in_words(cert.radius, tuple(run.x.shape)))
     st.caption(f"Ended: {reason.get(cert.stop_reason, cert.stop_reason)}. The bound is the anytime-valid "
                "confidence sequence (valid at any stopping time), not Clopper–Pearson at a chosen n.")
     return True

@@ -313,3 +313,21 @@ def test_an_old_result_is_marked_when_the_input_or_a_setting_changes():
     at.number_input(key="w.sigma").set_value(0.25).run()
     warned = [w.value for w in at.warning if "earlier choice" in w.value]
     assert warned and "σ (0.5 → 0.25)" in warned[0] and "the input" not in warned[0], warned
+
+
+def test_the_radius_and_an_abstention_are_explained_in_plain_words():
+    text = widgets.radius_in_words(1.0, (1, 28, 28))
+    assert "all 784 values that is 0.0357 per value ≈ 9 of 255 grey levels" in text  # 1/28, 255/28 = 9.1
+    assert "one value may change by up to 1.0000" in widgets.radius_in_words(2.5, (3, 32, 32))
+    at = _upload(_page(n_max=500), "one.png", _digit_png())
+    at.button(key="start").click().run()
+    cert = _finish(at).job.certificate
+    assert any(c.value == widgets.radius_in_words(cert.radius, (1, 28, 28)) for c in at.caption)
+    # A run that cannot certify: σ far above the model's, stopped after the first batch.
+    at.number_input(key="w.sigma").set_value(10.0)
+    at.number_input(key="w.n_max").set_value(100)
+    at.run()
+    at.button(key="start").click().run()
+    run = _finish(at)
+    assert run.job.certificate.prediction == -1  # seed 0: deterministic
+    assert any(c.value == widgets.ABSTAIN_ADVICE for c in at.caption)
