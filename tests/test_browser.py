@@ -101,7 +101,7 @@ def test_bounds_page_in_chromium(app_url, page, tmp_path_factory):
     page.goto(app_url)
     page.get_by_role("link", name="Bounds").first.click()
     page.get_by_text("Why Cohen's bound is tight").wait_for(timeout=30_000)
-    box = page.get_by_label("σ (noise level)")
+    box = page.get_by_role("spinbutton", name="σ (noise level)")  # the label also names its help button
     box.fill("1.000")
     box.press("Enter")
     page.get_by_text("2.3263").wait_for(timeout=15_000)  # Cohen's radius at pA = 0.99, σ = 1
