@@ -100,14 +100,12 @@ with st.expander("Compute certified accuracy here, on k test images"):
                            key=f"live_download_{j}")
 
 logs: list[CertifyLog] = list(st.session_state.get("live_logs", []))
-upload_group = None  # the data set of the uploaded logs, once one is read
 for label in chosen:
     logs.append(_read_log(str(available[label]), label))
 for upload in uploads or []:
     try:
         log = parse_certify_log(upload.getvalue(), f"{default_label(upload.name)} ({upload.name})", upload.name)
         log.dataset = None if upload_dataset == NOT_STATED else upload_dataset
-        upload_group = upload_dataset
     except ValueError as err:
         st.error(str(err))
         continue
@@ -135,7 +133,7 @@ groups: dict[str, list[CertifyLog]] = {}
 for log in logs:
     groups.setdefault(log.dataset or NOT_STATED, []).append(log)
 if len(groups) > 1:
-    latest = upload_group if upload_group in groups else (logs[-1].dataset or NOT_STATED)
+    latest = upload_dataset if uploads and upload_dataset in groups else (logs[-1].dataset or NOT_STATED)
     st.warning("These logs index different data sets (" + ", ".join(f"{d}: {len(g)}" for d, g in groups.items())
                + "); logs of different data sets are not compared. Showing one data set:")
     shown = st.radio("Data set", list(groups), index=list(groups).index(latest), horizontal=True, key="acc_group")

@@ -77,7 +77,8 @@ def _check_container(path: Path, max_bytes: int, name: str) -> None:
     file. (The legacy format declares storage sizes inside the pickle; torch reserves them
     lazily and checks each against the bytes in the file before touching it, which a test pins.)
     """
-    check_size(path.stat().st_size, max_bytes, f"checkpoint: {name}")
+    size = path.stat().st_size
+    check_size(size, max_bytes, f"checkpoint: {name}")
     with open(path, "rb") as f:
         magic = f.read(4)
     if magic != b"PK\x03\x04":
@@ -90,7 +91,7 @@ def _check_container(path: Path, max_bytes: int, name: str) -> None:
     if packed:
         raise ValueError(f"checkpoint: {name} holds compressed members ({packed[0]!r}), which torch.save never "
                          "writes and which could inflate without limit; re-save it with torch.save")
-    if sum(m.file_size for m in members) > path.stat().st_size:
+    if sum(m.file_size for m in members) > size:
         raise ValueError(f"checkpoint: {name} declares more data than the file holds (corrupt or truncated)")
 
 

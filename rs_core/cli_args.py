@@ -20,13 +20,14 @@ import re
 _INT = re.compile(r"[0-9][0-9_]{0,24}")
 
 
-def _float(text: str) -> float:
+def _number(text: str, ok, rule: str) -> float:
+    """``float(text)`` when ``ok`` holds for it, else the argparse error ``must be {rule}``."""
     try:
         value = float(text)
     except ValueError:
         raise argparse.ArgumentTypeError(f"expected a number, got {text[:40]!r}") from None
-    if not math.isfinite(value):
-        raise argparse.ArgumentTypeError(f"must be finite and > 0, got {text[:40]!r}")
+    if not ok(value):
+        raise argparse.ArgumentTypeError(f"must be {rule}, got {text[:40]!r}")
     return value
 
 
@@ -40,32 +41,17 @@ def _int(text: str) -> int:
 
 def positive_float(text: str) -> float:
     """A finite number > 0 (σ, learning rates, temperatures)."""
-    value = _float(text)
-    if value <= 0:
-        raise argparse.ArgumentTypeError(f"must be finite and > 0, got {text[:40]!r}")
-    return value
+    return _number(text, lambda v: math.isfinite(v) and v > 0, "finite and > 0")
 
 
 def nonnegative_float(text: str) -> float:
     """A finite number >= 0 (radii, weights of regularizers)."""
-    try:
-        value = float(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected a number, got {text[:40]!r}") from None
-    if not math.isfinite(value) or value < 0:
-        raise argparse.ArgumentTypeError(f"must be finite and >= 0, got {text[:40]!r}")
-    return value
+    return _number(text, lambda v: math.isfinite(v) and v >= 0, "finite and >= 0")
 
 
 def probability(text: str) -> float:
     """A failure probability in (0, 1) (α, ρ, an α split)."""
-    try:
-        value = float(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected a number, got {text[:40]!r}") from None
-    if not 0.0 < value < 1.0:
-        raise argparse.ArgumentTypeError(f"must be in (0, 1), got {text[:40]!r}")
-    return value
+    return _number(text, lambda v: 0.0 < v < 1.0, "in (0, 1)")
 
 
 def count(text: str) -> int:

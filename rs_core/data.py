@@ -293,15 +293,11 @@ def _plain_mode(img: Image.Image) -> Image.Image:
 
 
 def _normalize_mode(img: Image.Image, channels: int) -> Image.Image:
-    """Any decoded mode → "L" or "RGB": 16-bit rescaled, palette and transparency composited on white."""
-    if img.mode in ("I;16", "I;16B", "I;16L", "I"):
-        arr = np.asarray(img, dtype=np.float64)
-        top = 65535.0 if arr.max() > 255 else 255.0
-        img = Image.fromarray(np.clip(arr / top * 255.0, 0, 255).astype(np.uint8), "L")
-    if img.mode in ("P", "PA", "LA", "RGBA") or "transparency" in img.info:
-        rgba = img.convert("RGBA")
-        white = Image.new("RGBA", rgba.size, (255, 255, 255, 255))
-        img = Image.alpha_composite(white, rgba)
+    """Any decoded mode → "L" or "RGB": :func:`_plain_mode` (16-bit rescaled, palettes expanded), then
+    transparency composited on white."""
+    img = _plain_mode(img)
+    if img.mode == "RGBA":
+        img = Image.alpha_composite(Image.new("RGBA", img.size, (255, 255, 255, 255)), img)
     return img.convert("L" if channels == 1 else "RGB")
 
 
