@@ -1,15 +1,15 @@
-"""Throughput of a background CertifyJob while a page renders, as ratios to the job alone, in one run.
+"""Throughput of a background Job while a page renders, as ratios to the job alone, in one run.
 
 The app samples in a worker thread of the Streamlit process while other threads render pages.
 Those threads hold the GIL, and the worker needs it between torch operations. This measures
-samples/s of a CertifyJob (shipped MNIST model, CPU) in four settings, interleaved round by round:
+samples/s of a Job (shipped MNIST model, CPU) in four settings, interleaved round by round:
 
   alone            the job by itself;
   render 5 ms      with a thread that mimics the Certify page's live view twice a second
                    (Plotly figure built and validated as st.plotly_chart does, plus the full
                    gc.collect(2) Streamlit runs after each script run by default),
                    Python's default 5 ms GIL switch interval;
-  render 1 ms      the same with a 1 ms switch interval (what widgets.py sets);
+  render 1 ms      the same with a 1 ms switch interval (what widgets/__init__.py sets);
   render 1 ms, no gc  and without the post-run gc.collect (.streamlit/config.toml: postScriptGC = false).
 
 Prints a Markdown table of median ratios to "alone" with their range over rounds.
@@ -32,7 +32,7 @@ import torch
 
 from rs_core import CertifyStream
 from rs_core.checkpoints import CHECKPOINTS_DIR, load_checkpoint
-from rs_core.jobs import CertifyJob
+from rs_core.jobs import Scheduler
 
 
 def _render_loop(stop: threading.Event, with_gc: bool) -> None:
@@ -47,9 +47,9 @@ def _render_loop(stop: threading.Event, with_gc: bool) -> None:
 
 
 def _rate(model, x, n: int, batch: int, seed: int) -> float:
-    job = CertifyJob(CertifyStream(model, x, 0.5, n0=100, n_max=n, batch_size=batch, seed=seed))
+    stream = CertifyStream(model, x, 0.5, n0=100, n_max=n, batch_size=batch, seed=seed)
     t = time.perf_counter()
-    job.start().wait()
+    Scheduler().submit(stream).wait()
     return n / (time.perf_counter() - t)
 
 
@@ -79,7 +79,7 @@ def main() -> None:
             finally:
                 stop.set()
                 th.join()
-    print(f"CertifyJob, mnist_cnn, CPU ({torch.get_num_threads()} threads), n = {args.num:,}, batch {args.batch}, "
+    print(f"Job, mnist_cnn, CPU ({torch.get_num_threads()} threads), n = {args.num:,}, batch {args.batch}, "
           f"{args.rounds} rounds; alone: {statistics.median(alone_rates):,.0f} samples/s (median)\n")
     print("| setting | samples/s vs alone (median, range) |\n|---|---|")
     for name, vals in ratios.items():

@@ -299,6 +299,12 @@ class DualSnapshot:
     radius: float
     elapsed_s: float
 
+    stages = 2  # the live-stream protocol (rs_core.jobs.LiveSnapshot)
+
+    @property
+    def label(self) -> str:
+        return "σ-estimator" if self.stage == 1 else f"expert at σ_c = {self.sigma_c:g}"
+
 
 class DualStream:
     """Dual-RS CERTIFY with both stages streamed and anytime-valid, for live views; stoppable.

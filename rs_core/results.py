@@ -121,6 +121,23 @@ class Snapshot:
     done: bool = False
     stop_reason: StopReason | None = None
 
+    # The live-stream protocol (rs_core.jobs.LiveSnapshot): a plain CERTIFY is stage 1 of 1, its own inner snapshot.
+    @property
+    def stage(self) -> int:
+        return 1
+
+    @property
+    def stages(self) -> int:
+        return 1
+
+    @property
+    def inner(self) -> Snapshot:
+        return self
+
+    @property
+    def label(self) -> str:
+        return ""
+
 
 def decide(q_lower: float, sigma: float) -> tuple[float, float, bool]:
     """p_lower, radius and whether to certify, from q_lower = 1 − p_lower (CERTIFY's last step)."""

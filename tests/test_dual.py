@@ -21,7 +21,7 @@ from rs_core.dual import (
     sigma_label_radii,
     stage_seed,
 )
-from rs_core.jobs import CertifyJob
+from rs_core.jobs import Scheduler
 from rs_core.stats import clopper_pearson_lower
 
 SHAPE = (1, 4, 4)
@@ -187,8 +187,7 @@ def test_stopping_the_stream_in_stage_one_abstains_within_one_batch():
     x = _x()
     experts = {0.25: Constant(1, 3), 0.5: Constant(1, 3)}
     stream = DualStream(Constant(1, 2), experts, x, 0.5, n0=20, n_max=10_000_000, batch_size=100, seed=5)
-    job = CertifyJob(stream)
-    job.start()
+    job = Scheduler().submit(stream)
     assert job.wait_for_votes(timeout=300)
     job.stop()
     assert job.wait(timeout=300) and job.error is None
