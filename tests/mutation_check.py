@@ -118,6 +118,10 @@ MUTANTS = [
            "    if not math.isfinite(radius) or radius < 0:", "    if radius < 0:", ("tests/test_fuzz_logs.py",)),
     Mutant("cli: --N takes any integer", "rs_core/cli_args.py",
            "    if not 1 <= value <= 10**12:", "    if False:", ("tests/test_fuzz_cli_args.py",)),
+    Mutant("sweep best mode at α per σ (no Bonferroni)", "rs_core/sweep.py",
+           "self.alpha_each = self.alpha / k if best else self.alpha",
+           "self.alpha_each = self.alpha if best else self.alpha",
+           ("tests/test_sweep.py::test_the_best_sigma_is_wrong_at_most_alpha_and_follows_its_exact_law",)),
 ]
 
 
