@@ -1,77 +1,11 @@
-"""RS Lab home page. Run with `make run` (streamlit run app.py)."""
+"""RS Lab's entrypoint: `make run` (streamlit run app.py). Draws the sidebar once, then the chosen page."""
 
 import streamlit as st
 
-import widgets
-from rs_core import cohen_radius, lecuyer_radius, li_radius, max_certifiable_radius
-from rs_core.fmt import floor_str
+from widgets import nav, sidebar, state
 
 st.set_page_config(page_title="RS Lab", layout="wide")  # no page_icon: emoji icons are fetched from a CDN
-widgets.sidebar()
-
-st.title("RS Lab")
-st.markdown(
-    """
-A workbench for **randomized smoothing** (Cohen, Rosenfeld & Kolter, ICML 2019).
-
-Given a base classifier *f*, the smoothed classifier *g* returns the class that *f* predicts most
-often on the input plus Gaussian noise N(0, σ²I). If the top class has probability pA and the
-runner-up pB, then *g* provably returns the same class for every perturbation of ℓ2 norm below
-**R = σ/2 · (Φ⁻¹(pA) − Φ⁻¹(pB))** (Theorem 1), and no larger ℓ2 ball can be certified from pA and
-pB alone (Theorem 2).
-
-**What a certificate promises.** pA is estimated by Monte Carlo sampling, so a certificate holds
-with probability at least 1 − α over that sampling (α is yours to choose, e.g. 0.001): with that
-probability, *g* truly returns the certified class everywhere within the radius. It says nothing
-about the base classifier *f* itself, about other inputs, or about perturbations outside the
-ℓ2 ball.
-
-**How to use it.** The sidebar holds what every page shares: the model (a shipped checkpoint or
-your own file), σ (defaults to the σ the model was trained with), α, the sample sizes n0 and
-n max, the batch size, the seed and the device. Settings stay as you move between pages.
-"""
-)
-
-st.subheader("Pages")
-st.page_link("pages/1_Certify.py", label="Certify",
-             help="Upload, draw or pick an image; watch the votes; get a certificate")
-st.caption("Upload an image, draw a digit, or pick an example or test image; see the noisy copies the classifier "
-           "votes on; watch the votes and the anytime-valid radius grow; stop whenever you like or at a target "
-           "radius; download the certificate. Also PREDICT, and the radius Lecuyer's and Li's bounds give for the "
-           "same counts.")
-st.page_link("pages/2_Bounds.py", label="Bounds",
-             help="Cohen vs Lecuyer vs Li radius against pA; CERTIFY's largest radius against n and α")
-st.caption("Radius against pA for the three bounds at your σ, the ceiling that n and α put on any certificate, "
-           "and why Cohen's bound cannot be improved from pA and pB alone.")
-st.page_link("pages/3_Certified_accuracy.py", label="Certified accuracy",
-             help="Curves and tables from our models' logs or your own Cohen-format logs")
-st.caption("Certified accuracy against radius for our shipped models or logs you upload (Cohen et al.'s own "
-           "logs show their published numbers), with the high-probability lower bound of Cohen et al. App. D.")
-st.page_link("pages/4_Dual_RS.py", label="Dual RS",
-             help="σ chosen per input by a certified σ-estimator, then CERTIFY with the expert for that σ")
-st.caption("Dual randomized smoothing: watch stage 1 certify a noise level σ for your input and stage 2 certify "
-           "the class with the model trained at that σ; the final radius is the smaller of the two, and why.")
-
-st.subheader("Radius calculator")
-col1, col2, col3 = st.columns(3)
-p_a = col1.number_input("pA (top-class probability)", min_value=0.0, max_value=1.0, value=0.9,
-                        step=0.01, format="%.4f", key="p_a")
-p_b = col2.number_input("pB (runner-up probability)", min_value=0.0, max_value=1.0, value=0.1,
-                        step=0.01, format="%.4f", key="p_b")
-sigma = col3.number_input("σ (noise level)", min_value=0.001, max_value=10.0, value=0.25,
-                          step=0.05, format="%.3f", key="sigma")
-if p_a + p_b > 1.0 + 1e-12:
-    st.error("pA + pB must be at most 1.")
-else:
-    st.table({
-        "bound": ["Cohen et al. (tight)", "Li et al. (Rényi)", "Lecuyer et al. (PixelDP)"],
-        "certified radius": [floor_str(cohen_radius(p_a, p_b, sigma)), floor_str(li_radius(p_a, p_b, sigma)),
-                             floor_str(lecuyer_radius(p_a, p_b, sigma))],
-    })
-
-st.subheader("Largest radius CERTIFY can return")
-col4, col5 = st.columns(2)
-n = col4.number_input("n (estimation samples)", min_value=1, max_value=10**9, value=100_000, step=1000, key="n")
-alpha = col5.number_input("α", min_value=1e-9, max_value=0.5, value=0.001, format="%.4g", key="alpha")
-st.metric("all n samples agree", floor_str(max_certifiable_radius(int(n), alpha, sigma)),
-          help="σ·Φ⁻¹(α^(1/n)): the Clopper–Pearson bound when every sample votes for the top class")
+page = st.navigation(nav.pages())
+sidebar.draw()
+with state.entrypoint():
+    page.run()

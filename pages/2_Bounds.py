@@ -4,15 +4,17 @@ import numpy as np
 import plotly.graph_objects as go
 import streamlit as st
 
-import widgets
 from rs_core import cohen_radius, lecuyer_radius, li_radius, max_certifiable_radius
 from rs_core.fmt import floor_str
+from widgets import state
 
-st.set_page_config(page_title="Bounds · RS Lab", layout="wide")
-settings = widgets.sidebar()
+settings = state.settings()
 sigma = settings.sigma
-last = widgets.get("last_certificate")
+last = st.session_state.get("last_certificate")
 st.title("Certified radius bounds")
+if sigma is None:
+    st.info("Fix σ in the sidebar to see the bounds: " + settings.problems.get("sigma", ""))
+    st.stop()
 st.markdown(f"At **σ = {sigma:g}** (set in the sidebar)." + (
     f" ◆ marks your last certificate: class {last['class']}, pA ≥ {floor_str(last['p_lower'])} from n = {last['n']:,} "
     f"samples at α = {last['alpha']:g}, σ = {last['sigma']:g}, radius {floor_str(last['radius'])}." if last else ""))
@@ -20,7 +22,8 @@ st.markdown(f"At **σ = {sigma:g}** (set in the sidebar)." + (
 st.subheader("Radius against pA")
 mode = st.radio("Runner-up probability pB", ["pB = 1 − pA", "fixed pB"], horizontal=True, key="bounds_mode")
 if mode == "fixed pB":
-    p_b = st.number_input("pB", min_value=0.0, max_value=0.49, value=0.05, step=0.01, format="%.4f", key="bounds_pb")
+    p_b = st.number_input("pB", min_value=0.0, max_value=0.49, value=0.05, step=0.01, format="%.4f", key="bounds_pb",
+                          help="From 0 to 0.49 (pA > pB is needed for any radius)")
     p_a = np.linspace(p_b, 1.0 - p_b, 400)[1:]
     p_b_arr = np.full_like(p_a, p_b)
 else:
@@ -30,15 +33,28 @@ else:
 curves = {"Cohen et al. (tight)": cohen_radius(p_a, p_b_arr, sigma),
           "Li et al. (Rényi)": li_radius(p_a, p_b_arr, sigma),
           "Lecuyer et al. (PixelDP)": lecuyer_radius(p_a, p_b_arr, sigma)}
-fig = go.Figure([go.Scatter(x=p_a, y=r, mode="lines", name=name) for name, r in curves.items()])
-if last and mode == "pB = 1 − pA" and last["p_lower"] > 0.5:
+
+
+def nines(p):
+    """The x axis: −log10(1 − pA), so 0.9, 0.99, 0.999 … are evenly spaced (the radius grows there, and a linear
+    axis piles every certificate of a confident model into the last pixel before pA = 1)."""
+    return -np.log10(np.clip(1.0 - np.asarray(p, dtype=float), 1e-12, None))
+
+
+TICKS = [0.5, 0.75, 0.9, 0.99, 0.999, 0.9999, 0.99999]
+fig = go.Figure([go.Scatter(x=nines(p_a), y=r, mode="lines", name=name, customdata=p_a,
+                            hovertemplate="pA = %{customdata:.6f}<br>radius = %{y:.4f}")
+                 for name, r in curves.items()])
+if last and mode == "pB = 1 − pA" and last["p_lower"] > 0.5 and abs(last["sigma"] - sigma) < 1e-9:
     pl = last["p_lower"]
     fig.add_trace(go.Scatter(
-        x=[pl] * 3, y=[float(f(pl, 1 - pl, sigma)) for f in (cohen_radius, li_radius, lecuyer_radius)],
+        x=[float(nines(pl))] * 3, y=[float(f(pl, 1 - pl, sigma)) for f in (cohen_radius, li_radius, lecuyer_radius)],
         mode="markers", marker={"symbol": "diamond", "size": 11, "color": "black"},
         name=f"last certificate (pA ≥ {floor_str(pl)})"))
-fig.update_layout(xaxis_title="pA", yaxis_title="certified ℓ2 radius", template="plotly_white",
-                  legend={"orientation": "h", "y": -0.2})
+fig.update_layout(xaxis_title="pA (axis spaced by −log10(1 − pA): 0.9, 0.99, 0.999 … evenly)",
+                  yaxis_title="certified ℓ2 radius", template="plotly_white", legend={"orientation": "h", "y": -0.2},
+                  xaxis={"tickvals": [float(nines(t)) for t in TICKS], "ticktext": [f"{t:g}" for t in TICKS],
+                         "range": [float(nines(p_a.min())) - 0.02, float(nines(p_a.max())) + 0.1]})
 st.plotly_chart(fig, width="stretch")
 
 points = np.array([0.6, 0.9, 0.99, 0.999])

@@ -1,11 +1,10 @@
 """Certified accuracy against radius: from the logs shipped with our checkpoints, uploaded logs, or computed here."""
 
-from pathlib import Path
+import time
 
 import numpy as np
 import streamlit as st
 
-import widgets
 from rs_core.analyze import (
     CertifyLog,
     accuracy_lower_bound,
@@ -18,48 +17,39 @@ from rs_core.analyze import (
     read_certify_log,
 )
 from rs_core.certify import certify_examples
-from rs_core.checkpoints import CHECKPOINTS_DIR, read_index
 from rs_core.data import DATASETS, get_dataset
 from rs_core.fmt import floor_str
+from rs_core.jobs import default_scheduler
+from rs_core.registry import find_model, shipped_logs
+from widgets import fields, state
 
-st.set_page_config(page_title="Certified accuracy · RS Lab", layout="wide")
-settings = widgets.sidebar()
+settings = state.settings()
 st.title("Certified accuracy")
 st.markdown("Certified accuracy at radius r is the fraction of test images that CERTIFY classifies correctly "
             "with radius ≥ r; abstentions count as wrong. Dotted curves: the lower bound on the *true* certified "
             "accuracy that holds with probability ≥ 1 − ρ over CERTIFY's sampling (Cohen et al. App. D).")
 
 
-@st.cache_data(show_spinner=False)
-def _index() -> list[dict]:
-    return read_index()
-
-
-SHIPPED_ALPHA = 0.001  # every shipped log was certified with α = 0.001 (checkpoints/README.md)
 NOT_STATED = "not stated"
 
 
 @st.cache_data(show_spinner=False)
-def _read_log(path: str, label: str) -> CertifyLog:
-    return read_certify_log(path, label, alpha=SHIPPED_ALPHA)  # data set: from the checkpoints/<dataset>/ folder
+def _read_log(path: str, label: str, dataset: str, alpha: float) -> CertifyLog:
+    return read_certify_log(path, label, dataset=dataset, alpha=alpha)
 
 
-def shipped_logs() -> dict[str, Path]:
-    logs = {}
-    for e in _index():
-        path = CHECKPOINTS_DIR / Path(e["path"]).parent / f"sigma_{e['sigma']:.2f}"
-        if path.exists():
-            logs[f"{e['dataset']} · {e['arch']} · σ = {e['sigma']:.2f}"] = path
-    # Dual randomized smoothing (per-input σ), certified on the same images as the single-σ logs.
-    for path in sorted(CHECKPOINTS_DIR.glob("*/dual/certify_dual")):
-        logs[f"{path.parent.parent.name} · dual RS"] = path
-    return logs
+def _arch(log) -> tuple[str, str] | None:
+    model = find_model(log.model_id) if log.model_id else None
+    return None if model is None else (model.dataset, model.arch)
 
 
-available = shipped_logs()
-first_model = next(iter(available), "").rsplit(" · σ", 1)[0]
-chosen = st.multiselect("Logs shipped with our checkpoints", list(available),
-                        default=[k for k in available if k.startswith(first_model + " ·")], key="acc_shipped")
+available = {log.id: log for log in shipped_logs()}
+first = next(iter(available.values()), None)
+# By default: every σ of the first shipped model family (one data set, one architecture).
+default = [k for k, log in available.items() if first is not None and log.kind == "single"
+           and _arch(log) == _arch(first)]
+chosen = st.multiselect("Logs shipped with our checkpoints", list(available), format_func=lambda k: available[k].label,
+                        default=default, key="acc_shipped")
 c1, c2 = st.columns([3, 1])
 uploads = c1.file_uploader("Upload certify logs (Cohen et al.'s format: idx label predict radius correct time)",
                            accept_multiple_files=True, key="acc_uploads")
@@ -68,14 +58,22 @@ upload_dataset = c2.selectbox("Data set of the uploaded logs", [NOT_STATED, *DAT
                                    "number different images otherwise")
 
 with st.expander("Compute certified accuracy here, on k test images"):
-    st.caption(f"CERTIFY with the sidebar's model ({settings.model_label}), σ = {settings.sigma:g}, "
-               f"n0 = {settings.n0}, α = {settings.alpha:g} and seed; results join the plot and table below, and can "
-               "be downloaded as a Cohen-format log.")
+    st.caption(f"CERTIFY with the sidebar's model ({settings.model_label}), σ, n0, α, batch size and seed; each test "
+               "image i uses seed + i (so a row can be re-run alone). Results join the plot and table below, and can "
+               "be downloaded as a Cohen-format log. The device is shared with other users' runs image by image.")
     c1, c2 = st.columns(2)
-    k = c1.number_input("k test images (evenly spaced)", min_value=1, max_value=10_000, value=20, key="live_k")
-    n = c2.number_input("N (estimation samples)", min_value=10, max_value=1_000_000, value=1000, step=100,
-                        key="live_n")
-    if st.button("Certify", key="live_run", disabled=settings.loaded is None):
+    k = c1.number_input("k test images (evenly spaced)", value=20, step=1, key="live_k")
+    n = c2.number_input("N (estimation samples)", value=1000, step=100, key="live_n")
+    here_problems = [p for p in (
+        None if isinstance(k, int) and 1 <= k <= 10_000 else f"k must be a whole number from 1 to 10,000, got {k}",
+        None if isinstance(n, int) and 1 <= n <= 1_000_000 else f"N must be a whole number from 1 to 1,000,000, got {n}",
+    ) if p]
+    for p in here_problems:
+        st.error(p)
+    blocked = settings.why_not_ready or ("; ".join(here_problems) if here_problems else None)
+    if blocked:
+        st.caption(f"Certify is disabled: {blocked}")
+    if st.button("Certify", key="live_run", disabled=blocked is not None):
         try:
             if settings.dataset is None:
                 raise ValueError("the model does not name its data set; choose one in the sidebar")
@@ -84,24 +82,27 @@ with st.expander("Compute certified accuracy here, on k test images"):
             st.error(f"{err} — set RS_DATA_DIR to a folder holding the data set.")
         else:
             picks = np.unique(np.linspace(0, len(dataset) - 1, int(k)).astype(int))
-            examples = ((dataset.original_index(int(i)), *dataset[int(i)]) for i in picks)
             bar = st.progress(0.0, text="certifying…")
-            rows = []
-            for row in certify_examples(settings.loaded.model, examples, settings.sigma, settings.n0, int(n),
-                                        settings.alpha, settings.batch_size, seed=settings.seed):
-                rows.append(row)
-                bar.progress(len(rows) / len(picks), text=f"certified {len(rows)} of {len(picks)}")
-            label = settings.model_label.split(" · noisy")[0]
+            rows, t0, scheduler = [], time.monotonic(), default_scheduler()
+            for i in picks:
+                example = (dataset.original_index(int(i)), *dataset[int(i)])
+                # One image at a time under the scheduler's device lock, so other sessions' runs interleave.
+                rows.append(scheduler.exclusive(settings.device, lambda ex=example: next(certify_examples(
+                    settings.loaded.model, [ex], settings.sigma, settings.n0, int(n), settings.alpha,
+                    settings.batch_size, seed=settings.seed))))
+                left = (time.monotonic() - t0) / len(rows) * (len(picks) - len(rows))
+                bar.progress(len(rows) / len(picks), text=f"certified {len(rows)} of {len(picks)} · ≈ {left:,.0f} s left")
             st.session_state.setdefault("live_logs", []).append(
-                CertifyLog.from_rows(f"{label} at σ = {settings.sigma:g} · here, k = {len(picks)}, N = {int(n)}",
-                                     rows, dataset=settings.dataset, alpha=settings.alpha))
+                CertifyLog.from_rows(f"{settings.model_label} at σ = {settings.sigma:g} · here, k = {len(picks)}, "
+                                     f"N = {int(n)}", rows, dataset=settings.dataset, alpha=settings.alpha))
     for j, live in enumerate(st.session_state.get("live_logs", [])):
         st.download_button(f"Download log: {live.label}", format_certify_log(live), file_name=f"certify_log_{j}.tsv",
                            key=f"live_download_{j}")
 
 logs: list[CertifyLog] = list(st.session_state.get("live_logs", []))
-for label in chosen:
-    logs.append(_read_log(str(available[label]), label))
+for log_id in chosen:
+    entry = available[log_id]
+    logs.append(_read_log(str(entry.path), entry.label, entry.dataset, entry.alpha))
 for upload in uploads or []:
     try:
         log = parse_certify_log(upload.getvalue(), f"{default_label(upload.name)} ({upload.name})", upload.name)
@@ -116,11 +117,14 @@ for upload in uploads or []:
 
 col1, col2, col3 = st.columns(3)
 radii_text = col1.text_input("Radii for the table", "0, 0.25, 0.5, 0.75, 1.0, 1.5, 2.0", key="acc_radii")
-alpha = col2.number_input("CERTIFY's α (for uploaded logs)", min_value=1e-9, max_value=0.5, value=0.001,
-                          format="%.4g", key="acc_alpha",
+alpha = col2.number_input("CERTIFY's α (for uploaded logs)", value=0.001, format="%.4g", key="acc_alpha",
                           help="Shipped logs and logs computed here carry their own α; this one is used for uploads")
-rho = col3.number_input("ρ (lower bound fails with probability ≤ ρ)", min_value=1e-9, max_value=0.5, value=0.001,
-                        format="%.4g", key="acc_rho")
+rho = col3.number_input("ρ (lower bound fails with probability ≤ ρ)", value=0.001, format="%.4g", key="acc_rho")
+for where, name, value in ((col2, "α", alpha), (col3, "ρ", rho)):
+    why = fields.problem("alpha", value)
+    if why is not None:
+        where.error(why.replace("α", name, 1))
+        alpha = rho = None
 try:
     radii = parse_radii(radii_text)
 except ValueError as err:
@@ -150,7 +154,7 @@ if len(logs) > 1 and st.checkbox("Compare on the same images only (rows present 
 
 if not logs:
     st.info("Choose shipped logs or upload one to see curves.")
-elif radii is not None:
+elif radii is not None and alpha is not None:
     st.plotly_chart(figure(logs, alpha, rho), width="stretch")
     columns = [f"r = {r:g}" for r in radii]
     acc = {log.label: log.certified_accuracy(radii) for log in logs}

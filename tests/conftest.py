@@ -30,6 +30,27 @@ def _same_random_state_for_every_test():
     torch.manual_seed(0)
 
 
+class _NavigatedPagesManager:
+    """AppTest builds a fresh ``PagesManager`` for every run and resets Streamlit's "pages/ folder" mode, so each
+    run after the first would run a page file alone, as a server does only before its first ``st.navigation``
+    (widgets/state.py handles that case; tests/test_browser.py checks it on a fresh server). Here every run goes
+    through the entrypoint, as on a server that has served one page."""
+
+    def __new__(cls, *args, **kwargs):
+        from streamlit.runtime.pages_manager import PagesManager
+
+        manager = PagesManager(*args, **kwargs)
+        PagesManager.uses_pages_directory = False
+        return manager
+
+
+@pytest.fixture(autouse=True)
+def _apptest_runs_through_the_entrypoint(monkeypatch):
+    from streamlit.testing.v1 import app_test
+
+    monkeypatch.setattr(app_test, "PagesManager", _NavigatedPagesManager)
+
+
 @pytest.fixture
 def tiny_cnn():
     torch.manual_seed(0)

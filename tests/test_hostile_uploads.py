@@ -1,6 +1,6 @@
 """Every upload point of the app, pushed a handful of hostile files in one session (AppTest): each is
 answered with a message naming the file (no traceback, no server path), and afterwards a good
-file still loads and the page still works."""
+file still loads and the page still works. The app is opened through its entrypoint (app.py draws the sidebar)."""
 
 from __future__ import annotations
 
@@ -13,14 +13,46 @@ from PIL import Image
 from streamlit.testing.v1 import AppTest
 from test_data import _png_claiming
 from test_fuzz_checkpoints import MEMO_LOOKUP, _legacy_file_declaring
-from test_page_certify import MNIST_050, _digit_png, _page, _png, _upload
 
-import widgets
 from rs_core.analyze import CertifyLog, format_certify_log
+from rs_core.checkpoints import CHECKPOINTS_DIR
 from rs_core.data import load_image
 from rs_core.models import mnist_cnn
+from widgets.sidebar import LOCAL
 
 ROOT = Path(__file__).resolve().parents[1]
+APP = str(ROOT / "app.py")
+MNIST_050 = CHECKPOINTS_DIR / "mnist/mnist_cnn/noise_0.50/checkpoint.pth.tar"
+
+
+def _png(img: Image.Image, fmt: str = "PNG", **kw) -> bytes:
+    buf = io.BytesIO()
+    img.save(buf, format=fmt, **kw)
+    return buf.getvalue()
+
+
+def _digit_png() -> bytes:
+    img = Image.new("L", (120, 120), 255)
+    img.paste(0, (55, 15, 68, 105))  # a dark "1" on white paper
+    return _png(img)
+
+
+def _app(page: str) -> AppTest:
+    """The app through its entrypoint, switched to ``page`` (relative to the entrypoint's folder)."""
+    at = AppTest.from_file(APP, default_timeout=60).run()
+    return at.switch_page(page).run()
+
+
+def _page(model_id: str = "mnist/mnist_cnn/noise_0.50") -> AppTest:
+    """The Certify page with the shipped model ``model_id`` (a registry id) chosen in the sidebar."""
+    at = _app("pages/1_Certify.py")
+    at.selectbox(key="model").set_value(model_id)
+    return at.run()
+
+
+def _upload(at: AppTest, name: str, data: bytes) -> AppTest:
+    at.file_uploader(key="upload").set_value([(name, data, "application/octet-stream")])
+    return at.run()
 
 
 def _torch_bytes(obj, legacy: bool = False) -> bytes:
@@ -70,10 +102,10 @@ HOSTILE_CHECKPOINTS = [
 
 def test_sidebar_checkpoint_upload_answers_every_hostile_file_then_loads_a_good_one():
     Path("/tmp/rslab-pwned").unlink(missing_ok=True)
-    at = _page()
-    at.selectbox(key="w.model").set_value(widgets.LOCAL).run()
+    at = _page("mnist/mnist_cnn/noise_1.00")  # σ = 1.0 until a file of its own is loaded
+    at.selectbox(key="model").set_value(LOCAL).run()
     for name, data, message in HOSTILE_CHECKPOINTS:
-        at.sidebar.file_uploader(key="w.ckpt_upload").set_value([(name, data, "application/octet-stream")])
+        at.sidebar.file_uploader(key="ckpt_upload").set_value([(name, data, "application/octet-stream")])
         at.run()
         assert not at.exception, (name, at.exception)
         errors = [e.value for e in at.sidebar.error]
@@ -82,12 +114,15 @@ def test_sidebar_checkpoint_upload_answers_every_hostile_file_then_loads_a_good_
         assert any(message in e for e in errors), (name, errors)
         assert not any("rslab-upload" in e or "/tmp" in e for e in errors), errors  # no server path
         assert at.button(key="start").disabled if at.button else True
+        assert at.session_state["settings"].loaded is None and not at.session_state["settings"].ready
     assert not Path("/tmp/rslab-pwned").exists()
-    at.sidebar.file_uploader(key="w.ckpt_upload").set_value([("good.pth.tar", MNIST_050.read_bytes(),
-                                                               "application/octet-stream")])
+    assert at.number_input(key="sigma").value == 1.0  # still the shipped model's: no file has loaded
+    at.sidebar.file_uploader(key="ckpt_upload").set_value([("good.pth.tar", MNIST_050.read_bytes(),
+                                                             "application/octet-stream")])
     at.run()
     assert not at.exception and not at.sidebar.error
-    assert at.number_input(key="w.sigma").value == 0.5
+    assert at.session_state["settings"].model_file == "good.pth.tar"  # the upload's own name, not the temp file
+    assert at.number_input(key="sigma").value == 0.5  # σ follows the loaded file's training σ
     at = _upload(at, "one.png", _digit_png())
     assert not at.exception and not at.button(key="start").disabled
 
@@ -144,7 +179,7 @@ def test_log_upload_answers_every_hostile_file_and_keeps_the_good_ones():
         ("days.tsv", (header + "0\t1\t1\t0.5\t1\t" + "1" * 400 + " days, 0:00:00\n").encode(), "time"),
         ("binary.tsv", bytes(range(256)), "not UTF-8"),
     ]
-    at = AppTest.from_file(str(ROOT / "pages" / "3_Certified_accuracy.py"), default_timeout=60).run()
+    at = _app("pages/3_Certified_accuracy.py")
     files = [(n, d, "application/octet-stream") for n, d, _ in hostile] + [("mine", good.encode(), "text/plain")]
     at.file_uploader(key="acc_uploads").set_value(files)
     at.run()

@@ -1,4 +1,4 @@
-"""pages/3_Certified_accuracy.py with Streamlit's AppTest."""
+"""pages/3_Certified_accuracy.py with Streamlit's AppTest, through the app's entrypoint (app.py draws the sidebar)."""
 
 from pathlib import Path
 
@@ -6,20 +6,28 @@ import pytest
 from streamlit.testing.v1 import AppTest
 
 from rs_core.analyze import format_certify_log, parse_certify_log
-from rs_core.data import data_dir
+from rs_core.certify import certify_examples
+from rs_core.checkpoints import load_checkpoint
+from rs_core.data import data_dir, get_dataset
+from rs_core.registry import find_model
 
 ROOT = Path(__file__).resolve().parents[1]
-PAGE = str(ROOT / "pages" / "3_Certified_accuracy.py")
+APP = str(ROOT / "app.py")
+PAGE = "pages/3_Certified_accuracy.py"  # relative to the entrypoint's folder
 REF = ROOT.parent / "shared" / "reference" / "cohen2019" / "data" / "certify"
+MNIST_025, MNIST_050 = "mnist/mnist_cnn/noise_0.25/sigma_0.25", "mnist/mnist_cnn/noise_0.50/sigma_0.50"  # log ids
 
 
-def _run() -> AppTest:
-    return AppTest.from_file(PAGE, default_timeout=60).run()
+def _page() -> AppTest:
+    """The app, switched to the Certified accuracy page."""
+    at = AppTest.from_file(APP, default_timeout=60).run()
+    return at.switch_page(PAGE).run()
+
 
 
 def test_shipped_mnist_logs_show_the_model_card_numbers():
-    at = _run()
-    at.multiselect(key="acc_shipped").set_value(["mnist · mnist_cnn · σ = 0.50"])
+    at = _page()
+    at.multiselect(key="acc_shipped").set_value([MNIST_050])
     at.text_input(key="acc_radii").set_value("0, 1.0, 1.5")
     at.run()
     assert not at.exception
@@ -33,7 +41,7 @@ def test_shipped_mnist_logs_show_the_model_card_numbers():
 
 @pytest.mark.skipif(not REF.exists(), reason=f"Cohen et al.'s reference logs not found at {REF}")
 def test_uploaded_cohen_log_shows_the_published_numbers():
-    at = _run()
+    at = _page()
     at.multiselect(key="acc_shipped").set_value([])
     data = (REF / "cifar10/resnet110/noise_0.25/test/sigma_0.25").read_bytes()
     at.file_uploader(key="acc_uploads").set_value([("sigma_0.25", data, "text/plain")])
@@ -53,8 +61,8 @@ def test_uploaded_cohen_log_shows_the_published_numbers():
     ("bad_row", b"idx\tlabel\tpredict\tradius\tcorrect\ttime\n0\t1\t1\tx\t1\t1.0\n", "line 2"),
 ])
 def test_bad_uploads_show_a_message_and_keep_the_rest(name, data, message):
-    at = _run()
-    at.multiselect(key="acc_shipped").set_value(["mnist · mnist_cnn · σ = 0.25"])
+    at = _page()
+    at.multiselect(key="acc_shipped").set_value([MNIST_025])
     at.selectbox(key="acc_upload_dataset").set_value("mnist")
     good = b"idx\tlabel\tpredict\tradius\tcorrect\ttime\n0\t1\t1\t0.5\t1\t1.0\n1\t2\t-1\t0.0\t0\t1.0\n"
     at.file_uploader(key="acc_uploads").set_value([(name, data, "application/octet-stream"),
@@ -66,7 +74,7 @@ def test_bad_uploads_show_a_message_and_keep_the_rest(name, data, message):
 
 
 def test_bad_radii_text_is_a_message_not_a_traceback():
-    at = _run()
+    at = _page()
     at.text_input(key="acc_radii").set_value("0, one, 2")
     at.run()
     assert not at.exception and at.error[0].value.startswith("radii: give numbers >= 0, got 'one'")
@@ -78,29 +86,84 @@ needs_mnist = pytest.mark.skipif(not (data_dir() / "mnist" / "MNIST" / "raw").ex
 
 @needs_mnist
 def test_live_certification_on_k_test_images():
-    at = _run()
+    at = _page()
     at.multiselect(key="acc_shipped").set_value([])
-    model = next(o for o in at.selectbox(key="w.model").options if o.startswith("mnist · mnist_cnn · σ = 0.50"))
-    at.selectbox(key="w.model").set_value(model).run()  # the sidebar's model and settings
-    at.number_input(key="w.n0").set_value(50)
+    model_id = "mnist/mnist_cnn/noise_0.50"
+    assert find_model(model_id).label in at.selectbox(key="model").options  # options are shown by their labels
+    at.selectbox(key="model").set_value(model_id).run()  # the sidebar's model and settings
+    assert at.selectbox(key="model").value == model_id and at.session_state["settings"].model_id == model_id
+    at.number_input(key="n0").set_value(50)
     at.number_input(key="live_k").set_value(4)
     at.number_input(key="live_n").set_value(200)
+    at.run()
+    assert not at.exception and not at.error and not at.button(key="live_run").disabled
     at.button(key="live_run").click()
     at.run(timeout=120)
     assert not at.exception
     table = at.table[0].value
-    assert table["log"].tolist() == ["mnist · mnist_cnn · σ = 0.50 at σ = 0.5 · here, k = 4, N = 200"]
+    label = find_model(model_id).short_label  # the sidebar's label for results, e.g. "mnist · mnist_cnn · σ = 0.50"
+    assert label.startswith("mnist · mnist_cnn · σ = 0.50")
+    assert table["log"].tolist() == [f"{label} at σ = 0.5 · here, k = 4, N = 200"]
     assert table["n images"].tolist() == [4]
     assert len(at.get("download_button")) == 1
     # What the download serves is a Cohen-format log that parses back to the same rows.
     log = at.session_state["live_logs"][0]
     again = parse_certify_log(format_certify_log(log), "again")
     assert again.idx.tolist() == [0, 3333, 6666, 9999] and again.correct.tolist() == log.correct.tolist()
+    # Each image is certified on its own with seed + its original index: a row re-runs alone to the same result.
+    s = at.session_state["settings"]
+    assert (s.sigma, s.n0, s.alpha, s.seed) == (0.5, 50, 0.001, 0)
+    data, loaded = get_dataset("mnist", "test"), load_checkpoint(find_model(model_id).path)
+    assert data.original_index(6666) == 6666
+    alone = next(certify_examples(loaded.model, [(6666, *data[6666])], s.sigma, s.n0, 200, s.alpha, s.batch_size,
+                                  seed=s.seed))
+    j = 2  # the third row: test image 6666
+    assert (log.idx[j], log.true_label[j], log.predict[j], log.radius[j], log.correct[j]) == alone[:5]
+
+
+def test_invalid_compute_here_and_alpha_values_are_kept_and_named():
+    """k, N, α and ρ have no min/max: an invalid value stays in its box, an error names it, Certify is disabled
+    (k, N) or the plot and tables wait for a valid one (α, ρ)."""
+    at = _page()
+    at.multiselect(key="acc_shipped").set_value([MNIST_050])
+    at.number_input(key="live_k").set_value(0)
+    at.number_input(key="live_n").set_value(2_000_000)
+    at.run()
+    assert not at.exception
+    assert at.number_input(key="live_k").value == 0 and at.number_input(key="live_n").value == 2_000_000
+    errors = [e.value for e in at.error]
+    assert any(e.startswith("k must be a whole number from 1 to 10,000, got 0") for e in errors), errors
+    assert any(e.startswith("N must be a whole number from 1 to 1,000,000, got 2000000") for e in errors), errors
+    assert at.button(key="live_run").disabled
+    assert any("Certify is disabled" in c.value and "k must be" in c.value for c in at.caption)
+    at.number_input(key="live_k").set_value(4)
+    at.number_input(key="live_n").set_value(200).run()
+    assert not at.error and not at.button(key="live_run").disabled
+    assert len(at.table) == 2  # the shipped log's tables
+
+    at.number_input(key="acc_rho").set_value(0.0).run()
+    assert not at.exception and at.number_input(key="acc_rho").value == 0.0
+    assert [e.value for e in at.error] == ["ρ must be > 0 and ≤ 0.5, got 0"]
+    assert len(at.table) == 0 and len(at.get("plotly_chart")) == 0  # no bound at an invalid ρ
+    at.number_input(key="acc_rho").set_value(0.001)
+    at.number_input(key="acc_alpha").set_value(1.5).run()
+    assert not at.exception and at.number_input(key="acc_alpha").value == 1.5
+    assert [e.value for e in at.error] == ["α must be > 0 and ≤ 0.5, got 1.5"]
+    assert len(at.table) == 0
+    at.number_input(key="acc_alpha").set_value(0.001).run()
+    assert not at.error and len(at.table) == 2 and not at.button(key="live_run").disabled
+    # An invalid sidebar setting (σ = 0) is kept and named in the sidebar, and Certify waits for it.
+    at.number_input(key="sigma").set_value(0.0).run()
+    assert not at.exception and at.number_input(key="sigma").value == 0.0
+    assert "sigma" in at.session_state["settings"].problems
+    assert any(e.value.startswith("σ must be > 0") for e in at.sidebar.error)
+    assert at.button(key="live_run").disabled
+    assert any("Certify is disabled" in c.value and "σ must be > 0" in c.value for c in at.caption)
 
 
 def test_logs_are_compared_on_their_common_images():
-    at = _run()
-    at.multiselect(key="acc_shipped").set_value(["mnist · mnist_cnn · σ = 0.25"])
+    at = _page()
+    at.multiselect(key="acc_shipped").set_value([MNIST_025])
     mine = b"idx\tlabel\tpredict\tradius\tcorrect\ttime\n0\t7\t7\t0.5\t1\t1.0\n20\t9\t-1\t0.0\t0\t1.0\n3\t1\t1\t2\t1\t1\n"
     at.selectbox(key="acc_upload_dataset").set_value("mnist")
     at.file_uploader(key="acc_uploads").set_value([("mine", mine, "text/plain")])
@@ -118,7 +181,7 @@ def test_logs_of_different_data_sets_are_never_intersected(stated):
     """Before: Cohen's 500-row CIFAR-10 log was cut to the indices it shared with the preselected shipped logs
     (σ = 0.25 showed 0.843 / 0.667 instead of 0.748 / 0.600). Now the shipped logs stay listed and selected,
     the page says the data sets differ, and shows the upload's data set alone: the published numbers."""
-    at = _run()
+    at = _page()
     shipped = at.multiselect(key="acc_shipped").value
     assert shipped  # the default selection is kept
     at.selectbox(key="acc_upload_dataset").set_value(stated)
@@ -140,8 +203,8 @@ def test_logs_of_different_data_sets_are_never_intersected(stated):
 
 
 def test_the_lower_bound_uses_each_logs_own_alpha():
-    at = _run()
-    at.multiselect(key="acc_shipped").set_value(["mnist · mnist_cnn · σ = 0.50"])
+    at = _page()
+    at.multiselect(key="acc_shipped").set_value([MNIST_050])
     good = b"idx\tlabel\tpredict\tradius\tcorrect\ttime\n0\t7\t7\t0.5\t1\t1.0\n20\t9\t9\t0.7\t1\t1.0\n"
     at.selectbox(key="acc_upload_dataset").set_value("mnist")
     at.file_uploader(key="acc_uploads").set_value([("mine", good, "text/plain")])

@@ -1,7 +1,9 @@
-"""pages/1_Certify.py with Streamlit's AppTest: the live path, Stop, the certificate, bad uploads, several sessions."""
+"""pages/1_Certify.py through the entrypoint with Streamlit's AppTest: the live path, Stop, the certificate, bad
+uploads, several sessions, the scheduler's queue."""
 
 from __future__ import annotations
 
+import hashlib
 import io
 import json
 import time
@@ -14,14 +16,15 @@ from PIL import Image
 from streamlit.testing.v1 import AppTest
 from test_data import _png_claiming
 
-import widgets
 from rs_core import CertifyStream, cohen_radius, lecuyer_radius, li_radius
 from rs_core.checkpoints import CHECKPOINTS_DIR, load_checkpoint
 from rs_core.data import data_dir, get_dataset, load_image, prepare_input
 from rs_core.fmt import floor_str
+from widgets import report
+from widgets.sidebar import LOCAL
 
 ROOT = Path(__file__).resolve().parents[1]
-PAGE = str(ROOT / "pages" / "1_Certify.py")
+APP = str(ROOT / "app.py")
 MNIST_050 = CHECKPOINTS_DIR / "mnist/mnist_cnn/noise_0.50/checkpoint.pth.tar"
 needs_mnist = pytest.mark.skipif(not (data_dir() / "mnist" / "MNIST" / "raw").exists(),
                                  reason=f"no MNIST under RS_DATA_DIR={data_dir()}")
@@ -39,12 +42,12 @@ def _digit_png() -> bytes:
     return _png(img)
 
 
-def _page(model_prefix: str = "mnist · mnist_cnn · σ = 0.50", **settings) -> AppTest:
-    at = AppTest.from_file(PAGE, default_timeout=60).run()
-    model = next(o for o in at.selectbox(key="w.model").options if o.startswith(model_prefix))
-    at.selectbox(key="w.model").set_value(model).run()
+def _page(model: str = "mnist/mnist_cnn/noise_0.50", **settings) -> AppTest:
+    at = AppTest.from_file(APP, default_timeout=60).run()
+    at.switch_page("pages/1_Certify.py").run()
+    at.selectbox(key="model").set_value(model).run()
     for key, value in settings.items():
-        at.number_input(key=f"w.{key}").set_value(value)
+        at.number_input(key=key).set_value(value)
     return at.run()
 
 
@@ -94,12 +97,17 @@ def test_upload_a_digit_certify_to_the_end_and_download_the_certificate():
                                                          for f in (cohen_radius, li_radius, lecuyer_radius)]
     # The download serves this report (the browser test downloads it for real).
     assert len(at.get("download_button")) == 1
-    report = json.loads(json.dumps(widgets.certificate_report(run)))
-    assert report["certificate"]["radius"] == cert.radius and report["certificate"]["counts"] == cert.counts.tolist()
-    assert report["model"]["sha256"] == loaded.sha256 and report["predict"]["prediction"] == 1
-    assert report["radii_other_bounds"]["Cohen et al. (tight)"] == radii["radius for these counts"][0]
+    doc = json.loads(json.dumps(report.certificate_report(run)))
+    assert doc["certificate"]["radius"] == cert.radius and doc["certificate"]["counts"] == cert.counts.tolist()
+    assert doc["model"]["sha256"] == loaded.sha256 and doc["predict"]["prediction"] == 1
+    assert doc["radii_other_bounds"]["Cohen et al. (tight)"] == radii["radius for these counts"][0]
+    # It names the input and the model file, so anyone can check they have the same ones.
+    assert doc["input"]["file_sha256"] == hashlib.sha256(_digit_png()).hexdigest()
+    assert doc["input"]["sha256_float32"] == hashlib.sha256(x.float().numpy().tobytes()).hexdigest()
+    assert doc["model"]["file"] == "mnist/mnist_cnn/noise_0.50/checkpoint.pth.tar"
+    assert doc["certifications_of_this_input_in_the_session"] == 1
     # The Bounds page will mark this certificate.
-    assert at.session_state["cfg.last_certificate"]["radius"] == cert.radius
+    assert at.session_state["last_certificate"]["radius"] == cert.radius
 
 
 def test_live_view_then_stop_keeps_a_valid_certificate_and_no_extra_batches():
@@ -114,9 +122,9 @@ def test_live_view_then_stop_keeps_a_valid_certificate_and_no_extra_batches():
     assert not at.exception and not run.job.done
     assert len(at.get("plotly_chart")) >= 1 and at.get("progress")
     metrics = {m.label: m.value for m in at.metric}
-    assert metrics["c_A (from the n0 selection samples)"] == "1"
+    assert metrics["top class (n0 votes)"] == "1"
     assert float(metrics["pA ≥ (anytime bound)"]) > 0.5 and float(metrics["samples/s"].replace(",", "")) > 0
-    at.button(key="stop").click().run()
+    at.button(key="run_stop").click().run()
     assert run.job.wait(30)
     batches_at_stop = run.job.batches
     time.sleep(0.5)
@@ -126,7 +134,7 @@ def test_live_view_then_stop_keeps_a_valid_certificate_and_no_extra_batches():
     cert = run.job.certificate
     assert cert.stop_reason == "stopped" and 2000 <= cert.n < 50_000_000 and cert.bound == "anytime-beta-mixture"
     assert cert.prediction == 1 and cert.radius > 0
-    assert any("stopped by you" in c.value for c in at.caption)
+    assert any("Ended: stopped" in c.value for c in at.caption)
     # PREDICT did not run after Stop; the button runs it on fresh samples.
     assert run.job.prediction is None
     at.button(key="run_predict").click().run()
@@ -148,8 +156,8 @@ def test_target_radius_stops_once_certified():
 @needs_mnist
 def test_test_image_shows_its_true_label():
     at = _page(n_max=2000, batch=1000)
-    at.radio(key="w.source").set_value("Test image").run()
-    at.number_input(key="w.test_index").set_value(3).run()
+    at.radio(key="source").set_value("test").run()
+    at.number_input(key="test_index").set_value(3).run()
     label = get_dataset("mnist", "test")[3][1]
     assert any(f"True label: **{label}**" in c.value for c in at.caption)
     at.button(key="start").click().run()
@@ -159,8 +167,8 @@ def test_test_image_shows_its_true_label():
 
 
 def test_example_image_on_a_cifar_model():
-    at = _page("cifar10-partial · cifar_cnn · σ = 0.25", n_max=500, batch=250)
-    at.radio(key="w.source").set_value("Example image").run()
+    at = _page("cifar10-partial/cifar_cnn/noise_0.25", n_max=500, batch=250)
+    at.radio(key="source").set_value("example").run()
     at.selectbox(key="example").set_value("chelsea").run()
     assert not at.exception and not at.error
     at.button(key="start").click().run()
@@ -198,7 +206,7 @@ def test_bad_uploads_show_a_message_not_a_traceback(name, data, message):
     (lambda: Image.new("RGBA", (40, 40), (255, 0, 0, 128)), "PNG", {}),
     (lambda: Image.new("RGB", (40, 40), (0, 0, 255)), "GIF", {}),
 ])
-@pytest.mark.parametrize("model", ["mnist · mnist_cnn · σ = 0.25", "cifar10-partial · cifar_cnn · σ = 0.25"])
+@pytest.mark.parametrize("model", ["mnist/mnist_cnn/noise_0.25", "cifar10-partial/cifar_cnn/noise_0.25"])
 def test_odd_image_modes_are_converted(make, fmt, kw, model):
     at = _upload(_page(model), f"odd.{fmt.lower()}", _png(make(), fmt, **kw))
     assert not at.exception and not at.error
@@ -231,23 +239,22 @@ def test_sigma_other_than_training_warns_and_is_used():
 
 def test_choosing_another_model_resets_sigma_to_its_training_sigma():
     at = _page(sigma=0.8)
-    model = next(o for o in at.selectbox(key="w.model").options if o.startswith("mnist · mnist_cnn · σ = 1.00"))
-    at.selectbox(key="w.model").set_value(model).run()
-    assert at.number_input(key="w.sigma").value == 1.0 and not at.sidebar.warning
+    at.selectbox(key="model").set_value("mnist/mnist_cnn/noise_1.00").run()
+    assert at.number_input(key="sigma").value == 1.0 and not at.sidebar.warning
 
 
 def test_a_local_checkpoint_file_is_loaded_safely(tmp_path):
     at = _page()
-    at.selectbox(key="w.model").set_value(widgets.LOCAL).run()
+    at.selectbox(key="model").set_value(LOCAL).run()
     assert any("Upload a checkpoint" in e.value for e in at.sidebar.error)
-    at.sidebar.file_uploader(key="w.ckpt_upload").set_value([("mine.pth.tar", MNIST_050.read_bytes(),
+    at.sidebar.file_uploader(key="ckpt_upload").set_value([("mine.pth.tar", MNIST_050.read_bytes(),
                                                                "application/octet-stream")])
     at.run()
     assert not at.exception and not at.sidebar.error
-    assert at.number_input(key="w.sigma").value == 0.5  # from the file's metadata
+    assert at.number_input(key="sigma").value == 0.5  # from the file's metadata
     assert any(load_checkpoint(MNIST_050).sha256[:12] in c.value for c in at.sidebar.caption)
     at = _upload(at, "one.png", _digit_png())
-    at.number_input(key="w.n_max").set_value(500)
+    at.number_input(key="n_max").set_value(500)
     at.run()
     at.button(key="start").click().run()
     assert _finish(at).job.certificate.prediction == 1
@@ -268,13 +275,13 @@ def test_a_malicious_or_garbage_checkpoint_is_refused(kind):
     else:
         data = b"PK\x03\x04 this is not a torch file"
     at = _page()
-    at.selectbox(key="w.model").set_value(widgets.LOCAL).run()
-    at.sidebar.file_uploader(key="w.ckpt_upload").set_value([("evil.pth", data, "application/octet-stream")])
+    at.selectbox(key="model").set_value(LOCAL).run()
+    at.sidebar.file_uploader(key="ckpt_upload").set_value([("evil.pth", data, "application/octet-stream")])
     at.run()
     assert not at.exception
     assert any("evil.pth" in e.value and "checkpoint:" in e.value for e in at.sidebar.error)
     assert not Path("/tmp/rslab-pwned").exists()
-    assert any("Choose a model" in i.value for i in at.info)
+    assert any("evil.pth" in i.value for i in at.info)  # the page says why it cannot certify
 
 
 def test_several_sessions_certify_at_once_each_get_their_own_result():
@@ -310,24 +317,72 @@ def test_an_old_result_is_marked_when_the_input_or_a_setting_changes():
     assert warned and "the input" in warned[0] and "one.png" in warned[0], warned
     at = _upload(at, "one.png", _digit_png())  # back to the certified input: the result is current again
     assert not any("earlier choice" in w.value for w in at.warning)
-    at.number_input(key="w.sigma").set_value(0.25).run()
+    at.number_input(key="sigma").set_value(0.25).run()
     warned = [w.value for w in at.warning if "earlier choice" in w.value]
     assert warned and "σ (0.5 → 0.25)" in warned[0] and "the input" not in warned[0], warned
 
 
 def test_the_radius_and_an_abstention_are_explained_in_plain_words():
-    text = widgets.radius_in_words(1.0, (1, 28, 28))
+    text = report.radius_in_words(1.0, (1, 28, 28))
     assert "all 784 values that is 0.0357 per value ≈ 9 of 255 grey levels" in text  # 1/28, 255/28 = 9.1
-    assert "one value may change by up to 1.0000" in widgets.radius_in_words(2.5, (3, 32, 32))
+    assert "one value may change by up to 1.0000" in report.radius_in_words(2.5, (3, 32, 32))
     at = _upload(_page(n_max=500), "one.png", _digit_png())
     at.button(key="start").click().run()
     cert = _finish(at).job.certificate
-    assert any(c.value == widgets.radius_in_words(cert.radius, (1, 28, 28)) for c in at.caption)
+    assert any(c.value == report.radius_in_words(cert.radius, (1, 28, 28)) for c in at.caption)
     # A run that cannot certify: σ far above the model's, stopped after the first batch.
-    at.number_input(key="w.sigma").set_value(10.0)
-    at.number_input(key="w.n_max").set_value(100)
+    at.number_input(key="sigma").set_value(10.0)
+    at.number_input(key="n_max").set_value(100)
     at.run()
     at.button(key="start").click().run()
     run = _finish(at)
     assert run.job.certificate.prediction == -1  # seed 0: deterministic
-    assert any(c.value == widgets.ABSTAIN_ADVICE for c in at.caption)
+    assert any(c.value == report.ABSTAIN_ADVICE for c in at.caption)
+
+
+def test_certifying_one_input_again_counts_the_runs_and_shows_the_multiple_testing_caveat():
+    at = _upload(_page(n_max=500, batch=500), "one.png", _digit_png())
+    at.button(key="start").click().run()
+    _finish(at)
+    assert not any("times in this session" in i.value for i in at.info)
+    at.number_input(key="seed").set_value(1).run()
+    at.button(key="start").click().run()
+    run = _finish(at)
+    caveat = [i.value for i in at.info if "times in this session" in i.value]
+    assert caveat and "2 times" in caveat[0] and "1 − 2·α" in caveat[0], caveat
+    assert report.certificate_report(run)["certifications_of_this_input_in_the_session"] == 2
+
+
+def test_when_the_job_cap_is_reached_another_session_waits_in_a_visible_queue(monkeypatch):
+    from rs_core import jobs
+
+    monkeypatch.setattr(jobs, "_DEFAULT", jobs.Scheduler(max_running=1))
+    first = _upload(_page(n_max=50_000_000, batch=200), "one.png", _digit_png())
+    second = _upload(_page(n_max=500, batch=250, seed=3), "one.png", _digit_png())
+    first.button(key="start").click().run()
+    second.button(key="start").click().run()
+    waiting = second.session_state["run"].job
+    assert waiting.queued and waiting.position() == 1
+    assert any("number 1 in the queue" in i.value and "at most 1 at once" in i.value for i in second.info)
+    first.button(key="run_stop").click().run()
+    assert first.session_state["run"].job.wait(60)
+    assert waiting.wait(120) and waiting.certificate.n == 500 and waiting.certificate.stop_reason == "n_max"
+    second.run()
+    assert not second.exception and any("certified within" in m.value for m in second.success)
+
+
+def test_stop_while_queued_ends_the_run_without_a_sample(monkeypatch):
+    from rs_core import jobs
+
+    monkeypatch.setattr(jobs, "_DEFAULT", jobs.Scheduler(max_running=1))
+    first = _upload(_page(n_max=50_000_000, batch=200), "one.png", _digit_png())
+    second = _upload(_page(n_max=500), "one.png", _digit_png())
+    first.button(key="start").click().run()
+    second.button(key="start").click().run()
+    second.button(key="run_stop").click().run()
+    job = second.session_state["run"].job
+    assert job.done and job.certificate.n == 0
+    second.run()
+    assert any("Stopped while waiting in the queue" in i.value for i in second.info)
+    first.session_state["run"].job.stop()
+    assert first.session_state["run"].job.wait(60)

@@ -1,4 +1,5 @@
-"""pages/4_Dual_RS.py with Streamlit's AppTest: both stages live, the final radius, Stop, the α split."""
+"""pages/4_Dual_RS.py with Streamlit's AppTest, through the app's entrypoint: both stages live, the final radius,
+Stop, the α split."""
 
 from __future__ import annotations
 
@@ -18,7 +19,8 @@ from rs_core.fmt import floor_str
 from rs_core.sigma_estimator import load_dual
 
 ROOT = Path(__file__).resolve().parents[1]
-PAGE = str(ROOT / "pages" / "4_Dual_RS.py")
+APP = str(ROOT / "app.py")
+PAGE = "pages/4_Dual_RS.py"  # relative to the entrypoint's folder
 MNIST_EST = CHECKPOINTS_DIR / "mnist" / "dual" / "sigma_estimator.pth.tar"
 pytestmark = pytest.mark.skipif(not MNIST_EST.exists(), reason=f"no shipped MNIST σ-estimator at {MNIST_EST}")
 
@@ -32,10 +34,13 @@ def _digit_png() -> bytes:
 
 
 def _page(**settings) -> AppTest:
-    at = AppTest.from_file(PAGE, default_timeout=60).run()
+    """The app on the Dual RS page, with the sidebar's ``settings`` (by widget key) and the digit uploaded."""
+    at = AppTest.from_file(APP, default_timeout=60).run()
+    at.switch_page(PAGE).run()
     for key, value in settings.items():
-        at.number_input(key=f"w.{key}").set_value(value)
+        at.number_input(key=key).set_value(value)
     at.run()
+    assert at.radio(key="source").value == "upload"
     at.file_uploader(key="upload").set_value([("one.png", _digit_png(), "image/png")])
     return at.run()
 
@@ -45,13 +50,20 @@ def test_dual_certificate_matches_the_engine_and_explains_the_radius():
     assert not at.exception and not at.error
     assert any("Why σ must be locally constant" in m.value for m in at.markdown)
     assert any("0.0005 (σ) + 0.0005 (class)" in c.value for c in at.caption)
+    assert at.selectbox(key="dual_estimator").value == "mnist/dual"  # a registry id
     at.button(key="dual_start").click().run()
     run = at.session_state["dual_run"]
-    assert run["job"].wait(120)
+    assert run.job.wait(120)
     at.run()
     assert not at.exception
-    cert = run["job"].certificate
+    cert = run.job.certificate
     est, experts = load_dual(MNIST_EST)
+    # What the run was started with: the sidebar's settings, the estimator and its experts (by sha256).
+    assert run.params == {"estimator": "mnist/dual", "alpha_split": 0.5, "alpha": 0.001, "n0": 100, "n_max": 3000,
+                          "seed": 9}
+    assert run.model["id"] == "mnist/dual" and run.model["sha256"] == est.sha256
+    assert run.model["experts_sha256"] == {str(v): m.sha256 for v, m in experts.items()}
+    assert run.extra["sigmas"] == sorted(experts)
     x = prepare_input(load_image(_digit_png()), est.input_shape, invert=None, frame_digit=True)
     ref = DualStream(est.model, {s: m.model for s, m in experts.items()}, x, 1.0, n0=100, n_max=3000, alpha=0.001,
                      batch_size=1000, seed=9)
@@ -77,24 +89,52 @@ def test_stop_during_stage_one_abstains():
     at.button(key="dual_start").click().run()
     run = at.session_state["dual_run"]
     deadline = time.time() + 300  # a hang guard, not a speed check
-    while (run["job"].snapshot is None or run["job"].snapshot.n < 400) and time.time() < deadline:
+    while (run.job.snapshot is None or run.job.snapshot.n < 400) and time.time() < deadline:
         time.sleep(0.05)
     at.run()
-    assert not at.exception and any(m.label == "stage" and m.value == "1 of 2" for m in at.metric)
-    at.button(key="dual_stop").click().run()
-    assert run["job"].wait(30)
+    assert not at.exception
+    progress = [p.proto.text for p in at.get("progress")]
+    assert any("σ-estimator (stage 1 of 2)" in t for t in progress), progress
+    at.button(key="dual_run_stop").click().run()
+    assert run.job.wait(30)
     at.run()
-    cert = run["job"].certificate
+    cert = run.job.certificate
     assert cert.abstained and cert.limited_by == "not-run" and cert.stage1.stop_reason == "stopped"
     assert "sampling was stopped before stage 2 ran" in at.warning[0].value
 
 
 def test_alpha_split_is_applied():
     at = _page(n_max=1000, batch=1000, alpha=0.01)
-    at.number_input(key="w.dual_split").set_value(0.2).run()
+    at.number_input(key="dual_split").set_value(0.2).run()
     assert any("0.002 (σ) + 0.008 (class)" in c.value for c in at.caption)
     at.button(key="dual_start").click().run()
     run = at.session_state["dual_run"]
-    assert run["job"].wait(120)
-    cert = run["job"].certificate
+    assert run.job.wait(120)
+    cert = run.job.certificate
     assert cert.stage1.alpha == pytest.approx(0.002) and cert.alpha_class == pytest.approx(0.008)
+
+
+@pytest.mark.parametrize("split", [0.0, 1.0, 1.5])
+def test_invalid_alpha_split_is_kept_named_and_blocks_start(split):
+    """No min/max on the split: an invalid share stays in its box, an error names it and Start is disabled."""
+    at = _page(n_max=1000, batch=1000)
+    assert not at.button(key="dual_start").disabled
+    at.number_input(key="dual_split").set_value(split).run()
+    assert not at.exception
+    assert at.number_input(key="dual_split").value == split
+    message = f"Share of α for stage 1 must be strictly between 0 and 1, got {split:g}"
+    assert [e.value for e in at.error] == [message]
+    assert at.button(key="dual_start").disabled
+    assert any(c.value == f"Start is disabled: {message}" for c in at.caption)
+    assert not any("(σ) +" in c.value for c in at.caption)  # no α split is shown for it
+    at.number_input(key="dual_split").set_value(0.5).run()
+    assert not at.error and not at.button(key="dual_start").disabled
+
+
+def test_invalid_sidebar_setting_blocks_start():
+    at = _page(n_max=0)
+    assert not at.exception and at.number_input(key="n_max").value == 0
+    assert "n_max" in at.session_state["settings"].problems
+    assert any(e.value.startswith("n max must be a whole number from 1") for e in at.sidebar.error)
+    assert at.button(key="dual_start").disabled
+    assert any(c.value.startswith("Start is disabled: Fix the sidebar first: n max") for c in at.caption)

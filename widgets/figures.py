@@ -1,0 +1,39 @@
+"""Pictures shared by the pages: tensors as images, vote bars."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+import torch
+
+
+def to_display(x: torch.Tensor, size: int = 140) -> np.ndarray:
+    """[C, H, W] tensor (any range) → uint8 H×W(×3) image, clipped to [0, 1], upscaled by pixel repetition."""
+    arr = x.detach().float().clamp(0, 1).mul(255).round().byte().cpu().numpy()
+    arr = arr[0] if arr.shape[0] == 1 else arr.transpose(1, 2, 0)
+    k = max(1, size // max(arr.shape[:2]))
+    return np.repeat(np.repeat(arr, k, axis=0), k, axis=1)
+
+
+def vote_figure(counts: np.ndarray, class_names: list[str], *, top_class: int | None, title: str,
+                max_bars: int = 20) -> dict[str, Any]:
+    """Bar chart of votes per class (c_A in red) as a Plotly figure dict; large label sets show their top
+    ``max_bars``. A dict, not a ``go.Figure``: it is redrawn twice a second while sampling runs, and building
+    a validated Figure costs ~25 ms of the GIL that the sampling thread needs. With no votes yet the axis runs
+    from 0 to 1 (Plotly's default for an empty range would be −1…1)."""
+    counts = np.asarray(counts)
+    order = np.arange(len(counts)) if len(counts) <= max_bars else np.argsort(-counts, kind="stable")[:max_bars]
+    names = [class_names[i] if i < len(class_names) else str(i) for i in order]
+    colors = ["#d62728" if top_class is not None and i == top_class else "#1f77b4" for i in order]
+    values = [int(v) for v in counts[order]]
+    yaxis: dict[str, Any] = {"title": {"text": "votes"}, "rangemode": "tozero"}
+    if not any(values):
+        yaxis["range"] = [0, 1]
+    return {
+        "data": [{"type": "bar", "x": names, "y": values, "marker": {"color": colors}, "text": values,
+                  "textposition": "outside", "cliponaxis": False}],
+        "layout": {"title": {"text": title}, "xaxis": {"title": {"text": "class"}, "type": "category"},
+                   "yaxis": yaxis, "template": "plotly_white", "height": 340,
+                   "margin": {"t": 50, "b": 40, "l": 40, "r": 10}},
+    }

@@ -1,0 +1,81 @@
+"""Words and tables about a result: class labels, the radius in pixels, abstentions, other bounds, the JSON."""
+
+from __future__ import annotations
+
+import math
+from typing import Any
+
+from rs_core import ABSTAIN, Certificate, cohen_radius, lecuyer_radius, li_radius
+from rs_core.fmt import floor_str
+
+ABSTAIN_ADVICE = ("Abstaining is not an error: under noise of this σ the model's votes for its top class were not "
+                  "shown to exceed one half with the required confidence, so the smoothed classifier makes no claim "
+                  "about this input. To try: more samples (n max) if the votes lean clearly one way; a smaller σ (the "
+                  "model may be unsure under this much noise, at the price of smaller radii); a model trained with "
+                  "Gaussian noise at this σ (a model trained without noise abstains almost everywhere).")
+
+
+def class_label(names: list[str], c: int) -> str:
+    return "abstain" if c == ABSTAIN else (names[c] if 0 <= c < len(names) else str(c))
+
+
+def votes_text(names: list[str], counts) -> str:
+    return ", ".join(f"{class_label(names, i)}: {int(v)}" for i, v in enumerate(counts) if v)
+
+
+def radius_in_words(radius: float, input_shape: tuple[int, ...]) -> str:
+    """What an ℓ2 radius allows, in pixels: the same change spread over every value, in grey levels (all rounded
+    down, like the radius itself)."""
+    d = math.prod(input_shape)
+    per_value = radius / math.sqrt(d)
+    return (f"Radius {floor_str(radius)} is an ℓ2 distance in the same units as σ (pixels in [0, 1]): no change of "
+            f"the image with ℓ2 norm below it changes the certified class. Spread evenly over all {d:,} values that is "
+            f"{floor_str(per_value)} per value ≈ {math.floor(per_value * 255)} of 255 grey levels; concentrated, one "
+            f"value may change by up to {floor_str(min(radius, 1.0))}.")
+
+
+def radii_table(cert: Certificate) -> dict[str, list[str]]:
+    """The radius each bound gives for a certificate's counts: its pA lower bound, pB = 1 − pA."""
+    p = cert.p_lower
+    rows = {"Cohen et al. (tight)": cohen_radius(p, 1 - p, cert.sigma),
+            "Li et al. (Rényi)": li_radius(p, 1 - p, cert.sigma),
+            "Lecuyer et al. (PixelDP)": lecuyer_radius(p, 1 - p, cert.sigma)}
+    ok = cert.prediction != ABSTAIN
+    return {"bound": list(rows), "radius for these counts": [floor_str(float(r)) if ok else "— (abstain)"
+                                                             for r in rows.values()]}
+
+
+def repeat_caveat(k: int, alpha: float) -> str | None:
+    """The multiple-testing warning once one input has been certified k > 1 times in a session."""
+    if k <= 1:
+        return None
+    return (f"You have certified this input {k} times in this session (other seeds, σ or settings). Each certificate "
+            f"holds with probability ≥ 1 − α on its own; reporting the best of them is valid only at 1 − {k}·α "
+            f"= {max(0.0, 1 - k * alpha):g} (union bound). To choose among σ honestly, use Compare σ's "
+            "\"best σ\" mode, which spends α/k on each.")
+
+
+def input_record(run) -> dict[str, Any]:
+    """How a certificate names its input: enough to check that a file is the one that was certified."""
+    return {"source": run.source, "true_label": run.true_label, "shape": list(run.x.shape),
+            "sha256_float32": run.input_sha256, "file_sha256": run.file_sha256}
+
+
+def model_record(run) -> dict[str, Any]:
+    return dict(run.model)
+
+
+def certificate_report(run) -> dict[str, Any]:
+    """Everything needed to check or reproduce a certificate: what the download button serves."""
+    cert, pred, names_ = run.job.certificate, run.job.prediction, run.class_names
+    return {
+        "certificate": {**cert.to_dict(), "class_name": class_label(names_, cert.prediction)},
+        "predict": None if pred is None else {**pred.to_dict(),
+                                              "class_name": class_label(names_, pred.prediction)},
+        "radii_other_bounds": dict(zip(*radii_table(cert).values())),
+        "model": model_record(run),
+        "input": input_record(run),
+        "certifications_of_this_input_in_the_session": int(run.extra.get("repeat", 1)),
+        "guarantee": f"with probability ≥ 1 − {cert.alpha:g} over the sampling, the smoothed classifier returns "
+                     "the certified class for every ℓ2 perturbation of norm below the radius",
+    }

@@ -1,0 +1,220 @@
+"""The sidebar, drawn once per run by the entrypoint: model, device, σ and the sampling settings; and the link.
+
+Every number is checked by :mod:`widgets.fields`; an invalid one stays on screen with its reason under
+it and in ``Settings.problems`` (pages disable Start), never clamped. The settings (and the page's input
+choice, see :mod:`widgets.inputs`) are mirrored into the URL's query string, so a link reproduces a run;
+a link's values are read once, when a session starts.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import math
+import tempfile
+from pathlib import Path
+
+import streamlit as st
+import torch
+
+from rs_core.checkpoints import LoadedModel, load_checkpoint
+from rs_core.data import DATASETS
+from rs_core.models import ARCHITECTURES
+from rs_core.registry import default_model, find_model, shipped_models
+
+from . import fields, state
+
+LOCAL = "local"  # the model choice "your own file" (shipped models are chosen by registry id)
+_LINK_READ = "link_read"
+LINK_SEEN = "link_seen"
+_SIGMA_FOR = "sigma_for"
+
+NUMBERS = {  # widget key → (field, label, step, format, help)
+    "sigma": ("sigma", "σ (noise level)", 0.05, "%.3f",
+              ("The standard deviation of the Gaussian noise added to every pixel value, in the model's input "
+               "units: pixels scaled to [0, 1] (σ = 0.25 ≈ 64 of 255 grey levels). More noise: larger radii where "
+               "the model stays sure, more abstentions elsewhere.")),
+    "alpha": ("alpha", "α (certificate fails with probability ≤ α)", None, "%.4g", None),
+    "n0": ("n0", "n0 (selection)", 10, None, None),
+    "n_max": ("n_max", "n max (estimation)", 10_000, None, None),
+    "batch": ("batch", "Batch size", 100, None, None),
+    "seed": ("seed", "Seed", 1, None, "The same seed, input and settings reproduce a certificate exactly"),
+}
+DEFAULTS = {"sigma": 0.25, "alpha": 0.001, "n0": 100, "n_max": 100_000, "batch": 1000, "seed": 0}
+
+
+@st.cache_resource(show_spinner="Loading the model…", max_entries=8)
+def load_model(path: str, device: str, arch: str | None = None, dataset: str | None = None,
+               name: str | None = None) -> LoadedModel:
+    """One model per (file, device), shared by all sessions (inference only; never trained here).
+    ``name``: what messages call the file (an upload's own name, never the server's temp file)."""
+    return load_checkpoint(path, device, arch=arch, dataset=dataset, name=name)
+
+
+def _stash_upload(data: bytes) -> str:
+    """Write an uploaded checkpoint to a temp file named by its hash (load_checkpoint reads files)."""
+    digest = hashlib.sha256(data).hexdigest()
+    path = Path(tempfile.gettempdir()) / f"rslab-upload-{digest}.pth"
+    if not path.exists():
+        path.write_bytes(data)
+    return str(path)
+
+
+def available_devices() -> list[str]:
+    return (["cuda"] if torch.cuda.is_available() else []) + ["cpu"]
+
+
+def _model_label(model_id: str) -> str:
+    m = find_model(model_id)
+    return "Your checkpoint file…" if m is None else m.label
+
+
+def _read_link(model_ids: list[str], devices: list[str]) -> dict[str, str]:
+    """Once per session: put the link's settings into the widgets; returns what was wrong with it."""
+    ss = st.session_state
+    ss[_LINK_READ] = True
+    values, problems = fields.parse_query(st.query_params.to_dict())
+    if "model" in values:
+        if values["model"] in model_ids:
+            ss["model"] = values["model"]
+        else:
+            problems["model"] = f"model in the link: {values['model'][:60]!r} is not a shipped model"
+    if "device" in values:
+        if values["device"] in devices:
+            ss["device"] = values["device"]
+        else:
+            problems["device"] = f"device in the link: {values['device'][:20]!r} is not available here"
+    for key in NUMBERS:
+        if key in values:
+            ss[key] = values[key]  # kept as given, even out of range: shown as invalid, never replaced
+    if "sigma" in values:
+        ss.setdefault("model", default_model().id if default_model() else LOCAL)
+        ss[_SIGMA_FOR] = (ss["model"], None)  # the link's σ, not the model's training σ
+    for key in ("source", "test_index", "example"):
+        if key in values:
+            state.remember(key, values[key])
+    return problems
+
+
+def draw() -> state.Settings:
+    """Draw the sidebar (entrypoint only) and store the :class:`~widgets.state.Settings` it chose."""
+    ss = st.session_state
+    sb = st.sidebar
+    models = [m.id for m in shipped_models()]
+    devices = available_devices()
+    # A link is read when a session starts, and again whenever the address differs from what this app last
+    # wrote into it (a link pasted into a tab whose session Streamlit resumed).
+    now = st.query_params.to_dict()
+    if not ss.get(_LINK_READ) or (now and now != ss.get(LINK_SEEN)):
+        ss["link_problems"] = _read_link(models, devices)
+    options = models + [LOCAL]
+    if ss.get("model") not in options:
+        ss["model"] = default_model().id if default_model() else LOCAL
+    if ss.get("device") not in devices:
+        ss["device"] = devices[0]
+    for key, value in DEFAULTS.items():
+        ss.setdefault(key, value)
+
+    sb.header("Settings")
+    if ss.get("link_problems"):
+        sb.warning("Parts of the link were not used: " + "; ".join(ss["link_problems"].values()) + ".")
+    model_id = sb.selectbox("Model", options, format_func=_model_label, key="model",
+                            help="Shipped checkpoints (see checkpoints/README.md for their cards) or a checkpoint "
+                                 "file of your own")
+    device = sb.selectbox("Device", devices, key="device")
+
+    loaded, error, dataset, train_sigma, label, file_name = None, None, None, None, _model_label(model_id), None
+    if model_id == LOCAL:
+        dataset_opts = ["from the file"] + list(DATASETS)
+        arch_opts = ["from the file"] + list(ARCHITECTURES)
+        upload = sb.file_uploader("Checkpoint (.pth, .pth.tar, .pt)", type=["pth", "tar", "pt"], key="ckpt_upload",
+                                  help="Loaded with torch.load(weights_only=True): a state dict, never arbitrary "
+                                       "pickled objects")
+        if upload is not None:
+            ss["ckpt_path"], ss["ckpt_name"] = _stash_upload(upload.getvalue()), upload.name
+        ds = sb.selectbox("Data set (class names, input size)", dataset_opts, key="ckpt_dataset")
+        arch = sb.selectbox("Architecture (for a bare state dict)", arch_opts, key="ckpt_arch")
+        path, file_name = ss.get("ckpt_path"), ss.get("ckpt_name")
+        if path is None:
+            error = "Upload a checkpoint file, or pick a shipped model."
+        else:
+            label = f"your file {file_name}"
+            try:
+                loaded = load_model(path, device, None if arch == "from the file" else arch,
+                                    None if ds == "from the file" else ds, name=file_name)
+            except ValueError as err:  # the loader's contract: every bad file is a ValueError
+                error = str(err)  # names the upload (name=…), never the server's temp file
+            else:
+                dataset = loaded.meta.get("dataset") if ds == "from the file" else ds
+                train_sigma = loaded.sigma
+    else:
+        entry = find_model(model_id)
+        dataset, train_sigma, file_name = entry.dataset, entry.sigma, f"{entry.id}/{entry.path.name}"
+        label = entry.short_label  # results are labelled without the card's accuracy
+        try:
+            loaded = load_model(str(entry.path), device)
+        except ValueError as err:
+            error = f"{label}: {err}"
+    if dataset not in DATASETS:
+        dataset = None
+    if error:
+        sb.error(error)
+    elif loaded is not None:
+        card = f"`{loaded.arch}` · {loaded.num_classes} classes · input {tuple(loaded.input_shape)}"
+        if train_sigma is not None:
+            card += f" · trained at σ = {train_sigma:g}"
+        sb.caption(card + f" · sha256 `{loaded.sha256[:12]}…`")
+
+    # σ follows the model: choosing another model (or loading another file) resets it to that model's training σ.
+    model_key = (model_id, ss.get("ckpt_path") if model_id == LOCAL else None)
+    if ss.get(_SIGMA_FOR) != model_key and (model_id != LOCAL or loaded is not None):
+        ss[_SIGMA_FOR] = model_key
+        ss["sigma"] = float(train_sigma) if train_sigma else DEFAULTS["sigma"]
+
+    problems: dict[str, str] = {}
+
+    def number(where, key: str) -> float | int | None:
+        name, text, step, fmt, help_ = NUMBERS[key]
+        kw = {"step": step} if step is not None else {}
+        if fmt is not None:
+            kw["format"] = fmt
+        value = where.number_input(text, key=key, help=help_, **kw)
+        why = fields.problem(name, value)
+        if why is not None:
+            problems[key] = why
+            where.error(why)
+        return value
+
+    sigma = number(sb, "sigma")
+    if "sigma" not in problems:
+        if train_sigma is not None and not math.isclose(sigma, train_sigma, rel_tol=1e-6):
+            sb.warning(f"The model was trained with σ = {train_sigma:g}. Certifying at σ = {sigma:g} is sound but "
+                       "pessimistic: a model certifies best at the σ it was trained for (Cohen et al. App. H.3).")
+        elif train_sigma is None and loaded is not None:
+            sb.info("The file does not say which σ the model was trained with.")
+    alpha = number(sb, "alpha")
+    c1, c2 = sb.columns(2)
+    n0, n_max = number(c1, "n0"), number(c2, "n_max")
+    batch, seed = number(c1, "batch"), number(c2, "seed")
+
+    s = state.Settings(
+        model_id=None if model_id == LOCAL else model_id, model_label=label, model_file=file_name, loaded=loaded,
+        dataset=dataset, train_sigma=train_sigma, device=device, error=error, problems=problems,
+        sigma=None if "sigma" in problems else float(sigma), alpha=None if "alpha" in problems else float(alpha),
+        n0=None if "n0" in problems else int(n0), n_max=None if "n_max" in problems else int(n_max),
+        batch_size=None if "batch" in problems else int(batch), seed=None if "seed" in problems else int(seed))
+    state.store(s)
+    # The link: what is on screen (invalid values too, so a shared link shows the same problem).
+    write_link(fields.to_query(
+        {"model": None if model_id == LOCAL else model_id, "device": device,
+         **{k: ss.get(k) for k in NUMBERS if isinstance(ss.get(k), (int, float))}}), replace=True)
+    return s
+
+
+def write_link(values: dict[str, str], *, replace: bool = False) -> None:
+    """Put ``values`` into the address bar (all of it when ``replace``), remembering what this app wrote."""
+    if replace:
+        st.query_params.from_dict(values)
+    else:
+        for key, value in values.items():
+            st.query_params[key] = value
+    st.session_state[LINK_SEEN] = st.query_params.to_dict()

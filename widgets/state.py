@@ -1,0 +1,124 @@
+"""Typed state shared by the pages: the sidebar's :class:`Settings`, and page choices kept across pages.
+
+The entrypoint (``app.py``) draws the sidebar once per run and stores its :class:`Settings` here;
+pages read them with :func:`settings` and never re-read widget keys.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import threading
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from typing import Any
+
+import streamlit as st
+
+from rs_core.checkpoints import LoadedModel
+from rs_core.data import dataset_info
+
+_SETTINGS = "settings"
+_KEPT = "kept."
+
+
+@dataclass
+class Settings:
+    """What the sidebar chose. ``loaded`` is None when no model could be loaded (``error`` says why);
+    ``problems`` maps each invalid field to why (the sidebar shows it; nothing runs until it is fixed)."""
+
+    model_id: str | None  # a shipped model's registry id; None for the user's own file
+    model_label: str
+    model_file: str | None  # the file's own name (an upload's name, or the shipped file's)
+    loaded: LoadedModel | None
+    dataset: str | None
+    train_sigma: float | None
+    sigma: float | None
+    alpha: float | None
+    n0: int | None
+    n_max: int | None
+    batch_size: int | None
+    seed: int | None
+    device: str
+    error: str | None = None
+    problems: dict[str, str] = field(default_factory=dict)
+
+    @property
+    def ready(self) -> bool:
+        """A model is loaded and every setting is valid: sampling may start."""
+        return self.loaded is not None and not self.problems
+
+    @property
+    def why_not_ready(self) -> str | None:
+        if self.loaded is None:
+            return self.error or "Choose a model in the sidebar."
+        if self.problems:
+            return "Fix the sidebar first: " + "; ".join(self.problems.values()) + "."
+        return None
+
+    @property
+    def class_names(self) -> list[str]:
+        if self.loaded is None:
+            return []
+        names = self.loaded.meta.get("class_names")
+        if not names and self.dataset:
+            names = dataset_info(self.dataset).class_names
+        return list(names) if names and len(names) == self.loaded.num_classes else self.loaded.class_names
+
+
+_ENTRY = threading.local()  # set while the entrypoint runs a page, in that session's script thread
+
+
+@contextlib.contextmanager
+def entrypoint() -> Iterator[None]:
+    """``app.py`` runs the chosen page inside this: pages then know the sidebar was drawn in this run."""
+    _ENTRY.active = True
+    try:
+        yield
+    finally:
+        _ENTRY.active = False
+
+
+def settings() -> Settings:
+    """The settings the entrypoint's sidebar stored for this run."""
+    if not getattr(_ENTRY, "active", False):
+        return _without_the_entrypoint()
+    return st.session_state[_SETTINGS]
+
+
+def _without_the_entrypoint() -> Settings:
+    """A page runs without ``app.py``. Streamlit does that while a server has not yet run ``st.navigation``: with
+    a ``pages/`` folder it starts in its older multipage mode, where a link straight to a page runs that file alone
+    (the page's url path is its file's name, so that link finds it). The page then registers the app's navigation
+    itself — which ends that mode for the server — and draws the sidebar, so it works the same."""
+    from .nav import pages
+    from .sidebar import draw
+
+    st.navigation(pages(), position="hidden")
+    return draw()
+
+
+def store(s: Settings) -> None:
+    st.session_state[_SETTINGS] = s
+
+
+def _save(name: str) -> None:
+    st.session_state[_KEPT + name] = st.session_state[name]
+
+
+def kept(name: str, default: Any, options: list | None = None) -> dict[str, Any]:
+    """Keyword arguments for a page's widget whose value should survive a visit to another page (Streamlit
+    forgets the state of widgets a run does not draw). Use as ``st.radio(…, **kept("source", "Upload"))``."""
+    ss = st.session_state
+    if _KEPT + name not in ss or (options is not None and ss[_KEPT + name] not in options):
+        ss[_KEPT + name] = default
+    ss[name] = ss[_KEPT + name]
+    return {"key": name, "on_change": _save, "args": (name,)}
+
+
+def remember(name: str, value: Any) -> None:
+    """Set a kept widget's value before it is drawn (a link's choice)."""
+    st.session_state[_KEPT + name] = value
+
+
+def recall(name: str, default: Any = None) -> Any:
+    return st.session_state.get(_KEPT + name, default)
