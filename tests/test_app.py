@@ -11,7 +11,7 @@ from rs_core.fmt import floor_str
 ROOT = Path(__file__).resolve().parents[1]
 APP = str(ROOT / "app.py")
 PAGES = ["pages/0_Home.py", "pages/1_Certify.py", "pages/5_Compare_sigma.py", "pages/2_Bounds.py",
-         "pages/3_Certified_accuracy.py", "pages/4_Dual_RS.py"]
+         "pages/3_Certified_accuracy.py", "pages/4_Dual_RS.py", "pages/6_Playground.py"]
 
 
 def _run(**values):
@@ -40,7 +40,7 @@ def test_home_page_max_certifiable_radius_uses_the_sidebars_n_and_alpha():
 def test_home_page_links_every_page_and_the_navigation_names_them():
     at = _run()
     assert sorted(link.proto.page for link in at.get("page_link")) == sorted(
-        ["Certify", "Compare_sigma", "Bounds", "Certified_accuracy", "Dual_RS"])  # the url paths app.py names
+        ["Certify", "Compare_sigma", "Bounds", "Certified_accuracy", "Dual_RS", "Playground"])  # the url paths app.py names
     files = sorted(p.name for p in (ROOT / "pages").glob("*.py"))
     assert files == sorted(p.split("/")[1] for p in PAGES), "every page file is in the navigation"
 

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import contextlib
 import threading
+from pathlib import Path
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from typing import Any
@@ -19,6 +20,7 @@ from rs_core.data import dataset_info
 
 _SETTINGS = "settings"
 _KEPT = "kept."
+_RETRIED = "entrypoint_retried"
 
 
 @dataclass
@@ -82,18 +84,33 @@ def settings() -> Settings:
     """The settings the entrypoint's sidebar stored for this run."""
     if not getattr(_ENTRY, "active", False):
         return _without_the_entrypoint()
+    st.session_state[_RETRIED] = False
     return st.session_state[_SETTINGS]
 
 
 def _without_the_entrypoint() -> Settings:
     """A page runs without ``app.py``. Streamlit does that while a server has not yet run ``st.navigation``: with
     a ``pages/`` folder it starts in its older multipage mode, where a link straight to a page runs that file alone
-    (the page's url path is its file's name, so that link finds it). The page then registers the app's navigation
-    itself — which ends that mode for the server — and draws the sidebar, so it works the same."""
+    (the page's url path is its file's name, so that link finds it). The page registers the app's navigation —
+    which ends that mode for the server — and switches to itself, keeping the link's query, so the run that
+    follows goes through ``app.py`` (widget state then stays put from the first interaction). Where even that
+    rerun comes back here (a page file run as the main script), the page draws the sidebar itself."""
+    from streamlit.runtime.scriptrunner import get_script_run_ctx
+
     from .nav import pages
     from .sidebar import draw
 
-    st.navigation(pages(), position="hidden")
+    ss = st.session_state
+    all_pages = pages()
+    st.navigation(all_pages, position="hidden")
+    if not ss.get(_RETRIED):
+        ss[_RETRIED] = True
+        manager = get_script_run_ctx().pages_manager
+        running = manager.get_pages().get(manager.current_page_script_hash, {}).get("script_path", "")
+        name = Path(running).stem.split("_", 1)[-1]  # that mode's name for it: pages/2_Bounds.py → "Bounds"
+        target = next((p for p in all_pages if p.url_path == name), None)
+        if target is not None:
+            st.switch_page(target, query_params=st.query_params.to_dict())
     return draw()
 
 
