@@ -55,6 +55,12 @@ st.page_link("pages/4_Dual_RS.py", label="Dual RS",
 st.caption("Dual randomized smoothing: watch stage 1 certify a noise level σ for your input and stage 2 certify "
            "the class with the model trained at that σ; the final radius is the smaller of the two, and why.")
 
+st.page_link("pages/6_Playground.py", label="Playground (2-D)",
+             help="Randomized smoothing in the plane: base classifier, noise, smoothed classifier, certified ball")
+st.caption("Cohen et al.'s Figure 1, live: pick a base classifier in the plane, move a point, change σ and n, and see "
+           "the smoothed regions, the certified ball, the exact ball and the true distance to the boundary — with a "
+           "guided tour for a class.")
+
 st.subheader("Radius calculator")
 s = state.settings()
 if s.sigma is None or s.alpha is None or s.n_max is None:

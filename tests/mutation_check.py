@@ -122,6 +122,10 @@ MUTANTS = [
            "self.alpha_each = self.alpha / k if best else self.alpha",
            "self.alpha_each = self.alpha if best else self.alpha",
            ("tests/test_sweep.py::test_the_best_sigma_is_wrong_at_most_alpha_and_follows_its_exact_law",)),
+    Mutant("playground CERTIFY at 3α", "rs_core/playground.py",
+           ".certify(x, n0=n0, n=n, alpha=alpha, seed=seed)",
+           ".certify(x, n0=n0, n=n, alpha=min(0.5, 3 * alpha), seed=seed)",
+           ("tests/test_playground.py::test_the_certified_ball_exceeds_the_true_distance_no_more_often_than_its_exact_law",)),
 ]
 
 

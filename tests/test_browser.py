@@ -437,3 +437,25 @@ def test_compare_sigma_page_best_sigma_with_bonferroni(app_url, page, tmp_path_f
     certs = [c for c in doc["sweep"]["certificates"] if c is not None]
     assert len(certs) == 3 and all(abs(c["alpha"] - 0.001 / 3) < 1e-15 for c in certs)
     assert doc["sweep"]["best"] is True and len(doc["input"]["file_sha256"]) == 64
+
+
+def test_playground_click_moves_the_point(app_url, page, tmp_path_factory):
+    page.goto(f"{app_url}/Playground")
+    _wait_text(page, "Playground: randomized smoothing in 2-D")
+    _wait_text(page, "certificate holds", timeout=60_000)
+    chart = page.locator("[data-testid='stPlotlyChart']").first
+    chart.wait_for()
+    page.wait_for_timeout(1500)
+    before = page.get_by_role("spinbutton", name="x", exact=True).input_value()
+    # Click inside the right panel (the smoothed classifier), left of its centre: the point moves there.
+    box = page.locator(".draglayer .x2y2 .nsewdrag").first.bounding_box()
+    t0 = time.perf_counter()
+    page.mouse.click(box["x"] + box["width"] * 0.25, box["y"] + box["height"] * 0.5)
+    page.wait_for_function(f"() => document.querySelector('input[aria-label=\"x\"]').value !== '{before}'",
+                           timeout=30_000)
+    _record("playground_click_to_moved_point_s", time.perf_counter() - t0, tmp_path_factory)
+    x = float(page.get_by_role("spinbutton", name="x", exact=True).input_value())
+    assert -2.5 < x < -0.5, x
+    _wait_text(page, "certificate holds")
+    page.wait_for_timeout(1500)
+    _shot(page, "playground.png", tmp_path_factory)

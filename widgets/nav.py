@@ -17,6 +17,7 @@ PAGES = [  # file, title, url path
     ("pages/2_Bounds.py", "Bounds", "Bounds"),
     ("pages/3_Certified_accuracy.py", "Certified accuracy", "Certified_accuracy"),
     ("pages/4_Dual_RS.py", "Dual RS", "Dual_RS"),
+    ("pages/6_Playground.py", "Playground (2-D)", "Playground"),
 ]
 
 

@@ -1,0 +1,90 @@
+"""pages/6_Playground.py through the entrypoint with AppTest: the point moved, σ changed, the guided steps."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+from streamlit.testing.v1 import AppTest
+
+from rs_core import playground as pg
+from rs_core.fmt import floor_str
+
+APP = str(Path(__file__).resolve().parents[1] / "app.py")
+
+
+def _page() -> AppTest:
+    at = AppTest.from_file(APP, default_timeout=120).run()
+    at.switch_page("pages/6_Playground.py").run()
+    assert not at.exception, at.exception
+    return at
+
+
+def _metrics(at: AppTest) -> dict[str, str]:
+    return {m.label: m.value for m in at.metric}
+
+
+def _figure(at: AppTest) -> dict:
+    return json.loads(at.get("plotly_chart")[0].proto.spec)
+
+
+def test_the_page_shows_both_panels_and_a_certificate_that_holds():
+    at = _page()
+    m = _metrics(at)
+    cert = pg.certify_point(pg.base_classifier("two moons"), (0.5, 0.6), 0.5, n=1000, alpha=0.001, seed=0)
+    assert m["certified radius"] == floor_str(cert.radius) and m["exact-pA radius"] == floor_str(cert.radius_exact)
+    assert m["certificate holds"] == "yes"
+    names = [t.get("name", "") for t in _figure(at)["data"]]
+    assert any(n.startswith("certified (CERTIFY") for n in names) and any(n.startswith("exact pA") for n in names)
+    assert any(n.startswith("nearest point of g's boundary") for n in names)
+
+
+def test_moving_the_point_recertifies_there():
+    at = _page()
+    at.number_input(key="pg_x").set_value(-1.5)
+    at.number_input(key="pg_y").set_value(-0.4)
+    at.run()
+    assert not at.exception
+    cert = pg.certify_point(pg.base_classifier("two moons"), (-1.5, -0.4), 0.5, n=1000, alpha=0.001, seed=0)
+    assert _metrics(at)["certified radius"] == floor_str(cert.radius)
+    point = next(t for t in _figure(at)["data"] if t.get("name") == "your point")
+    assert point["x"] == [-1.5] and point["y"] == [-0.4]
+
+
+def test_a_point_outside_the_plane_is_shown_as_invalid_not_clamped():
+    at = _page()
+    at.number_input(key="pg_x").set_value(7.0).run()
+    assert at.number_input(key="pg_x").value == 7.0
+    assert any("x must be between −3 and 3, got 7" in e.value for e in at.error)
+    assert not at.metric
+
+
+def test_changing_sigma_redraws_the_smoothed_classifier():
+    at = _page()
+    before = _metrics(at)["certified radius"]
+    at.slider(key="pg_sigma").set_value(1.0).run()
+    fig = _figure(at)
+    assert "σ = 1" in fig["layout"]["xaxis2"]["title"]["text"]
+    cert = pg.certify_point(pg.base_classifier("two moons"), (0.5, 0.6), 1.0, n=1000, alpha=0.001, seed=0)
+    assert _metrics(at)["certified radius"] == floor_str(cert.radius) != before
+
+
+def test_guided_step_three_shows_the_tight_ball_of_the_half_plane():
+    at = _page()
+    at.radio(key="pg_step").set_value("3 · The bound is tight").run()
+    assert not at.exception
+    assert at.selectbox(key="pg_preset").value == "half-plane" and at.select_slider(key="pg_n").value == 100_000
+    m = _metrics(at)
+    assert m["exact-pA radius"] == m["distance to boundary"]  # Theorem 2: the exact ball touches the line
+    assert float(m["certified radius"]) < float(m["exact-pA radius"]) and m["certificate holds"] == "yes"
+    assert "touches its boundary exactly" in at.info[0].value
+
+
+def test_every_guided_step_sets_up_its_picture():
+    at = _page()
+    for step in ["1 · More noise", "2 · More samples", "4 · The certificate holds", "Free play"]:
+        at.radio(key="pg_step").set_value(step).run()
+        assert not at.exception, step
+        assert at.info and at.metric, step
+    at.radio(key="pg_step").set_value("1 · More noise").run()
+    assert at.selectbox(key="pg_preset").value == "checkerboard" and at.slider(key="pg_sigma").value == 0.25

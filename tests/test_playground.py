@@ -1,0 +1,120 @@
+"""rs_core/playground.py against exact laws: the half-plane's smoothed classifier is Φ of the signed distance over σ,
+and its true certified radius is the distance to the line (Cohen et al. App. B, Theorem 2)."""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import pytest
+import torch
+from scipy import stats
+from torch import nn
+
+from rs_core import playground as pg
+
+
+class Wrapped(nn.Module):
+    """The half-plane hidden behind another module: the code takes its general (Monte Carlo, quadrature) paths."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.inner = pg.HalfPlane()
+        self.eval()
+
+    def forward(self, x):
+        return self.inner(x)
+
+
+def _exact_p1(resolution: int, sigma: float) -> np.ndarray:
+    xs, ys = pg.grid(resolution)
+    X, Y = np.meshgrid(xs, ys)
+    a = math.radians(30)
+    return stats.norm.cdf((X * math.cos(a) + Y * math.sin(a) - 0.2) / sigma)
+
+
+@pytest.mark.parametrize("sigma", [0.25, 0.5, 1.0])
+def test_the_monte_carlo_smoothed_grid_agrees_with_the_exact_half_plane_within_its_error(sigma):
+    n = 400
+    p_hat = pg.smoothed_grid(Wrapped(), sigma, resolution=41, n=n, seed=1)[..., 1]
+    p = _exact_p1(41, sigma)
+    se = np.sqrt(p * (1 - p) / n)
+    # 41² points, each a binomial(n, p) proportion: 5 standard errors (plus one count) bounds them all (fixed seed).
+    assert np.all(np.abs(p_hat - p) <= 5 * se + 1 / n), float(np.max(np.abs(p_hat - p) - 5 * se))
+    # The closed form the page uses for the half-plane is that same law.
+    np.testing.assert_allclose(pg.smoothed_grid(pg.HalfPlane(), sigma, resolution=41)[..., 1], p, atol=1e-12)
+
+
+def test_quadrature_gives_the_exact_half_plane_probability():
+    for point, sigma in [((0.5, 0.0), 0.5), ((-1.0, 1.2), 0.3), ((0.2, 0.1), 1.5)]:
+        a = math.radians(30)
+        exact = stats.norm.cdf((point[0] * math.cos(a) + point[1] * math.sin(a) - 0.2) / sigma)
+        q = pg.exact_probabilities(Wrapped(), point, sigma)[1]
+        assert abs(q - exact) < 1e-3, (point, sigma, q, exact)
+        assert pg.exact_probabilities(pg.HalfPlane(), point, sigma)[1] == pytest.approx(exact, abs=1e-12)
+
+
+def test_the_exact_ball_touches_the_half_planes_boundary_and_the_grid_finds_it():
+    model = pg.HalfPlane()
+    for point in [(0.9, 0.3), (-1.0, -0.5), (2.0, -2.0)]:
+        cert = pg.certify_point(model, point, 0.5, n=100_000, alpha=0.001, seed=0)
+        (bx, by), dist = pg.nearest_boundary(model, point, pg.smoothed_grid(model, 0.5))
+        assert float(model.margin(torch.tensor([bx, by], dtype=torch.float64))) == pytest.approx(0.0, abs=1e-12)
+        assert cert.radius_exact == pytest.approx(dist, rel=1e-9)  # Theorem 2: the exact ball is tight
+        assert cert.radius < cert.radius_exact  # finite n: strictly inside
+        assert cert.radius_li < cert.radius and cert.radius_lecuyer < cert.radius
+        # The general path (boundary on the grid, from Monte Carlo) finds the same distance within a grid step.
+        found = pg.nearest_boundary(Wrapped(), point, pg.smoothed_grid(Wrapped(), 0.5, n=1000, seed=2))
+        assert abs(found[1] - dist) <= pg.LIM * 2 / 60 + 0.05
+
+
+def test_the_certified_ball_exceeds_the_true_distance_no_more_often_than_its_exact_law():
+    """CERTIFY's radius exceeds the half-plane's true radius exactly when the Clopper–Pearson bound exceeds pA:
+    K ≥ k*, with K ~ Binomial(n, pA). Many seeds; the observed rate must match that exact law, which is ≤ α."""
+    model, sigma, n, alpha = pg.HalfPlane(), 0.5, 60, 0.1
+    point = (0.5, 0.4)
+    margin = float(model.margin(torch.tensor(point)))
+    p_a = stats.norm.cdf(margin / sigma)
+    # k*: the smallest count whose one-sided (1 − α) Clopper–Pearson bound exceeds pA.
+    from rs_core.stats import clopper_pearson_lower
+
+    k_star = next(k for k in range(n + 1) if clopper_pearson_lower(k, n, alpha) > p_a)
+    law = float(stats.binom.sf(k_star - 1, n, p_a))
+    assert law <= alpha
+    runs = 1500
+    wrong = sum(pg.certify_point(model, point, sigma, n0=10, n=n, alpha=alpha, seed=s, show=0).radius > margin
+                for s in range(runs))
+    assert stats.binomtest(wrong, runs, law).pvalue > 1e-4, (wrong / runs, law)
+    assert stats.binomtest(wrong, runs, alpha, alternative="greater").pvalue > 1e-4, (wrong / runs, alpha)
+
+
+def test_radius_against_n_grows_towards_the_exact_radius():
+    ns = np.array([100, 1000, 10_000, 100_000, 1_000_000])
+    p = 0.95
+    r = pg.radius_against_n(p, 0.5, 0.001, ns)
+    assert np.all(np.diff(r) >= 0) and r[-1] < 0.5 * stats.norm.ppf(p)
+    assert pg.radius_against_n(p, 0.5, 0.1, ns)[1] > r[1]  # less confidence, bigger ball at the same n
+
+
+@pytest.mark.parametrize("preset", ["two moons", "rings", "checkerboard"])
+def test_trained_presets_are_seeded_and_fit_their_shape(preset):
+    a = pg.base_grid(pg.base_classifier(preset))
+    pg.base_classifier.cache_clear()
+    b = pg.base_grid(pg.base_classifier(preset))
+    np.testing.assert_array_equal(a, b)
+    xs, ys = pg.grid(61)
+    X, Y = np.meshgrid(xs, ys)
+    truth = pg._labels(preset, np.stack([X.ravel(), Y.ravel()], 1)).reshape(a.shape)
+    assert (a == truth).mean() > 0.85
+
+
+@pytest.mark.parametrize("call, prefix", [
+    (lambda: pg.base_classifier("spiral"), "preset"),
+    (lambda: pg.grid(1), "resolution"),
+    (lambda: pg.grid(1000), "resolution"),
+    (lambda: pg.smoothed_grid(pg.HalfPlane(), 0.0), "sigma"),
+    (lambda: pg.certify_point(pg.HalfPlane(), (0, 0), 0.5, alpha=0.0), "alpha"),
+])
+def test_bad_parameters_name_themselves(call, prefix):
+    with pytest.raises(ValueError, match=f"^{prefix}"):
+        call()
