@@ -6,6 +6,7 @@ import json
 
 import plotly.graph_objects as go
 import streamlit as st
+import torch
 
 from rs_core import ABSTAIN, CertifyStream, predict_result
 from rs_core.fmt import floor_str
@@ -34,18 +35,13 @@ def _params() -> dict:
     return {"sigma": s.sigma, "alpha": s.alpha, "n0": s.n0, "n_max": s.n_max, "seed": s.seed}
 
 
-def _model_record() -> dict:
-    return {"label": s.model_label, "file": s.model_file, "id": s.model_id, "arch": s.loaded.arch,
-            "sha256": s.loaded.sha256}
-
-
 def _start(chosen: inputs.Chosen, target: float | None, predict_n: int) -> None:
-    model, device, x = s.loaded.model, s.device, chosen.x.to(s.device)
+    model, device, x = s.base_model, s.device, chosen.x.to(s.device)
     sigma, alpha, batch, seed = s.sigma, s.alpha, s.batch_size, s.seed
     live.start(
         KEY, lambda: CertifyStream(model, x, sigma, n0=s.n0, n_max=s.n_max, alpha=alpha, batch_size=batch,
                                    seed=seed, target_radius=target),
-        device, chosen, class_names=names, model=_model_record(), params=_params(),
+        device, chosen, class_names=names, model=s.model_record(), params=_params(),
         # PREDICT's own samples (seed + 1): independent of CERTIFY's, reproducible with it.
         predict=lambda: predict_result(model, x, sigma, n=predict_n, alpha=alpha, batch_size=batch, seed=seed + 1),
         extra={"predict_n": predict_n})
@@ -110,7 +106,7 @@ def _details(run: live.Run) -> None:
             st.caption("Not run: PREDICT draws its own samples after CERTIFY ends on its own, and you stopped. "
                        "Run it here (it draws fresh samples):")
             if st.button("Run PREDICT", key="run_predict"):
-                model, x = s.loaded.model, run.x.to(job.stream.device)
+                model, x = s.base_model, run.x.to(job.stream.device)
                 job.prediction = pred = default_scheduler().exclusive(job.stream.device, lambda: predict_result(
                     model, x, cert.sigma, n=run.extra["predict_n"], alpha=cert.alpha, batch_size=cert.batch_size,
                     seed=cert.seed + 1))
@@ -139,7 +135,16 @@ with right:
         views = noisy_views(chosen.x, s.sigma, k=5, seed=seed)
         st.image([figures.to_display(chosen.x)] + [figures.to_display(v) for v in views],
                  caption=["input"] + [f"x + ε #{i + 1}" for i in range(len(views))], width=84)
-        st.caption(f"Noisy samples at σ = {s.sigma:g} (shown clipped to [0, 1]; the classifier gets them unclipped).")
+        if s.denoiser is not None:  # what the classifier actually gets: the denoised copies
+            with torch.inference_mode():
+                cleaned = s.denoiser.model(views.to(s.device)).cpu()
+            st.image([figures.to_display(chosen.x)] + [figures.to_display(v) for v in cleaned],
+                     caption=["input"] + [f"D(x + ε #{i + 1})" for i in range(len(cleaned))], width=84)
+            st.caption(f"Noisy samples at σ = {s.sigma:g}, and below them what the classifier gets: the same samples "
+                       f"after the denoiser ({s.denoiser_label}). Shown clipped to [0, 1].")
+        else:
+            st.caption(f"Noisy samples at σ = {s.sigma:g} (shown clipped to [0, 1]; the classifier gets them "
+                       "unclipped).")
 
 with st.expander("Options: target radius, PREDICT"):
     c1, c2 = st.columns(2)
@@ -169,7 +174,7 @@ else:
     st.divider()
     st.markdown(f"**Run:** {run.source} · {run.model['label']} · certifying at σ = {run.params['sigma']:g}, "
                 f"α = {run.params['alpha']:g}")
-    live.stale_warning(run, chosen, s.loaded.sha256, _params())
+    live.stale_warning(run, chosen, s.model_sha256, _params())
     if live.show(run, KEY, _names):
         _headline(run)
         live.live_view(run, KEY, _names)

@@ -88,12 +88,14 @@ with st.expander("Compute certified accuracy here, on k test images"):
                 example = (dataset.original_index(int(i)), *dataset[int(i)])
                 # One image at a time under the scheduler's device lock, so other sessions' runs interleave.
                 rows.append(scheduler.exclusive(settings.device, lambda ex=example: next(certify_examples(
-                    settings.loaded.model, [ex], settings.sigma, settings.n0, int(n), settings.alpha,
+                    settings.base_model, [ex], settings.sigma, settings.n0, int(n), settings.alpha,
                     settings.batch_size, seed=settings.seed))))
                 left = (time.monotonic() - t0) / len(rows) * (len(picks) - len(rows))
                 bar.progress(len(rows) / len(picks), text=f"certified {len(rows)} of {len(picks)} · ≈ {left:,.0f} s left")
             st.session_state.setdefault("live_logs", []).append(
-                CertifyLog.from_rows(f"{settings.model_label} at σ = {settings.sigma:g} · here, k = {len(picks)}, "
+                CertifyLog.from_rows(f"{settings.model_label}"
+                                     + (f" + {settings.denoiser_label}" if settings.denoiser is not None else "")
+                                     + f" at σ = {settings.sigma:g} · here, k = {len(picks)}, "
                                      f"N = {int(n)}", rows, dataset=settings.dataset, alpha=settings.alpha))
     for j, live in enumerate(st.session_state.get("live_logs", [])):
         st.download_button(f"Download log: {live.label}", format_certify_log(live), file_name=f"certify_log_{j}.tsv",

@@ -66,14 +66,13 @@ def _params() -> dict:
 
 
 def _start() -> None:
-    model, x = s.loaded.model, chosen.x.to(s.device)
+    model, x = s.base_model, chosen.x.to(s.device)
     params = _params()
     live.start(KEY, lambda: SigmaSweepStream(model, x, list(params["sigmas"]), n0=s.n0, n_max=s.n_max,
                                              alpha=s.alpha, batch_size=s.batch_size, best=params["best"],
                                              seed=s.seed),
                s.device, chosen, class_names=names, params=params,
-               model={"label": s.model_label, "file": s.model_file, "id": s.model_id, "arch": s.loaded.arch,
-                      "sha256": s.loaded.sha256})
+               model=s.model_record())
 
 
 blocked = s.why_not_ready or ("; ".join(problems) if problems else None) or \
@@ -137,6 +136,6 @@ else:
     st.divider()
     st.markdown(f"**Run:** {run.source} · {run.model['label']} · σ ∈ {{{', '.join(f'{v:g}' for v in run.params['sigmas'])}}}"
                 f" · {'best σ (α/k each)' if run.params['best'] else 'each σ on its own'}")
-    live.stale_warning(run, chosen, s.loaded.sha256, _params())
+    live.stale_warning(run, chosen, s.model_sha256, _params())
     if live.show(run, KEY, _names):
         _result(run)

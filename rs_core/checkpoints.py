@@ -283,10 +283,14 @@ def write_index(root: str | os.PathLike = CHECKPOINTS_DIR) -> list[dict[str, Any
     for path in sorted(root.rglob("checkpoint.pth.tar")):
         loaded = load_checkpoint(path)
         m = loaded.meta
-        entries.append({
+        entry = {
             "path": str(path.relative_to(root)), "dataset": m.get("dataset"), "arch": loaded.arch,
             "sigma": m.get("sigma"), "num_classes": loaded.num_classes, "input_shape": list(loaded.input_shape),
             "accuracy": m.get("accuracy"), "sha256": loaded.sha256,
-        })
+        }
+        if m.get("kind") == "denoiser":  # denoised smoothing's D (rs_core.denoise), not a classifier
+            entry.update(kind="denoiser", objective=m.get("objective"), accuracy=None, num_classes=None,
+                         test=m.get("test"))
+        entries.append(entry)
     (root / INDEX_NAME).write_text(json.dumps({"checkpoints": entries}, indent=2) + "\n")
     return entries

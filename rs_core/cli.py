@@ -1,4 +1,4 @@
-"""Command line: ``python -m rs_core {train,certify,predict,analyze,index,train-sigma,certify-dual} …``.
+"""Command line: ``python -m rs_core {train,train-denoiser,certify,predict,analyze,index,train-sigma,certify-dual} …``.
 
 ``certify`` and ``predict`` take the same arguments and write the same
 tab-separated logs as Cohen et al.'s reference scripts, so logs and analysis
@@ -8,6 +8,8 @@ scripts interoperate both ways.
 from __future__ import annotations
 
 import argparse
+import json
+import math
 import sys
 from pathlib import Path
 
@@ -21,7 +23,8 @@ def _add_train(sub) -> None:
     p = sub.add_parser("train", help="train a base classifier with Gaussian noise augmentation")
     p.add_argument("--dataset", required=True, choices=DATASETS)
     p.add_argument("--arch", required=True)
-    p.add_argument("--sigma", type=A.positive_float, required=True, help="noise level, the same as at certification")
+    p.add_argument("--sigma", type=A.nonnegative_float, required=True,
+                   help="noise level, the same as at certification; 0 trains a clean (noise-free) classifier")
     p.add_argument("--epochs", type=A.count, required=True)
     p.add_argument("--out", required=True, help="checkpoint path, e.g. checkpoints/mnist/mnist_cnn/noise_0.25/checkpoint.pth.tar")
     p.add_argument("--batch", type=A.count, default=128)
@@ -50,6 +53,40 @@ def _train(args) -> int:
                  download=args.download)
     print(f"wrote {args.out}: test accuracy clean {meta['accuracy']['test_clean']:.4f}, "
           f"noisy {meta['accuracy']['test_noisy']:.4f}, {meta['train_seconds']:.0f}s")
+    return 0
+
+
+def _add_train_denoiser(sub) -> None:
+    p = sub.add_parser("train-denoiser", help="train a denoiser for denoised smoothing (Salman et al. 2020)")
+    p.add_argument("--dataset", required=True, choices=DATASETS)
+    p.add_argument("--sigma", type=A.positive_float, required=True, help="the noise level it denoises")
+    p.add_argument("--objective", choices=["mse", "stability"], required=True,
+                   help="mse: ‖D(x+ε) − x‖²; stability: cross-entropy of f(D(x+ε)) against f(x) (needs --classifier)")
+    p.add_argument("--classifier", default=None, help="the frozen classifier f of the stability objective")
+    p.add_argument("--epochs", type=A.count, required=True)
+    p.add_argument("--out", required=True,
+                   help="e.g. checkpoints/mnist/denoisers/dncnn_mnist/noise_0.50/checkpoint.pth.tar")
+    p.add_argument("--arch", choices=["dncnn_mnist", "dncnn_cifar"], default=None, help="default: by channels")
+    p.add_argument("--batch", type=A.count, default=128)
+    p.add_argument("--lr", type=A.positive_float, default=1e-3)
+    p.add_argument("--max-train", type=A.count, default=None, help="use only the first N training images")
+    p.add_argument("--seed", type=A.seed, default=0)
+    p.add_argument("--device", type=A.device, default="cpu")
+    p.add_argument("--resume", action="store_true", help="continue from --out if it exists")
+    p.add_argument("--no-progress", action="store_true")
+
+
+def _train_denoiser(args) -> int:
+    from .denoise import DenoiserRecipe, train_denoiser
+
+    recipe = DenoiserRecipe(dataset=args.dataset, sigma=args.sigma, objective=args.objective, epochs=args.epochs,
+                            arch=args.arch or "", batch_size=args.batch, lr=args.lr, seed=args.seed,
+                            classifier=args.classifier, max_train=args.max_train)
+    meta = train_denoiser(recipe, args.out, device=args.device, resume=args.resume, progress=not args.no_progress)
+    t = meta["test"]
+    print(f"wrote {args.out}: test MSE per pixel {t['mse_noisy']:.5f} noisy → {t['mse_denoised']:.5f} denoised"
+          + ("" if t["classifier_agreement"] is None else f", f agrees {t['classifier_agreement']:.4f}")
+          + f", {meta['train_seconds']:.0f}s")
     return 0
 
 
@@ -180,6 +217,9 @@ def _add_sampling(p, certify: bool) -> None:
                         "seed of the first")
     p.add_argument("--no-progress", action="store_true")
     p.add_argument("--download", action="store_true", help="fetch MNIST/CIFAR-10 into $RS_DATA_DIR if missing")
+    p.add_argument("--denoiser", default=None,
+                   help="denoised smoothing: a denoiser checkpoint D (train-denoiser); the base classifier becomes "
+                        "f∘D, and OUTFILE.meta.json records both files' sha256 and D's σ")
 
 
 def _examples(args, dataset):
@@ -204,11 +244,32 @@ def _setup(args):
         raise ValueError(f"skip: must be >= 1, got {args.skip}")
     device = torch.device(args.device) if args.device else default_device()
     loaded = load_checkpoint(args.base_classifier, device, dataset=args.dataset)
-    check_input_fits(loaded, dataset_info(args.dataset).input_shape)
+    if loaded.meta.get("kind") == "denoiser":
+        raise ValueError(f"base_classifier: {Path(args.base_classifier).name} is a denoiser; pass it as --denoiser "
+                         "with a classifier")
+    shape = dataset_info(args.dataset).input_shape
+    check_input_fits(loaded, shape)
+    model, record = loaded.model, {"base_classifier": {"file": Path(args.base_classifier).name,
+                                                       "sha256": loaded.sha256, "arch": loaded.arch}}
+    if args.denoiser:
+        from .denoise import denoised, load_denoiser
+
+        den = load_denoiser(args.denoiser, device)
+        model = denoised(loaded.model, den.model, shape)
+        record["denoiser"] = {"file": Path(args.denoiser).name, "sha256": den.sha256, "arch": den.arch,
+                              "sigma_trained": den.sigma, "objective": den.meta.get("objective")}
+        if den.sigma is not None and not math.isclose(den.sigma, args.sigma, rel_tol=1e-6):
+            print(f"warning: the denoiser was trained for σ = {den.sigma:g}, certifying at σ = {args.sigma:g}: the "
+                  "certificate is valid for f∘D at this σ, but D may denoise poorly", file=sys.stderr)
     dataset = get_dataset(args.dataset, args.split, download=args.download)
     stop = len(dataset) if args.max < 0 else min(args.max, len(dataset))
     total = len(range(0, stop, args.skip))
-    return loaded, dataset, total
+    out = Path(args.outfile)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    record.update({"command": args.command, "dataset": args.dataset, "sigma": args.sigma, "N": args.N,
+                   "N0": getattr(args, "N0", None), "alpha": args.alpha, "seed": args.seed, "skip": args.skip})
+    out.with_name(out.name + ".meta.json").write_text(json.dumps(record, indent=2) + "\n")
+    return model, dataset, total
 
 
 def _bar(total: int, enabled: bool, desc: str):
@@ -222,11 +283,10 @@ def _certify(args) -> int:
 
     from .certify import certify_examples
 
-    loaded, dataset, total = _setup(args)
-    Path(args.outfile).parent.mkdir(parents=True, exist_ok=True)
+    model, dataset, total = _setup(args)
     with open(args.outfile, "w") as f, _bar(total, not args.no_progress, "certify") as bar:
         print("\t".join(CERTIFY_HEADER), file=f, flush=True)
-        rows = certify_examples(loaded.model, _examples(args, dataset), args.sigma, args.N0, args.N, args.alpha,
+        rows = certify_examples(model, _examples(args, dataset), args.sigma, args.N0, args.N, args.alpha,
                                 args.batch, seed=args.seed)
         for idx, label, prediction, radius, correct, seconds in rows:
             elapsed = str(datetime.timedelta(seconds=seconds))
@@ -241,13 +301,12 @@ def _predict(args) -> int:
 
     from .certify import predict
 
-    loaded, dataset, total = _setup(args)
-    Path(args.outfile).parent.mkdir(parents=True, exist_ok=True)
+    model, dataset, total = _setup(args)
     with open(args.outfile, "w") as f, _bar(total, not args.no_progress, "predict") as bar:
         print("\t".join(PREDICT_HEADER), file=f, flush=True)
         for idx, x, label in _examples(args, dataset):
             before = time.time()
-            prediction = predict(loaded.model, x, args.sigma, args.N, args.alpha, args.batch, seed=args.seed + idx)
+            prediction = predict(model, x, args.sigma, args.N, args.alpha, args.batch, seed=args.seed + idx)
             elapsed = str(datetime.timedelta(seconds=time.time() - before))
             print(f"{idx}\t{label}\t{prediction}\t{int(prediction == label)}\t{elapsed}", file=f, flush=True)
             bar.update(1)
@@ -317,6 +376,7 @@ def build_parser() -> argparse.ArgumentParser:
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
     sub = parser.add_subparsers(dest="command", required=True)
     _add_train(sub)
+    _add_train_denoiser(sub)
     _add_train_sigma(sub)
     _add_certify_dual(sub)
     _add_sampling(sub.add_parser("certify", help="CERTIFY each example of a data set; Cohen et al.'s log format"),
@@ -334,7 +394,8 @@ def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     try:
         return {"train": _train, "certify": _certify, "predict": _predict, "analyze": _analyze,
-                "index": _index, "train-sigma": _train_sigma, "certify-dual": _certify_dual}[args.command](args)
+                "index": _index, "train-sigma": _train_sigma, "certify-dual": _certify_dual,
+                "train-denoiser": _train_denoiser}[args.command](args)
     except (ValueError, OSError) as err:  # the error contract: bad input is a message and status 2, no traceback
         print(f"error: {err}", file=sys.stderr)
         return 2

@@ -165,13 +165,43 @@ def resnet50(num_classes: int = 1000) -> nn.Sequential:
                          DataParallelKeys(tv_resnet50(weights=None, num_classes=num_classes)))
 
 
+class DnCNN(nn.Module):
+    """Residual denoiser: D(x) = x − body(x), body = conv–ReLU, (conv–ReLU) × (depth − 2), conv; ``channels`` in
+    and out. Works on [B, C, H, W] images of any size (all convolutions keep H × W)."""
+
+    def __init__(self, channels: int, depth: int = 6, width: int = 32) -> None:
+        super().__init__()
+        layers: list[nn.Module] = [nn.Conv2d(channels, width, 3, padding=1), nn.ReLU(inplace=True)]
+        for _ in range(depth - 2):
+            layers += [nn.Conv2d(width, width, 3, padding=1), nn.ReLU(inplace=True)]
+        layers.append(nn.Conv2d(width, channels, 3, padding=1))
+        self.body = nn.Sequential(*layers)
+        nn.init.zeros_(self.body[-1].weight)  # start as the identity: D(x) = x
+        nn.init.zeros_(self.body[-1].bias)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return x - self.body(x)
+
+
+def dncnn_mnist(num_classes: int = 10) -> nn.Module:  # num_classes: the registry's signature; unused
+    return DnCNN(1, depth=6, width=32)
+
+
+def dncnn_cifar(num_classes: int = 10) -> nn.Module:
+    return DnCNN(3, depth=8, width=48)
+
+
 ARCHITECTURES = {
     "mnist_cnn": (mnist_cnn, (1, 28, 28)),
     "cifar_cnn": (cifar_cnn, (3, 32, 32)),
     "cifar_resnet20": (cifar_resnet20, (3, 32, 32)),
     "cifar_resnet110": (cifar_resnet110, (3, 32, 32)),
     "resnet50": (resnet50, (3, 224, 224)),
+    # Denoisers for denoised smoothing (rs_core.denoise), stored in the same checkpoint layout.
+    "dncnn_mnist": (dncnn_mnist, (1, 28, 28)),
+    "dncnn_cifar": (dncnn_cifar, (3, 32, 32)),
 }
+DENOISERS = frozenset({"dncnn_mnist", "dncnn_cifar"})
 
 # Architectures whose global pooling takes any input size (the others fix H×W through a Linear layer).
 ANY_INPUT_SIZE = frozenset({"resnet50"})

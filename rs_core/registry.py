@@ -37,11 +37,15 @@ class ShippedModel:
 
     @property
     def label(self) -> str:
-        text = f"{self.dataset} · {self.arch} · σ = {self.sigma:.2f}"
+        if self.sigma == 0:
+            return self.short_label
+        text = self.short_label
         return text if self.noisy_accuracy is None else f"{text} · noisy acc. {self.noisy_accuracy:.2f}"
 
     @property
     def short_label(self) -> str:
+        if self.sigma == 0:
+            return f"{self.dataset} · {self.arch} · clean (no noise in training)"
         return f"{self.dataset} · {self.arch} · σ = {self.sigma:.2f}"
 
 
@@ -73,10 +77,48 @@ class ShippedEstimator:
         return f"{self.dataset} · σ-estimator"
 
 
+@dataclass(frozen=True)
+class ShippedDenoiser:
+    """A denoiser of ``checkpoints/index.json`` (``kind: denoiser``), for denoised smoothing (rs_core.denoise)."""
+
+    id: str
+    path: Path
+    dataset: str
+    arch: str
+    sigma: float
+    objective: str
+    input_shape: tuple[int, ...]
+    sha256: str | None
+
+    @property
+    def label(self) -> str:
+        return f"{self.arch} · σ = {self.sigma:.2f} · {self.objective}"
+
+
+@functools.lru_cache(maxsize=4)
+def _denoisers(root: Path) -> tuple[ShippedDenoiser, ...]:
+    return tuple(
+        ShippedDenoiser(id=Path(e["path"]).parent.as_posix(), path=root / e["path"], dataset=str(e["dataset"]),
+                        arch=str(e["arch"]), sigma=float(e["sigma"]), objective=str(e.get("objective")),
+                        input_shape=tuple(e["input_shape"]), sha256=e.get("sha256"))
+        for e in read_index(root) if e.get("kind") == "denoiser")
+
+
+def shipped_denoisers(root: Path = CHECKPOINTS_DIR) -> tuple[ShippedDenoiser, ...]:
+    """The shipped denoisers, in the index's order."""
+    return _denoisers(Path(root))
+
+
+def find_denoiser(denoiser_id: str, root: Path = CHECKPOINTS_DIR) -> ShippedDenoiser | None:
+    return next((d for d in shipped_denoisers(root) if d.id == denoiser_id), None)
+
+
 @functools.lru_cache(maxsize=4)
 def _models(root: Path) -> tuple[ShippedModel, ...]:
     out = []
     for e in read_index(root):
+        if e.get("kind") == "denoiser":
+            continue
         path = Path(e["path"])
         out.append(ShippedModel(
             id=str(path.parent.as_posix()), path=root / path, dataset=str(e["dataset"]), arch=str(e["arch"]),
@@ -107,10 +149,20 @@ def shipped_logs(root: Path = CHECKPOINTS_DIR) -> tuple[ShippedLog, ...]:
     root = Path(root)
     logs = []
     for m in shipped_models(root):
-        path = m.path.parent / f"sigma_{m.sigma:.2f}"
-        if path.is_file():
-            logs.append(ShippedLog(id=f"{m.id}/sigma_{m.sigma:.2f}", path=path, dataset=m.dataset, kind="single",
-                                   label=m.short_label, model_id=m.id, sigma=m.sigma))
+        for path in sorted(m.path.parent.glob("sigma_*")):
+            sigma = _log_sigma(path)
+            if sigma is None or not path.is_file():
+                continue
+            label = m.short_label if sigma == m.sigma else f"{m.short_label}, smoothed at σ = {sigma:.2f}"
+            logs.append(ShippedLog(id=f"{m.id}/{path.name}", path=path, dataset=m.dataset, kind="single",
+                                   label=label, model_id=m.id, sigma=sigma))
+    for d in shipped_denoisers(root):
+        for path in sorted(d.path.parent.glob("sigma_*")):
+            sigma = _log_sigma(path)
+            if sigma is not None and path.is_file():
+                logs.append(ShippedLog(id=f"{d.id}/{path.name}", path=path, dataset=d.dataset, kind="denoised",
+                                       label=f"{d.dataset} · clean classifier + {d.label} at σ = {sigma:.2f}",
+                                       sigma=sigma))
     for est in shipped_estimators(root):
         path = est.path.parent / "certify_dual"
         if path.is_file():
@@ -120,6 +172,14 @@ def shipped_logs(root: Path = CHECKPOINTS_DIR) -> tuple[ShippedLog, ...]:
     return tuple(logs)
 
 
+def _log_sigma(path: Path) -> float | None:
+    """σ of a log named ``sigma_<σ>`` (our naming, as Cohen et al.'s), None for other files."""
+    try:
+        return float(path.name.removeprefix("sigma_")) if path.name.startswith("sigma_") else None
+    except ValueError:
+        return None
+
+
 def shipped_estimators(root: Path = CHECKPOINTS_DIR) -> tuple[ShippedEstimator, ...]:
     """The shipped σ-estimators, one per data set folder that has one."""
     root = Path(root)
@@ -127,5 +187,5 @@ def shipped_estimators(root: Path = CHECKPOINTS_DIR) -> tuple[ShippedEstimator, 
                  for p in sorted(root.glob("*/dual/sigma_estimator.pth.tar")))
 
 
-__all__ = ["SHIPPED_LOG_ALPHA", "ShippedEstimator", "ShippedLog", "ShippedModel", "default_model", "find_model",
-           "shipped_estimators", "shipped_logs", "shipped_models"]
+__all__ = ["SHIPPED_LOG_ALPHA", "ShippedDenoiser", "ShippedEstimator", "ShippedLog", "ShippedModel", "default_model",
+           "find_denoiser", "find_model", "shipped_denoisers", "shipped_estimators", "shipped_logs", "shipped_models"]

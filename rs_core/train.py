@@ -105,7 +105,8 @@ def train(recipe: Recipe, out: str | Path, *, device: str = "cpu", resume: bool 
 
     Returns the metadata stored in the checkpoint.
     """
-    recipe.sigma = check_sigma(recipe.sigma)
+    # σ = 0: a clean (noise-free) classifier, e.g. the "off-the-shelf" model of denoised smoothing.
+    recipe.sigma = 0.0 if recipe.sigma == 0 and not isinstance(recipe.sigma, bool) else check_sigma(recipe.sigma)
     check_count(recipe.epochs, "epochs")
     check_count(recipe.batch_size, "batch_size")
     info = dataset_info(recipe.dataset)

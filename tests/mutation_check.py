@@ -126,6 +126,9 @@ MUTANTS = [
            ".certify(x, n0=n0, n=n, alpha=alpha, seed=seed)",
            ".certify(x, n0=n0, n=n, alpha=min(0.5, 3 * alpha), seed=seed)",
            ("tests/test_playground.py::test_the_certified_ball_exceeds_the_true_distance_no_more_often_than_its_exact_law",)),
+    Mutant("denoised smoothing skips the denoiser", "rs_core/denoise.py",
+           "return self.classifier(self.denoiser(x))", "return self.classifier(x)",
+           ("tests/test_denoise.py::test_certificates_through_a_composed_model_follow_the_exact_law",)),
 ]
 
 

@@ -19,7 +19,7 @@ import torch
 from rs_core.checkpoints import LoadedModel, load_checkpoint
 from rs_core.data import DATASETS
 from rs_core.models import ARCHITECTURES
-from rs_core.registry import default_model, find_model, shipped_models
+from rs_core.registry import default_model, find_model, shipped_denoisers, shipped_models
 
 from . import fields, state
 
@@ -88,7 +88,7 @@ def _read_link(model_ids: list[str], devices: list[str]) -> dict[str, str]:
             ss[key] = values[key]  # kept as given, even out of range: shown as invalid, never replaced
     if "sigma" in values:
         ss.setdefault("model", default_model().id if default_model() else LOCAL)
-        ss[_SIGMA_FOR] = (ss["model"], None)  # the link's σ, not the model's training σ
+        ss[_SIGMA_FOR] = (ss["model"], None, None)  # the link's σ, not the model's training σ
     for key in ("source", "test_index", "example"):
         if key in values:
             state.remember(key, values[key])
@@ -164,11 +164,16 @@ def draw() -> state.Settings:
             card += f" · trained at σ = {train_sigma:g}"
         sb.caption(card + f" · sha256 `{loaded.sha256[:12]}…`")
 
-    # σ follows the model: choosing another model (or loading another file) resets it to that model's training σ.
-    model_key = (model_id, ss.get("ckpt_path") if model_id == LOCAL else None)
+    denoiser, denoiser_label, denoiser_file = _denoiser(sb, loaded, device)
+
+    # σ follows the model: choosing another model, file or denoiser resets it to the σ they were trained for (the
+    # denoiser's when there is one: a clean classifier has none).
+    model_key = (model_id, ss.get("ckpt_path") if model_id == LOCAL else None,
+                 None if denoiser is None else denoiser.sha256)
     if ss.get(_SIGMA_FOR) != model_key and (model_id != LOCAL or loaded is not None):
         ss[_SIGMA_FOR] = model_key
-        ss["sigma"] = float(train_sigma) if train_sigma else DEFAULTS["sigma"]
+        target = denoiser.sigma if denoiser is not None and denoiser.sigma else train_sigma
+        ss["sigma"] = float(target) if target else DEFAULTS["sigma"]
 
     problems: dict[str, str] = {}
 
@@ -185,8 +190,15 @@ def draw() -> state.Settings:
         return value
 
     sigma = number(sb, "sigma")
-    if "sigma" not in problems:
-        if train_sigma is not None and not math.isclose(sigma, train_sigma, rel_tol=1e-6):
+    if "sigma" not in problems and denoiser is not None:
+        if denoiser.sigma is not None and not math.isclose(sigma, denoiser.sigma, rel_tol=1e-6):
+            sb.warning(f"The denoiser was trained for σ = {denoiser.sigma:g}. At σ = {sigma:g} the certificate is "
+                       "still valid for f∘D, but the denoiser may not remove this much (or this little) noise.")
+    elif "sigma" not in problems:
+        if train_sigma == 0:
+            sb.info("This model was trained without noise: smoothed directly it certifies little. Choose a "
+                    "denoiser below σ (denoised smoothing), or a noise-trained model.")
+        elif train_sigma is not None and not math.isclose(sigma, train_sigma, rel_tol=1e-6):
             sb.warning(f"The model was trained with σ = {train_sigma:g}. Certifying at σ = {sigma:g} is sound but "
                        "pessimistic: a model certifies best at the σ it was trained for (Cohen et al. App. H.3).")
         elif train_sigma is None and loaded is not None:
@@ -201,13 +213,61 @@ def draw() -> state.Settings:
         dataset=dataset, train_sigma=train_sigma, device=device, error=error, problems=problems,
         sigma=None if "sigma" in problems else float(sigma), alpha=None if "alpha" in problems else float(alpha),
         n0=None if "n0" in problems else int(n0), n_max=None if "n_max" in problems else int(n_max),
-        batch_size=None if "batch" in problems else int(batch), seed=None if "seed" in problems else int(seed))
+        batch_size=None if "batch" in problems else int(batch), seed=None if "seed" in problems else int(seed),
+        denoiser=denoiser, denoiser_label=denoiser_label, denoiser_file=denoiser_file)
     state.store(s)
     # The link: what is on screen (invalid values too, so a shared link shows the same problem).
     write_link(fields.to_query(
         {"model": None if model_id == LOCAL else model_id, "device": device,
          **{k: ss.get(k) for k in NUMBERS if isinstance(ss.get(k), (int, float))}}), replace=True)
     return s
+
+
+NO_DENOISER = "none"
+
+
+@st.cache_resource(show_spinner="Loading the denoiser…", max_entries=8)
+def load_denoiser_file(path: str, device: str, name: str | None = None):
+    from rs_core.denoise import load_denoiser
+
+    return load_denoiser(path, device, name=name)
+
+
+def _denoiser(sb, loaded: LoadedModel | None, device: str):
+    """The sidebar's denoiser choice (denoised smoothing): none, a shipped denoiser for this input shape, or a file.
+    Returns (LoadedModel | None, label, file name); a bad file is an error under the choice, and no denoiser."""
+    ss = st.session_state
+    if loaded is None:
+        return None, None, None
+    fitting = [d for d in shipped_denoisers() if tuple(d.input_shape) == tuple(loaded.input_shape)]
+    options = [NO_DENOISER] + [d.id for d in fitting] + [LOCAL]
+    if ss.get("denoiser") not in options:
+        ss["denoiser"] = NO_DENOISER
+    labels = {d.id: d.label for d in fitting} | {NO_DENOISER: "none", LOCAL: "Your denoiser file…"}
+    choice = sb.selectbox("Denoiser (denoised smoothing)", options, format_func=labels.get, key="denoiser",
+                          help="Certify f∘D: a denoiser D trained for σ in front of the classifier f (Salman et al. "
+                               "2020). The certificate is Cohen's, for the smoothed f∘D.")
+    if choice == NO_DENOISER:
+        return None, None, None
+    if choice == LOCAL:
+        up = sb.file_uploader("Denoiser checkpoint (.pth, .pth.tar)", type=["pth", "tar", "pt"],
+                              key="denoiser_upload", help="Loaded with torch.load(weights_only=True)")
+        if up is None:
+            sb.info("Upload a denoiser file, or choose none.")
+            return None, None, None
+        path, name = _stash_upload(up.getvalue()), up.name
+    else:
+        entry = next(d for d in fitting if d.id == choice)
+        path, name = str(entry.path), f"{entry.id}/{entry.path.name}"
+    try:
+        den = load_denoiser_file(path, device, name=name)
+        from rs_core.denoise import denoised
+
+        denoised(loaded.model, den.model, tuple(loaded.input_shape))  # refuses a denoiser for other images
+    except ValueError as err:
+        sb.error(str(err))
+        return None, None, None
+    return den, labels.get(choice, name), name
 
 
 def write_link(values: dict[str, str], *, replace: bool = False) -> None:

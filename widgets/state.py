@@ -8,12 +8,13 @@ from __future__ import annotations
 
 import contextlib
 import threading
-from pathlib import Path
 from collections.abc import Iterator
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 import streamlit as st
+import torch
 
 from rs_core.checkpoints import LoadedModel
 from rs_core.data import dataset_info
@@ -43,6 +44,39 @@ class Settings:
     device: str
     error: str | None = None
     problems: dict[str, str] = field(default_factory=dict)
+    denoiser: LoadedModel | None = None  # denoised smoothing: the base classifier is f∘D
+    denoiser_label: str | None = None
+    denoiser_file: str | None = None
+
+    @property
+    def base_model(self) -> torch.nn.Module | None:
+        """What is smoothed: the classifier, or the classifier after the denoiser (f∘D)."""
+        if self.loaded is None:
+            return None
+        if self.denoiser is None:
+            return self.loaded.model
+        from rs_core.denoise import denoised
+
+        return denoised(self.loaded.model, self.denoiser.model)
+
+    @property
+    def model_sha256(self) -> str | None:
+        """Identifies the base classifier: the classifier's sha256, and the denoiser's after a '+'."""
+        if self.loaded is None:
+            return None
+        return self.loaded.sha256 + ("" if self.denoiser is None else "+" + self.denoiser.sha256)
+
+    def model_record(self) -> dict[str, Any]:
+        """How a certificate names its base classifier."""
+        record = {"label": self.model_label, "file": self.model_file, "id": self.model_id,
+                  "arch": None if self.loaded is None else self.loaded.arch, "sha256": self.model_sha256,
+                  "classifier_sha256": None if self.loaded is None else self.loaded.sha256}
+        if self.denoiser is not None:
+            record["denoiser"] = {"label": self.denoiser_label, "file": self.denoiser_file,
+                                  "arch": self.denoiser.arch, "sha256": self.denoiser.sha256,
+                                  "sigma_trained": self.denoiser.sigma,
+                                  "objective": self.denoiser.meta.get("objective")}
+        return record
 
     @property
     def ready(self) -> bool:

@@ -1,0 +1,166 @@
+"""rs_core/denoise.py: f∘D is a base classifier like any other; the exact oracle's law holds through it."""
+
+from __future__ import annotations
+
+import csv
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+from oracles import LinearOracle, make_oracle
+from scipy import stats
+from test_certify import exact_certify_law
+from torch import nn
+
+from rs_core import ABSTAIN, certify, certify_many
+from rs_core.checkpoints import CHECKPOINTS_DIR, load_checkpoint, save_checkpoint
+from rs_core.data import data_dir
+from rs_core.denoise import DENOISER_KIND, DenoiserRecipe, DnCNN, Identity, denoised, load_denoiser, train_denoiser
+
+ROOT = Path(__file__).resolve().parents[1]
+MNIST_050 = CHECKPOINTS_DIR / "mnist/mnist_cnn/noise_0.50/checkpoint.pth.tar"
+MNIST_CLEAN = CHECKPOINTS_DIR / "mnist/mnist_cnn/clean/checkpoint.pth.tar"  # the off-the-shelf classifier
+needs_mnist = pytest.mark.skipif(not (data_dir() / "mnist" / "MNIST" / "raw").exists(),
+                                 reason=f"no MNIST under RS_DATA_DIR={data_dir()}")
+
+
+class Affine(nn.Module):
+    """D(x) = a·x + c: a linear 'denoiser', so that f∘D stays a linear classifier with a known true radius."""
+
+    def __init__(self, a: float, c: float) -> None:
+        super().__init__()
+        self.a, self.c = a, c
+        self.eval()
+
+    def forward(self, x):
+        return self.a * x + self.c
+
+
+def test_the_composition_is_the_denoiser_then_the_classifier():
+    torch.manual_seed(0)
+    f = nn.Sequential(nn.Flatten(), nn.Linear(16, 3)).eval()
+    d = DnCNN(1, depth=3, width=4).eval()
+    for p in d.body[-1].parameters():
+        nn.init.normal_(p)  # not the identity it starts as
+    x = torch.rand(6, 1, 4, 4)
+    assert torch.equal(denoised(f, d)(x), f(d(x)))
+
+
+def test_an_identity_denoiser_reduces_exactly_to_plain_certify():
+    model, x = make_oracle(0.9, 0.5)
+    plain = certify(model, x, 0.5, n0=50, n=2000, alpha=0.01, batch_size=500, seed=3)
+    through = certify(denoised(model, Identity(tuple(x.shape)), tuple(x.shape)), x, 0.5, n0=50, n=2000, alpha=0.01,
+                      batch_size=500, seed=3)
+    np.testing.assert_array_equal(plain.counts, through.counts)
+    np.testing.assert_array_equal(plain.counts_selection, through.counts_selection)
+    assert plain.radius == through.radius
+
+
+def test_certificates_through_a_composed_model_follow_the_exact_law():
+    """f linear (w, b), D(x) = a·x + c: f∘D is linear with weights a·w and bias w·c·1 + b, so its smoothed classifier
+    and true radius are known exactly; CERTIFY on f∘D must follow the exact law of that linear classifier."""
+    p_a, sigma, n0, n, alpha, a, c = 0.9, 0.5, 10, 200, 0.05, 0.5, 0.1
+    folded, x = make_oracle(p_a, sigma)  # the linear classifier f∘D must equal
+    w = folded.w / a
+    b = folded.b - float(w.sum()) * c
+    f = LinearOracle(w, b).eval()
+    composed = denoised(f, Affine(a, c), tuple(x.shape))
+    assert float(composed(x[None])[0, 1]) == pytest.approx(folded.margin(x), rel=1e-6)  # float32 input
+    true_radius = folded.true_radius(x)
+    repeats = 3000
+    certs = certify_many(composed, x.expand(repeats, -1, -1, -1), sigma, n0, n, alpha, batch_size=50_000, seed=0)
+    false = sum(cert.prediction not in (ABSTAIN, 1) or (cert.prediction == 1 and cert.radius > true_radius)
+                for cert in certs)
+    q, _, _ = exact_certify_law(p_a, sigma, n0, n, alpha, true_radius)
+    assert q <= alpha and stats.binomtest(false, repeats, q).pvalue > 1e-4
+
+
+@pytest.mark.parametrize("classifier, shape, message", [
+    (nn.Sequential(nn.Flatten(), nn.Linear(784, 10)).eval(), (1, 28, 28), None),
+    (nn.Sequential(nn.Flatten(), nn.Linear(784, 10)).eval(), (3, 32, 32), "denoiser: does not take images"),
+])
+def test_a_denoiser_for_other_images_is_refused(classifier, shape, message):
+    d = DnCNN(1, depth=3, width=4).eval()
+    if message is None:
+        denoised(classifier, d, shape)
+    else:
+        with pytest.raises(ValueError, match=f"^{message}"):
+            denoised(classifier, d, shape)
+
+
+def test_modules_in_training_mode_are_refused():
+    with pytest.raises(ValueError, match="^denoiser: is in training mode"):
+        denoised(nn.Linear(2, 2).eval(), DnCNN(1, depth=3, width=4))
+
+
+def test_load_denoiser_refuses_a_classifier_and_loads_a_denoiser(tmp_path):
+    with pytest.raises(ValueError, match="^denoiser: checkpoint.pth.tar is not a denoiser"):
+        load_denoiser(MNIST_050)
+    path = tmp_path / "d.pth.tar"
+    save_checkpoint(path, DnCNN(1, 6, 32), "dncnn_mnist", epoch=1,
+                    meta={"kind": DENOISER_KIND, "sigma": 0.5, "dataset": "mnist", "input_shape": [1, 28, 28]})
+    loaded = load_denoiser(path)
+    assert loaded.arch == "dncnn_mnist" and loaded.sigma == 0.5 and not loaded.model.training
+
+
+def _loss_column(csv_path: Path) -> list[float]:
+    with open(csv_path) as f:
+        return [float(r["train_loss"]) for r in csv.DictReader(f)]
+
+
+@needs_mnist
+@pytest.mark.parametrize("objective", ["mse", "stability"])
+def test_training_lowers_the_loss_and_resuming_gives_the_same_weights(tmp_path, objective):
+    kw = {"dataset": "mnist", "sigma": 0.5, "objective": objective, "batch_size": 64, "max_train": 256,
+          "classifier": str(MNIST_CLEAN) if objective == "stability" else None, "seed": 1}
+    straight = tmp_path / "straight" / "checkpoint.pth.tar"
+    meta = train_denoiser(DenoiserRecipe(epochs=3, **kw), straight, progress=False)
+    losses = _loss_column(straight.with_name("train_log.csv"))
+    assert losses[-1] < losses[0], losses
+    if objective == "mse":
+        assert meta["test"]["mse_denoised"] < meta["test"]["mse_noisy"]
+    else:
+        assert meta["test"]["classifier_agreement"] is not None
+        assert meta["recipe"]["classifier_sha256"] == load_checkpoint(MNIST_CLEAN).sha256
+    # A run stopped after epoch 1 and resumed gives identical weights (seeded shuffling and noise, saved states).
+    stopped = tmp_path / "stopped" / "checkpoint.pth.tar"
+    train_denoiser(DenoiserRecipe(epochs=3, **kw), stopped, progress=False, stop_after=1)
+    assert torch.load(stopped, weights_only=True)["epoch"] == 1
+    train_denoiser(DenoiserRecipe(epochs=3, **kw), stopped, resume=True, progress=False)
+    a, b = torch.load(straight, weights_only=True)["state_dict"], torch.load(stopped, weights_only=True)["state_dict"]
+    assert all(torch.equal(a[k], b[k]) for k in a)
+
+
+def test_training_refuses_bad_recipes(tmp_path):
+    with pytest.raises(ValueError, match="^objective"):
+        train_denoiser(DenoiserRecipe(dataset="mnist", sigma=0.5, objective="l1", epochs=1), tmp_path / "x")
+    with pytest.raises(ValueError, match="^classifier"):
+        train_denoiser(DenoiserRecipe(dataset="mnist", sigma=0.5, objective="stability", epochs=1), tmp_path / "x")
+
+
+@needs_mnist
+def test_cli_certify_with_a_denoiser_records_it_and_refuses_a_denoiser_as_classifier(tmp_path):
+    den = tmp_path / "den.pth.tar"
+    save_checkpoint(den, DnCNN(1, 6, 32), "dncnn_mnist", epoch=1,  # the identity it starts as
+                    meta={"kind": DENOISER_KIND, "sigma": 0.25, "dataset": "mnist", "input_shape": [1, 28, 28]})
+    out = tmp_path / "log.tsv"
+    plain = tmp_path / "plain.tsv"
+    common = ["--skip", "2000", "--N0", "50", "--N", "500", "--batch", "550", "--no-progress"]
+    run = [sys.executable, "-m", "rs_core", "certify", "mnist", str(MNIST_050), "0.5"]
+    r = subprocess.run(run + [str(out), "--denoiser", str(den), *common], capture_output=True, text=True, cwd=ROOT)
+    assert r.returncode == 0, r.stderr
+    assert "trained for σ = 0.25, certifying at σ = 0.5" in r.stderr  # a warning, not an error
+    subprocess.run(run + [str(plain), *common], check=True, capture_output=True, cwd=ROOT)
+    # The identity denoiser changes nothing: the same rows (but for the time column).
+    rows = [line.split("\t")[:5] for line in out.read_text().splitlines()]
+    assert rows == [line.split("\t")[:5] for line in plain.read_text().splitlines()] and len(rows) == 6
+    record = json.loads(Path(str(out) + ".meta.json").read_text())
+    assert record["denoiser"]["sigma_trained"] == 0.25 and len(record["denoiser"]["sha256"]) == 64
+    assert record["base_classifier"]["sha256"] == load_checkpoint(MNIST_050).sha256
+    bad = subprocess.run([sys.executable, "-m", "rs_core", "certify", "mnist", str(den), "0.5", str(tmp_path / "b")],
+                         capture_output=True, text=True, cwd=ROOT)
+    assert bad.returncode == 2 and "is a denoiser; pass it as --denoiser" in bad.stderr
