@@ -3,6 +3,7 @@
 >>> from rs_core import Smooth, certify, predict, sample_counts, ABSTAIN
 """
 
+from .adaptive import RadiusCertificate, RadiusCertifier
 from .bounds import (
     cohen_radius,
     lecuyer_radius,
@@ -40,6 +41,8 @@ __all__ = [
     "CertifyStream",
     "NoiseSampler",
     "Prediction",
+    "RadiusCertificate",
+    "RadiusCertifier",
     "Smooth",
     "Snapshot",
     "anytime_lower_bound",

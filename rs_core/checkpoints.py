@@ -289,8 +289,9 @@ def write_index(root: str | os.PathLike = CHECKPOINTS_DIR) -> list[dict[str, Any
             "accuracy": m.get("accuracy"), "sha256": loaded.sha256,
         }
         if m.get("kind") == "denoiser":  # denoised smoothing's D (rs_core.denoise), not a classifier
+            init = (m.get("recipe") or {}).get("init")  # trained on from another denoiser (e.g. stability after MSE)
             entry.update(kind="denoiser", objective=m.get("objective"), accuracy=None, num_classes=None,
-                         test=m.get("test"))
+                         test=m.get("test"), started_from=Path(init).parent.name if init else None)
         entries.append(entry)
     (root / INDEX_NAME).write_text(json.dumps({"checkpoints": entries}, indent=2) + "\n")
     return entries

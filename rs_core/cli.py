@@ -8,7 +8,7 @@ scripts interoperate both ways.
 from __future__ import annotations
 
 import argparse
-import json
+import contextlib
 import math
 import sys
 from pathlib import Path
@@ -17,6 +17,7 @@ from . import cli_args as A
 from .analyze import CERTIFY_HEADER, PREDICT_HEADER
 from .data import DATASETS
 from .fmt import floor_str
+from .resumable import ResumableLogs
 
 
 def _add_train(sub) -> None:
@@ -70,6 +71,8 @@ def _add_train_denoiser(sub) -> None:
     p.add_argument("--batch", type=A.count, default=128)
     p.add_argument("--lr", type=A.positive_float, default=1e-3)
     p.add_argument("--max-train", type=A.count, default=None, help="use only the first N training images")
+    p.add_argument("--init", default=None, help="start from this denoiser's weights (e.g. stability after MSE, "
+                   "Salman et al.'s best recipe)")
     p.add_argument("--seed", type=A.seed, default=0)
     p.add_argument("--device", type=A.device, default="cpu")
     p.add_argument("--resume", action="store_true", help="continue from --out if it exists")
@@ -81,7 +84,8 @@ def _train_denoiser(args) -> int:
 
     recipe = DenoiserRecipe(dataset=args.dataset, sigma=args.sigma, objective=args.objective, epochs=args.epochs,
                             arch=args.arch or "", batch_size=args.batch, lr=args.lr, seed=args.seed,
-                            classifier=args.classifier, max_train=args.max_train)
+                            classifier=args.classifier, max_train=args.max_train,
+                            init=args.init)
     meta = train_denoiser(recipe, args.out, device=args.device, resume=args.resume, progress=not args.no_progress)
     t = meta["test"]
     print(f"wrote {args.out}: test MSE per pixel {t['mse_noisy']:.5f} noisy → {t['mse_denoised']:.5f} denoised"
@@ -160,42 +164,67 @@ def _add_certify_dual(sub) -> None:
     p.add_argument("--alpha-split", type=A.probability, default=0.5, help="share of α spent on the σ stage")
     p.add_argument("--device", type=A.device, default=None, help="cpu, cuda, … (default: the best available)")
     p.add_argument("--seed", type=A.seed, default=0, help="example i uses seed + i")
+    p.add_argument("--denoisers", nargs="+", default=[], metavar="CKPT",
+                   help="denoised smoothing for the experts: each denoiser goes in front of the expert of the σ it "
+                        "was trained for (OUTFILE.meta.json records them)")
+    p.add_argument("--overwrite", action="store_true", help=OVERWRITE_HELP)
     p.add_argument("--no-progress", action="store_true")
+
+
+DUAL_IDENTITY = ("command", "dataset", "split", "skip", "N0", "N", "alpha", "alpha_split", "seed",
+                 "estimator.sha256", "experts", "denoisers")
+DUAL_SIDE_HEADER = ["idx", "label", "predict", "radius", "sigma", "radius_sigma", "radius_class", "limited_by"]
 
 
 def _certify_dual(args) -> int:
     import datetime
     import time
 
-    from .data import get_dataset
+    from .data import dataset_info, get_dataset
     from .dual import certify_dual
-    from .sampling import default_device
     from .sigma_estimator import load_dual
 
-    device = args.device or str(default_device())
-    est, experts = load_dual(args.estimator, device)
-    if est.meta.get("dataset") not in (None, args.dataset):
-        raise ValueError(f"estimator: trained for {est.meta['dataset']}, not {args.dataset}")
-    dataset = get_dataset(args.dataset, args.split)
-    total = len(range(0, len(dataset) if args.max < 0 else min(args.max, len(dataset)), args.skip))
-    out = Path(args.outfile)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    models = {s: m.model for s, m in experts.items()}
-    with open(out, "w") as f, open(out.with_name(out.name + ".dual.tsv"), "w") as g, \
-            _bar(total, not args.no_progress, "certify-dual") as bar:
-        print("\t".join(CERTIFY_HEADER), file=f, flush=True)
-        print("idx\tlabel\tpredict\tradius\tsigma\tradius_sigma\tradius_class\tlimited_by", file=g, flush=True)
-        for i, x, label in _examples(args, dataset):
-            start = time.perf_counter()
-            c = certify_dual(est.model, models, x, float(est.meta["sigma_e"]), args.N0, args.N, args.alpha,
-                             args.batch, alpha_split=args.alpha_split, seed=args.seed + i)
-            elapsed = str(datetime.timedelta(seconds=time.perf_counter() - start))
-            correct = int(c.prediction == label and not c.abstained)
-            print(f"{i}\t{label}\t{c.prediction}\t{floor_str(c.radius)}\t{correct}\t{elapsed}", file=f, flush=True)
-            print(f"{i}\t{label}\t{c.prediction}\t{floor_str(c.radius)}\t{c.sigma if c.sigma is not None else ''}\t"
-                  f"{floor_str(c.radius_sigma)}\t{floor_str(c.radius_class)}\t{c.limited_by}", file=g, flush=True)
-            bar.update(1)
+    with _ranked(args) as (rank, device):
+        est, experts = load_dual(args.estimator, str(device))
+        if est.meta.get("dataset") not in (None, args.dataset):
+            raise ValueError(f"estimator: trained for {est.meta['dataset']}, not {args.dataset}")
+        dataset = get_dataset(args.dataset, args.split)
+        models = {s: m.model for s, m in experts.items()}
+        record = {"command": "certify-dual", "dataset": args.dataset, "split": args.split,
+                  "estimator": {"file": Path(args.estimator).name, "sha256": est.sha256,
+                                "sigma_e": est.meta["sigma_e"]},
+                  "experts": [{"sigma": s, "file": Path(m.path).name, "sha256": m.sha256}
+                              for s, m in sorted(experts.items())],
+                  "N0": args.N0, "N": args.N, "alpha": args.alpha, "alpha_split": args.alpha_split,
+                  "seed": args.seed, "skip": args.skip, "denoisers": []}
+        if args.denoisers:
+            from .denoise import denoise_experts, load_denoiser
+
+            models, record["denoisers"] = denoise_experts(
+                models, [load_denoiser(d, device) for d in args.denoisers], dataset_info(args.dataset).input_shape)
+        out = Path(args.outfile)
+        side = out.with_name(out.name + ".dual.tsv")
+        logs = ResumableLogs({out: CERTIFY_HEADER, side: DUAL_SIDE_HEADER}, record, DUAL_IDENTITY, rank,
+                             overwrite=args.overwrite)
+        examples, total = _my_examples(args, dataset, rank, logs, 1)
+        with _bar(total, not args.no_progress and rank.is_main, "certify-dual") as bar:
+            for i, x, label in examples:
+                start = time.perf_counter()
+                c = certify_dual(est.model, models, x, float(est.meta["sigma_e"]), args.N0, args.N, args.alpha,
+                                 args.batch, alpha_split=args.alpha_split, seed=args.seed + i)
+                elapsed = str(datetime.timedelta(seconds=time.perf_counter() - start))
+                correct = int(c.prediction == label and not c.abstained)
+                logs.write(out, [i, label, c.prediction, floor_str(c.radius), correct, elapsed])
+                logs.write(side, [i, label, c.prediction, floor_str(c.radius),
+                                  c.sigma if c.sigma is not None else "", floor_str(c.radius_sigma),
+                                  floor_str(c.radius_class), c.limited_by])
+                bar.update(1)
+        logs.finish()
     return 0
+
+
+OVERWRITE_HELP = ("start over; by default a rerun continues OUTFILE, skipping the examples it has (and refuses a log "
+                  "made with other settings)")
 
 
 def _add_sampling(p, certify: bool) -> None:
@@ -209,6 +238,12 @@ def _add_sampling(p, certify: bool) -> None:
     p.add_argument("--split", choices=["train", "test"], default="test", help="train or test set")
     if certify:
         p.add_argument("--N0", type=A.count, default=100)
+        p.add_argument("--radii", nargs="+", type=A.positive_float, default=None, metavar="R",
+                       help="adaptive CERTIFY: decide per example the largest of these radii it certifies, sampling "
+                            "only until that is decided (anytime-valid bound), at most --N-max samples; writes "
+                            "OUTFILE.radii.tsv with the samples used")
+        p.add_argument("--N-max", type=A.count, default=None,
+                       help="with --radii: the most estimation samples per example (default: --N)")
     p.add_argument("--N", type=A.count, default=100_000, help="number of samples to use")
     p.add_argument("--alpha", type=A.probability, default=0.001, help="failure probability")
     p.add_argument("--device", type=A.device, default=None, help="cpu, cuda, cuda:1, mps (default: the best available)")
@@ -220,29 +255,66 @@ def _add_sampling(p, certify: bool) -> None:
     p.add_argument("--denoiser", default=None,
                    help="denoised smoothing: a denoiser checkpoint D (train-denoiser); the base classifier becomes "
                         "f∘D, and OUTFILE.meta.json records both files' sha256 and D's σ")
+    p.add_argument("--overwrite", action="store_true", help=OVERWRITE_HELP)
+    p.add_argument("--autocast", choices=["bf16", "fp16"], default=None,
+                   help="fast path: forward pass under torch.autocast (the noise stays float32; recorded)")
+    p.add_argument("--channels-last", action="store_true", help="fast path: NHWC memory layout (recorded)")
+    p.add_argument("--compile", action="store_true",
+                   help="fast path: torch.compile the model (CUDA graphs on GPUs; the first batches compile; recorded)")
 
 
-def _examples(args, dataset):
-    """(original index, image, label) of the examples Cohen et al.'s loop visits: every --skip-th, below --max."""
-    for i in range(len(dataset)):
-        if i % args.skip != 0:
-            continue
-        if i == args.max:
-            break
-        x, label = dataset[i]
-        yield dataset.original_index(i), x, label
+# Logs written before the fast path existed were made on the plain path.
+FAST_DEFAULT = {"fast": {"autocast": None, "channels_last": False, "compile": False}}
+SAMPLING_IDENTITY = ("command", "dataset", "split", "skip", "sigma", "N", "N0", "alpha", "seed",
+                     "base_classifier.sha256", "denoiser.sha256", "fast")
 
 
-def _setup(args):
-    import torch
+@contextlib.contextmanager
+def _ranked(args):
+    """(rank, device) of this process — rank 0 of 1, or one of ``torchrun``'s — inside its process group, once
+    every rank has been checked to run with the same arguments."""
+    from .distributed import check_agreement, process_group, rank_device, rank_from_env
 
-    from .checkpoints import check_input_fits, load_checkpoint
-    from .data import dataset_info, get_dataset
-    from .sampling import default_device
+    rank = rank_from_env()
+    device = rank_device(args.device, rank)
+    with process_group(rank, device):
+        check_agreement({k: v for k, v in vars(args).items() if k != "device"}, rank)
+        yield rank, device
 
+
+def _my_examples(args, dataset, rank, logs, per_group: int):
+    """This rank's (original idx, image, label) examples not yet in the log, and how many: the examples Cohen et
+    al.'s loop visits (every --skip-th, below --max) in groups of ``per_group`` consecutive ones (the packing of
+    :meth:`Smooth.certify_examples`, so that rows do not depend on the number of processes), a group kept unless
+    all its examples are done, every ``world``-th group to this rank. Images are read as they are used."""
     if args.skip < 1:
         raise ValueError(f"skip: must be >= 1, got {args.skip}")
-    device = torch.device(args.device) if args.device else default_device()
+    stop = len(dataset) if args.max < 0 else min(args.max, len(dataset))
+    positions = list(range(0, stop, args.skip))
+    if rank.world > len(positions):
+        raise ValueError(f"ranks: {rank.world} processes for {len(positions)} example(s); start at most "
+                         f"{len(positions)} (torchrun --nproc_per_node)")
+    done = logs.prepare()
+    groups = [positions[k:k + per_group] for k in range(0, len(positions), per_group)]
+    todo = [g for g in groups if not all(dataset.original_index(i) in done for i in g)]
+    mine = [i for g in rank.share(todo) for i in g]
+    if rank.is_main and done:
+        print(f"resuming {Path(args.outfile).name}: {len(positions) - sum(map(len, todo))} of {len(positions)} "
+              "examples already done", file=sys.stderr)
+    logs.open()
+
+    def examples():
+        for i in mine:
+            x, label = dataset[i]
+            yield dataset.original_index(i), x, label
+
+    return examples(), len(mine)
+
+
+def _setup(args, device):
+    from .checkpoints import check_input_fits, load_checkpoint
+    from .data import dataset_info, get_dataset
+
     loaded = load_checkpoint(args.base_classifier, device, dataset=args.dataset)
     if loaded.meta.get("kind") == "denoiser":
         raise ValueError(f"base_classifier: {Path(args.base_classifier).name} is a denoiser; pass it as --denoiser "
@@ -261,15 +333,16 @@ def _setup(args):
         if den.sigma is not None and not math.isclose(den.sigma, args.sigma, rel_tol=1e-6):
             print(f"warning: the denoiser was trained for σ = {den.sigma:g}, certifying at σ = {args.sigma:g}: the "
                   "certificate is valid for f∘D at this σ, but D may denoise poorly", file=sys.stderr)
+    from .fast import FastPath
+
+    fast = FastPath(autocast=args.autocast, channels_last=args.channels_last, compile=args.compile)
+    model = fast.apply(model)
     dataset = get_dataset(args.dataset, args.split, download=args.download)
-    stop = len(dataset) if args.max < 0 else min(args.max, len(dataset))
-    total = len(range(0, stop, args.skip))
-    out = Path(args.outfile)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    record.update({"command": args.command, "dataset": args.dataset, "sigma": args.sigma, "N": args.N,
-                   "N0": getattr(args, "N0", None), "alpha": args.alpha, "seed": args.seed, "skip": args.skip})
-    out.with_name(out.name + ".meta.json").write_text(json.dumps(record, indent=2) + "\n")
-    return model, dataset, total
+    record["fast"] = fast.record()
+    record.update({"command": args.command, "dataset": args.dataset, "split": args.split, "sigma": args.sigma,
+                   "N": args.N, "N0": getattr(args, "N0", None), "alpha": args.alpha, "seed": args.seed,
+                   "skip": args.skip})
+    return model, dataset, record
 
 
 def _bar(total: int, enabled: bool, desc: str):
@@ -278,20 +351,72 @@ def _bar(total: int, enabled: bool, desc: str):
     return tqdm(total=total, desc=desc, disable=not enabled, file=sys.stderr, mininterval=1.0)
 
 
+ADAPTIVE_HEADER = ["idx", "label", "predict", "radius", "radius_anytime", "samples", "stop"]
+
+
 def _certify(args) -> int:
     import datetime
 
-    from .certify import certify_examples
+    from .smooth import Smooth
 
-    model, dataset, total = _setup(args)
-    with open(args.outfile, "w") as f, _bar(total, not args.no_progress, "certify") as bar:
-        print("\t".join(CERTIFY_HEADER), file=f, flush=True)
-        rows = certify_examples(model, _examples(args, dataset), args.sigma, args.N0, args.N, args.alpha,
-                                args.batch, seed=args.seed)
-        for idx, label, prediction, radius, correct, seconds in rows:
-            elapsed = str(datetime.timedelta(seconds=seconds))
-            print(f"{idx}\t{label}\t{prediction}\t{floor_str(radius)}\t{correct}\t{elapsed}", file=f, flush=True)
-            bar.update(1)
+    if args.radii is None and args.N_max is not None:
+        raise ValueError("N_max: only with --radii (fixed-N CERTIFY uses --N)")
+    if args.radii is not None:
+        return _certify_radii(args)
+    with _ranked(args) as (rank, device):
+        model, dataset, record = _setup(args, device)
+        smooth = Smooth(model, args.sigma, args.batch, autocast=args.autocast)
+        logs = ResumableLogs({args.outfile: CERTIFY_HEADER}, record, SAMPLING_IDENTITY, rank,
+                             overwrite=args.overwrite, defaults=FAST_DEFAULT)
+        examples, total = _my_examples(args, dataset, rank, logs, smooth.examples_per_group(args.N0, args.N))
+        with _bar(total, not args.no_progress and rank.is_main, "certify") as bar:
+            for idx, label, prediction, radius, correct, seconds in smooth.certify_examples(
+                    examples, args.N0, args.N, args.alpha, seed=args.seed):
+                logs.write(args.outfile, [idx, label, prediction, floor_str(radius), correct,
+                                          datetime.timedelta(seconds=seconds)])
+                bar.update(1)
+        logs.finish()
+    return 0
+
+
+def _certify_radii(args) -> int:
+    """``certify --radii``: adaptive CERTIFY (rs_core.adaptive), examples packed into refilled batches."""
+    import datetime
+
+    from .adaptive import RadiusCertifier, check_radii
+
+    radii = check_radii(args.radii)
+    n_max = args.N_max or args.N
+    with _ranked(args) as (rank, device):
+        model, dataset, record = _setup(args, device)
+        certifier = RadiusCertifier(model, args.sigma, radii, args.N0, n_max, args.alpha, args.batch,
+                                    autocast=args.autocast)
+        record.update(N=None, radii=list(radii), N_max=n_max, adaptive={
+            "bound": "anytime-beta-mixture", "first_chunk": certifier.first_chunk, "growth": certifier.growth,
+            "max_chunk": certifier.max_chunk, "futility_alpha": certifier.futility_alpha})
+        out = Path(args.outfile)
+        side = out.with_name(out.name + ".radii.tsv")
+        logs = ResumableLogs({out: CERTIFY_HEADER, side: ADAPTIVE_HEADER}, record,
+                             (*SAMPLING_IDENTITY, "radii", "N_max", "adaptive"), rank, overwrite=args.overwrite,
+                             defaults=FAST_DEFAULT)
+        examples, total = _my_examples(args, dataset, rank, logs, 1)
+        labels: dict[int, int] = {}
+
+        def inputs():
+            for idx, x, label in examples:
+                labels[idx] = label
+                yield idx, x, args.seed + idx
+
+        with _bar(total, not args.no_progress and rank.is_main, "certify --radii") as bar:
+            for idx, c in certifier.certify_stream(inputs()):
+                label = labels.pop(idx)
+                correct = int(c.prediction == label)
+                logs.write(out, [idx, label, c.prediction, floor_str(c.radius), correct,
+                                 datetime.timedelta(seconds=c.elapsed_s)])
+                logs.write(side, [idx, label, c.prediction, floor_str(c.radius), floor_str(c.radius_anytime),
+                                  c.samples, c.stop_reason])
+                bar.update(1)
+        logs.finish()
     return 0
 
 
@@ -301,15 +426,20 @@ def _predict(args) -> int:
 
     from .certify import predict
 
-    model, dataset, total = _setup(args)
-    with open(args.outfile, "w") as f, _bar(total, not args.no_progress, "predict") as bar:
-        print("\t".join(PREDICT_HEADER), file=f, flush=True)
-        for idx, x, label in _examples(args, dataset):
-            before = time.time()
-            prediction = predict(model, x, args.sigma, args.N, args.alpha, args.batch, seed=args.seed + idx)
-            elapsed = str(datetime.timedelta(seconds=time.time() - before))
-            print(f"{idx}\t{label}\t{prediction}\t{int(prediction == label)}\t{elapsed}", file=f, flush=True)
-            bar.update(1)
+    with _ranked(args) as (rank, device):
+        model, dataset, record = _setup(args, device)
+        logs = ResumableLogs({args.outfile: PREDICT_HEADER}, record, SAMPLING_IDENTITY, rank,
+                             overwrite=args.overwrite, defaults=FAST_DEFAULT)
+        examples, total = _my_examples(args, dataset, rank, logs, 1)
+        with _bar(total, not args.no_progress and rank.is_main, "predict") as bar:
+            for idx, x, label in examples:
+                before = time.time()
+                prediction = predict(model, x, args.sigma, args.N, args.alpha, args.batch, seed=args.seed + idx,
+                                     autocast=args.autocast)
+                elapsed = datetime.timedelta(seconds=time.time() - before)
+                logs.write(args.outfile, [idx, label, prediction, int(prediction == label), elapsed])
+                bar.update(1)
+        logs.finish()
     return 0
 
 

@@ -102,6 +102,34 @@ def load_denoiser(path: str | Path, device: str | torch.device = "cpu", *, name:
     return loaded
 
 
+def denoise_experts(experts: dict[float, nn.Module], denoisers: list[LoadedModel],
+                    input_shape: tuple[int, ...]) -> tuple[dict[float, nn.Module], list[dict[str, Any]]]:
+    """Dual-RS experts with denoisers in front: each denoiser goes before the expert of the σ it was trained for.
+
+    ``experts`` {σ: base classifier}; ``denoisers`` loaded denoisers (:func:`load_denoiser`), at most one per σ.
+    Experts without a denoiser stay as they are. Returns the new experts and one record per denoiser (file name,
+    sha256, σ) for the log. A denoiser without a trained σ, for a σ no expert has, or two for one σ: ``ValueError``
+    naming ``denoisers``.
+    """
+    out = dict(experts)
+    records: list[dict[str, Any]] = []
+    for den in denoisers:
+        if den.sigma is None:
+            raise ValueError(f"denoisers: {Path(den.path).name} records no σ it was trained for; it cannot be "
+                             "matched to an expert")
+        match = [s for s in experts if math.isclose(s, den.sigma, rel_tol=1e-6)]
+        if not match:
+            raise ValueError(f"denoisers: {Path(den.path).name} was trained for σ = {den.sigma:g}; the experts' "
+                             "noise levels are "
+                             f"{', '.join(f'{s:g}' for s in sorted(experts))}")
+        if any(r["sigma"] == match[0] for r in records):
+            raise ValueError(f"denoisers: two denoisers for σ = {match[0]:g}")
+        out[match[0]] = denoised(experts[match[0]], den.model, input_shape)
+        records.append({"sigma": match[0], "file": Path(den.path).name, "sha256": den.sha256, "arch": den.arch,
+                        "objective": den.meta.get("objective")})
+    return out, records
+
+
 @dataclass
 class DenoiserRecipe:
     dataset: str
@@ -115,6 +143,8 @@ class DenoiserRecipe:
     classifier: str | None = None  # path of the frozen classifier (stability)
     classifier_sha256: str | None = None
     max_train: int | None = None
+    init: str | None = None  # path of a denoiser to start from (Salman et al.'s "Stab+MSE": stability after MSE)
+    init_sha256: str | None = None
 
 
 def _images(dataset, limit: int | None) -> torch.Tensor:
@@ -174,6 +204,15 @@ def train_denoiser(recipe: DenoiserRecipe, out: str | Path, *, device: str = "cp
 
     torch.manual_seed(recipe.seed)
     model = DENOISER_ARCHITECTURES[recipe.arch][0](0).to(dev)
+    if recipe.init:
+        try:
+            start = load_denoiser(recipe.init, dev)
+        except ValueError as e:
+            raise ValueError(f"init: {e}") from None
+        if start.arch != recipe.arch:
+            raise ValueError(f"init: {Path(recipe.init).name} is a {start.arch}, this recipe trains a {recipe.arch}")
+        model.load_state_dict(start.model.state_dict())
+        recipe.init_sha256 = start.sha256
     opt = torch.optim.Adam(model.parameters(), lr=recipe.lr)
     steps = recipe.epochs * math.ceil(len(x_train) / recipe.batch_size)
     sched = torch.optim.lr_scheduler.CosineAnnealingLR(opt, T_max=steps)
@@ -265,5 +304,18 @@ def evaluate_denoiser(denoiser: nn.Module, x: torch.Tensor, sigma: float, device
     return noisy_se / n, denoised_se / n, (agree / len(x) if classifier is not None else None)
 
 
-__all__ = ["DENOISER_ARCHITECTURES", "DENOISER_KIND", "Denoised", "DenoiserRecipe", "DnCNN", "Identity", "denoised",
-           "dncnn_cifar", "dncnn_mnist", "evaluate_denoiser", "load_denoiser", "train_denoiser"]
+__all__ = [
+    "DENOISER_ARCHITECTURES",
+    "DENOISER_KIND",
+    "Denoised",
+    "DenoiserRecipe",
+    "DnCNN",
+    "Identity",
+    "denoise_experts",
+    "denoised",
+    "dncnn_cifar",
+    "dncnn_mnist",
+    "evaluate_denoiser",
+    "load_denoiser",
+    "train_denoiser",
+]

@@ -89,10 +89,12 @@ class ShippedDenoiser:
     objective: str
     input_shape: tuple[int, ...]
     sha256: str | None
+    started_from: str | None = None  # the denoiser it was trained on from (Salman et al.'s stability after MSE)
 
     @property
     def label(self) -> str:
-        return f"{self.arch} · σ = {self.sigma:.2f} · {self.objective}"
+        start = f" after {self.started_from}" if self.started_from else ""
+        return f"{self.arch} · σ = {self.sigma:.2f} · {self.objective}{start}"
 
 
 @functools.lru_cache(maxsize=4)
@@ -100,7 +102,8 @@ def _denoisers(root: Path) -> tuple[ShippedDenoiser, ...]:
     return tuple(
         ShippedDenoiser(id=Path(e["path"]).parent.as_posix(), path=root / e["path"], dataset=str(e["dataset"]),
                         arch=str(e["arch"]), sigma=float(e["sigma"]), objective=str(e.get("objective")),
-                        input_shape=tuple(e["input_shape"]), sha256=e.get("sha256"))
+                        input_shape=tuple(e["input_shape"]), sha256=e.get("sha256"),
+                        started_from=e.get("started_from"))
         for e in read_index(root) if e.get("kind") == "denoiser")
 
 

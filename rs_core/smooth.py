@@ -27,7 +27,8 @@ thin wrappers that build a ``Smooth`` and call one method.
 from __future__ import annotations
 
 import time
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterable, Iterator, Sequence
+from typing import TYPE_CHECKING
 
 import numpy as np
 import torch
@@ -38,6 +39,9 @@ from .results import ABSTAIN, Certificate, Prediction, decide
 from .sampling import Autocast, NoiseSampler, check_autocast, check_model, model_device
 from .stats import DEFAULT_MIXTURE, BetaMixture, binomial_pvalue, clopper_pearson_lower_complement
 from .stream import CertifyStream
+
+if TYPE_CHECKING:
+    from .adaptive import RadiusCertificate
 
 LogRow = tuple[int, int, int, float, int, float]
 """A row of Cohen et al.'s certify log: (idx, label, predict, radius, correct, seconds)."""
@@ -172,6 +176,21 @@ class Smooth:
         return CertifyStream._from_sampler(self.sampler(x, seed=seed, generator=generator), n0, n_max, alpha,
                                            target_radius=target_radius, mixture=mixture)
 
+    def certify_radii(self, x: torch.Tensor, radii: Sequence[float], n0: int = 100, n_max: int = 100_000,
+                      alpha: float = 0.001, *, seed: int | None = None) -> RadiusCertificate:
+        """Adaptive CERTIFY of x [C, H, W] at the listed radii, sampling only until the largest one it certifies is
+        decided (anytime-valid bound; P(a false certificate) ≤ α). See :mod:`rs_core.adaptive`; for many inputs in
+        shared, refilled batches use :class:`~rs_core.adaptive.RadiusCertifier` directly."""
+        from .adaptive import RadiusCertifier
+
+        return RadiusCertifier(self.model, self.sigma, radii, n0, n_max, alpha, self.batch_size,
+                               autocast=self.autocast).certify(x, seed=seed)
+
+    def examples_per_group(self, n0: int, n: int) -> int:
+        """How many consecutive examples :meth:`certify_examples` packs into shared forward batches (and one
+        seed): those whose n0 + n samples fit twice in a batch; 1 otherwise."""
+        return max(1, self.batch_size // (2 * (check_count(n0, "n0") + check_count(n, "n"))))
+
     def certify_examples(self, examples: Iterable[tuple[int, torch.Tensor, int]], n0: int = 100,
                          n: int = 100_000, alpha: float = 0.001, *, seed: int = 0) -> Iterator[LogRow]:
         """CERTIFY each labelled example; yields log rows ``(idx, label, predict, radius, correct, seconds)``.
@@ -182,7 +201,7 @@ class Smooth:
         batches and share the seed of the first (the rows of Cohen et al.'s log format).
         """
         n0, n, alpha = check_count(n0, "n0"), check_count(n, "n"), check_alpha(alpha)
-        per_group = max(1, self.batch_size // (2 * (n0 + n)))
+        per_group = self.examples_per_group(n0, n)
         group: list[tuple[int, torch.Tensor, int]] = []
 
         def flush() -> Iterator[LogRow]:

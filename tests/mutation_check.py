@@ -129,6 +129,26 @@ MUTANTS = [
     Mutant("denoised smoothing skips the denoiser", "rs_core/denoise.py",
            "return self.classifier(self.denoiser(x))", "return self.classifier(x)",
            ("tests/test_denoise.py::test_certificates_through_a_composed_model_follow_the_exact_law",)),
+    Mutant("adaptive CERTIFY reads Clopper–Pearson at every look", "rs_core/adaptive.py",
+           "    return anytime_lower_bound_complement(k, n, alpha, mixture)\n",
+           "    from .stats import clopper_pearson_lower_complement\n"
+           "    return float(clopper_pearson_lower_complement(k, n, alpha)) if mixture is DEFAULT_MIXTURE "
+           "else anytime_lower_bound_complement(k, n, alpha, mixture)\n",
+           ("tests/test_adaptive.py::test_adaptive_false_certificates_follow_their_exact_law",)),
+    Mutant("adaptive CERTIFY counts the selection votes in the bound", "rs_core/adaptive.py",
+           "            item.counts = np.zeros_like(votes)\n",
+           "            item.counts = votes.copy()\n            item.n = self.n0\n",
+           ("tests/test_adaptive.py::test_the_class_comes_from_the_selection_votes_which_never_enter_the_bound",)),
+    Mutant("adaptive CERTIFY: noise drawn per batch piece (packing shows)", "rs_core/adaptive.py",
+           "        if item.staging is None and size == item.chunk:",
+           "        if True:",
+           ("tests/test_adaptive.py::test_refilled_batches_give_each_input_its_own_votes",)),
+    Mutant("resume: a row cut short by the kill is kept", "rs_core/resumable.py",
+           "        if len(fields) != len(header):\n            continue\n", "",
+           ("tests/test_resumable.py::test_merge_keeps_complete_rows_once_sorted_and_removes_the_parts",)),
+    Mutant("resume: settings of the old log not compared", "rs_core/resumable.py",
+           "        if differ:\n            what", "        if False:\n            what",
+           ("tests/test_resumable.py::test_a_log_made_with_other_settings_is_refused_and_left_alone",)),
 ]
 
 

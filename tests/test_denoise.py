@@ -17,9 +17,20 @@ from test_certify import exact_certify_law
 from torch import nn
 
 from rs_core import ABSTAIN, certify, certify_many
-from rs_core.checkpoints import CHECKPOINTS_DIR, load_checkpoint, save_checkpoint
+from rs_core.checkpoints import CHECKPOINTS_DIR, LoadedModel, load_checkpoint, save_checkpoint
 from rs_core.data import data_dir
-from rs_core.denoise import DENOISER_KIND, DenoiserRecipe, DnCNN, Identity, denoised, load_denoiser, train_denoiser
+from rs_core.denoise import (
+    DENOISER_KIND,
+    Denoised,
+    DenoiserRecipe,
+    DnCNN,
+    Identity,
+    denoise_experts,
+    denoised,
+    load_denoiser,
+    train_denoiser,
+)
+from rs_core.dual import certify_dual
 
 ROOT = Path(__file__).resolve().parents[1]
 MNIST_050 = CHECKPOINTS_DIR / "mnist/mnist_cnn/noise_0.50/checkpoint.pth.tar"
@@ -151,7 +162,8 @@ def test_cli_certify_with_a_denoiser_records_it_and_refuses_a_denoiser_as_classi
     plain = tmp_path / "plain.tsv"
     common = ["--skip", "2000", "--N0", "50", "--N", "500", "--batch", "550", "--no-progress"]
     run = [sys.executable, "-m", "rs_core", "certify", "mnist", str(MNIST_050), "0.5"]
-    r = subprocess.run(run + [str(out), "--denoiser", str(den), *common], capture_output=True, text=True, cwd=ROOT)
+    r = subprocess.run(run + [str(out), "--denoiser", str(den), *common], capture_output=True, text=True, cwd=ROOT,
+                       check=False)
     assert r.returncode == 0, r.stderr
     assert "trained for σ = 0.25, certifying at σ = 0.5" in r.stderr  # a warning, not an error
     subprocess.run(run + [str(plain), *common], check=True, capture_output=True, cwd=ROOT)
@@ -162,5 +174,87 @@ def test_cli_certify_with_a_denoiser_records_it_and_refuses_a_denoiser_as_classi
     assert record["denoiser"]["sigma_trained"] == 0.25 and len(record["denoiser"]["sha256"]) == 64
     assert record["base_classifier"]["sha256"] == load_checkpoint(MNIST_050).sha256
     bad = subprocess.run([sys.executable, "-m", "rs_core", "certify", "mnist", str(den), "0.5", str(tmp_path / "b")],
-                         capture_output=True, text=True, cwd=ROOT)
+                         capture_output=True, text=True, cwd=ROOT, check=False)
     assert bad.returncode == 2 and "is a denoiser; pass it as --denoiser" in bad.stderr
+
+
+def _loaded_denoiser(model: nn.Module, sigma: float | None, path: str = "d.pth.tar") -> LoadedModel:
+    meta = {"kind": DENOISER_KIND} | ({} if sigma is None else {"sigma": sigma})
+    return LoadedModel(model=model, arch="dncnn_mnist", num_classes=0, input_shape=(1, 28, 28), meta=meta,
+                       sha256="0" * 64, path=path)
+
+
+def test_dual_experts_take_each_denoiser_at_its_sigma_and_identity_changes_nothing():
+    torch.manual_seed(0)
+    experts = {s: nn.Sequential(nn.Flatten(), nn.Linear(784, 10)).eval() for s in (0.25, 0.5, 1.0)}
+    estimator = nn.Sequential(nn.Flatten(), nn.Linear(784, 3)).eval()
+    with torch.no_grad():  # the estimator always chooses σ = 0.5, the expert with the denoiser
+        estimator[1].weight.zero_()
+        estimator[1].bias.copy_(torch.tensor([0.0, 5.0, 0.0]))
+    wrapped, records = denoise_experts(experts, [_loaded_denoiser(Identity((1, 28, 28)), 0.5)], (1, 28, 28))
+    assert isinstance(wrapped[0.5], Denoised) and wrapped[0.25] is experts[0.25] and wrapped[1.0] is experts[1.0]
+    assert records == [{"sigma": 0.5, "file": "d.pth.tar", "sha256": "0" * 64, "arch": "dncnn_mnist",
+                        "objective": None}]
+    x = torch.rand(1, 28, 28)
+    plain = certify_dual(estimator, experts, x, 1.0, 50, 400, 0.01, 200, seed=3)
+    through = certify_dual(estimator, wrapped, x, 1.0, 50, 400, 0.01, 200, seed=3)
+    assert plain.sigma == 0.5 and plain.stage2 is not None
+    # Same seed, identity D: the same votes in both stages, the same certificate.
+    assert (through.prediction, through.radius, through.sigma) == (plain.prediction, plain.radius, plain.sigma)
+    assert np.array_equal(through.stage2.counts, plain.stage2.counts)
+    assert np.array_equal(through.stage1.counts, plain.stage1.counts)
+
+
+def test_dual_expert_denoisers_that_match_no_expert_or_twice_are_refused():
+    experts = {0.25: nn.Flatten().eval(), 0.5: nn.Flatten().eval()}
+    ident = Identity((1, 28, 28))
+    with pytest.raises(ValueError, match=r"^denoisers: d.pth.tar was trained for σ = 1; the experts' noise levels "
+                                         r"are 0.25, 0.5"):
+        denoise_experts(experts, [_loaded_denoiser(ident, 1.0)], (1, 28, 28))
+    with pytest.raises(ValueError, match="^denoisers: d.pth.tar records no σ"):
+        denoise_experts(experts, [_loaded_denoiser(ident, None)], (1, 28, 28))
+    with pytest.raises(ValueError, match="^denoisers: two denoisers for σ = 0.5"):
+        denoise_experts(experts, [_loaded_denoiser(ident, 0.5), _loaded_denoiser(ident, 0.5, "e.pth.tar")],
+                        (1, 28, 28))
+
+
+@needs_mnist
+def test_stability_training_can_start_from_an_mse_denoiser_and_refuses_a_classifier_as_start(tmp_path):
+    start = tmp_path / "mse" / "checkpoint.pth.tar"
+    torch.manual_seed(5)
+    body = DnCNN(1, 6, 32)
+    for p in body.parameters():  # not the zero-initialized identity: a start that shows through
+        nn.init.normal_(p, std=0.01)
+    save_checkpoint(start, body, "dncnn_mnist", epoch=3,
+                    meta={"kind": DENOISER_KIND, "sigma": 0.5, "dataset": "mnist", "input_shape": [1, 28, 28]})
+    kw = {"dataset": "mnist", "sigma": 0.5, "objective": "stability", "batch_size": 64, "max_train": 64,
+          "classifier": str(MNIST_CLEAN), "epochs": 1, "lr": 1e-12}  # lr ≈ 0: the weights stay the start's
+    out = tmp_path / "stab" / "checkpoint.pth.tar"
+    meta = train_denoiser(DenoiserRecipe(init=str(start), **kw), out, progress=False)
+    assert meta["recipe"]["init_sha256"] == load_checkpoint(start).sha256
+    trained = torch.load(out, weights_only=True)["state_dict"]
+    assert all(torch.allclose(trained[k], v, atol=1e-6) for k, v in body.state_dict().items())
+    with pytest.raises(ValueError, match="^init: denoiser: checkpoint.pth.tar is not a denoiser"):
+        train_denoiser(DenoiserRecipe(init=str(MNIST_050), **kw), tmp_path / "x" / "c.pth.tar", progress=False)
+
+
+@needs_mnist
+def test_cli_certify_dual_with_denoisers_records_them(tmp_path):
+    den = tmp_path / "den.pth.tar"
+    save_checkpoint(den, DnCNN(1, 6, 32), "dncnn_mnist", epoch=1,  # the identity it starts as
+                    meta={"kind": DENOISER_KIND, "sigma": 1.0, "dataset": "mnist", "input_shape": [1, 28, 28]})
+    est = CHECKPOINTS_DIR / "mnist/dual/sigma_estimator.pth.tar"
+    common = ["--skip", "5000", "--N0", "20", "--N", "200", "--batch", "500", "--device", "cpu", "--no-progress"]
+    cmd = [sys.executable, "-m", "rs_core", "certify-dual", "mnist", str(est)]
+    r = subprocess.run(cmd + [str(tmp_path / "with"), "--denoisers", str(den), *common], capture_output=True,
+                       text=True, cwd=ROOT, check=False)
+    assert r.returncode == 0, r.stderr
+    subprocess.run(cmd + [str(tmp_path / "plain"), *common], check=True, capture_output=True, cwd=ROOT)
+    rows = [line.split("\t")[:5] for line in (tmp_path / "with").read_text().splitlines()]
+    assert rows == [line.split("\t")[:5] for line in (tmp_path / "plain").read_text().splitlines()] and len(rows) == 3
+    record = json.loads((tmp_path / "with.meta.json").read_text())
+    assert [d["sigma"] for d in record["denoisers"]] == [1.0] and record["denoisers"][0]["file"] == "den.pth.tar"
+    assert record["estimator"]["sha256"] == load_checkpoint(est).sha256 and len(record["experts"]) == 3
+    bad = subprocess.run(cmd + [str(tmp_path / "bad"), "--denoisers", str(MNIST_050), *common], capture_output=True,
+                         text=True, cwd=ROOT, check=False)
+    assert bad.returncode == 2 and "error: denoiser: checkpoint.pth.tar is not a denoiser" in bad.stderr

@@ -23,7 +23,7 @@ def _denoiser_bytes(channels: int = 1, sigma: float = 0.25) -> bytes:
     import tempfile
 
     arch, model, shape = (("dncnn_mnist", DnCNN(1, 6, 32), [1, 28, 28]) if channels == 1
-                          else ("dncnn_cifar", DnCNN(3, 8, 48), [3, 32, 32]))
+                          else ("dncnn_cifar", DnCNN(3, 6, 32), [3, 32, 32]))
     with tempfile.TemporaryDirectory() as d:
         p = Path(d) / "d.pth.tar"
         save_checkpoint(p, model, arch, epoch=1,

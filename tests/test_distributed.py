@@ -1,0 +1,134 @@
+"""rs_core/distributed.py + the data-set commands under torchrun: real processes (gloo on CPU), merged logs equal
+to a one-process run, a killed rank resumed, disagreeing ranks and too many ranks refused."""
+
+from __future__ import annotations
+
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+from rs_core.checkpoints import CHECKPOINTS_DIR
+from rs_core.data import data_dir
+from rs_core.distributed import Rank, rank_from_env
+
+ROOT = Path(__file__).resolve().parents[1]
+MODEL = str(CHECKPOINTS_DIR / "mnist/mnist_cnn/noise_0.50/checkpoint.pth.tar")
+ESTIMATOR = str(CHECKPOINTS_DIR / "mnist/dual/sigma_estimator.pth.tar")
+needs_mnist = pytest.mark.skipif(not (data_dir() / "mnist" / "MNIST" / "raw").exists(),
+                                 reason=f"no MNIST under RS_DATA_DIR={data_dir()}")
+ENV = os.environ | {"OMP_NUM_THREADS": "1"}
+
+
+def test_rank_from_env_reads_torchrun_and_refuses_nonsense():
+    assert rank_from_env({}) == Rank(0, 1, 0)
+    assert rank_from_env({"WORLD_SIZE": "4", "RANK": "3", "LOCAL_RANK": "1"}) == Rank(3, 4, 1)
+    with pytest.raises(ValueError, match="^WORLD_SIZE/RANK/LOCAL_RANK: inconsistent"):
+        rank_from_env({"WORLD_SIZE": "2", "RANK": "2"})
+    with pytest.raises(ValueError, match="^RANK: must be an integer"):
+        rank_from_env({"WORLD_SIZE": "2", "RANK": "x"})
+
+
+def test_shares_cover_every_item_once():
+    items = list(range(11))
+    shares = [Rank(r, 3, r).share(items) for r in range(3)]
+    assert sorted(i for s in shares for i in s) == items and [len(s) for s in shares] == [4, 4, 3]
+
+
+def _torchrun(*args, nproc: int = 2, **kw) -> subprocess.CompletedProcess:
+    return subprocess.run([sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node",
+                           str(nproc), "-m", "rs_core", *map(str, args)], capture_output=True, text=True, cwd=ROOT,
+                          env=ENV, timeout=300, **kw, check=False)
+
+
+def _one(*args) -> subprocess.CompletedProcess:
+    return subprocess.run([sys.executable, "-m", "rs_core", *map(str, args)], capture_output=True, text=True,
+                          cwd=ROOT, env=ENV, timeout=300, check=True)
+
+
+def _rows(path: Path) -> list[list[str]]:
+    """The rows without their time column."""
+    return [line.split("\t")[:-1] for line in path.read_text().splitlines()]
+
+
+@needs_mnist
+@pytest.mark.parametrize("batch", [1100, 4400])  # 4400: four examples packed per batch, sharded by whole groups
+def test_two_processes_give_the_one_process_log(tmp_path, batch):
+    common = ["--skip", "1000", "--N0", "50", "--N", "500", "--batch", batch, "--device", "cpu", "--no-progress"]
+    two = _torchrun("certify", "mnist", MODEL, 0.5, tmp_path / "two", *common)
+    assert two.returncode == 0, two.stderr[-2000:]
+    _one("certify", "mnist", MODEL, 0.5, tmp_path / "one", *common)
+    assert _rows(tmp_path / "two") == _rows(tmp_path / "one") and len(_rows(tmp_path / "one")) == 11
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["one", "one.meta.json", "two", "two.meta.json"]
+
+
+@needs_mnist
+def test_predict_adaptive_certify_and_certify_dual_under_torchrun_give_the_one_process_logs(tmp_path):
+    common = ["--skip", "2500", "--N", "200", "--batch", "500", "--device", "cpu", "--no-progress"]
+    assert _torchrun("predict", "mnist", MODEL, 0.5, tmp_path / "p2", *common).returncode == 0
+    _one("predict", "mnist", MODEL, 0.5, tmp_path / "p1", *common)
+    assert _rows(tmp_path / "p2") == _rows(tmp_path / "p1") and len(_rows(tmp_path / "p1")) == 5
+    adaptive = ["--radii", 0.5, 1.0, "--N-max", 5000]
+    assert _torchrun("certify", "mnist", MODEL, 0.5, tmp_path / "a2", *adaptive, *common).returncode == 0
+    _one("certify", "mnist", MODEL, 0.5, tmp_path / "a1", *adaptive, *common)
+    assert _rows(tmp_path / "a2") == _rows(tmp_path / "a1")
+    assert (tmp_path / "a2.radii.tsv").read_text() == (tmp_path / "a1.radii.tsv").read_text()
+    two = _torchrun("certify-dual", "mnist", ESTIMATOR, tmp_path / "d2", "--N0", 20, *common)
+    assert two.returncode == 0, two.stderr[-2000:]
+    _one("certify-dual", "mnist", ESTIMATOR, tmp_path / "d1", "--N0", 20, *common)
+    assert _rows(tmp_path / "d2") == _rows(tmp_path / "d1")
+    assert (tmp_path / "d2.dual.tsv").read_text() == (tmp_path / "d1.dual.tsv").read_text()
+
+
+@needs_mnist
+def test_a_killed_rank_is_resumed_by_rerunning_the_command(tmp_path):
+    # Slow enough per example (N = 30,000) to be killed half-way.
+    common = ["--skip", "1000", "--N0", "50", "--N", "30000", "--batch", "1000", "--device", "cpu", "--no-progress"]
+    cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", "2", "-m", "rs_core",
+           "certify", "mnist", MODEL, "0.5", str(tmp_path / "log"), *common]
+    proc = subprocess.Popen(cmd, cwd=ROOT, env=ENV, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    part = tmp_path / "log.part1"
+    deadline = time.monotonic() + 240
+    while time.monotonic() < deadline and (not part.exists() or part.read_text().count("\n") < 2):
+        time.sleep(0.2)
+    assert part.exists(), "rank 1 wrote no rows in time"
+    workers = subprocess.run(["pgrep", "-P", str(proc.pid)], capture_output=True, text=True, check=False).stdout.split()
+    rank1 = next(int(p) for p in workers if b"\0LOCAL_RANK=1\0" in Path(f"/proc/{p}/environ").read_bytes())
+    os.kill(rank1, signal.SIGKILL)
+    proc.wait(timeout=120)
+    assert proc.returncode != 0
+    done_before = sum(f.read_text().count("\n") for f in tmp_path.glob("log*") if f.suffix != ".json")
+    assert 0 < done_before < 12
+    again = _torchrun("certify", "mnist", MODEL, 0.5, tmp_path / "log", *common)
+    assert again.returncode == 0, again.stderr[-2000:]
+    assert "examples already done" in again.stderr
+    _one("certify", "mnist", MODEL, 0.5, tmp_path / "one", *common)
+    assert _rows(tmp_path / "log") == _rows(tmp_path / "one") and len(_rows(tmp_path / "one")) == 11
+
+
+@needs_mnist
+def test_too_many_ranks_and_ranks_with_other_arguments_are_refused(tmp_path):
+    few = _torchrun("certify", "mnist", MODEL, 0.5, tmp_path / "few", "--skip", 5000, "--max", 1, "--N", 100,
+                    "--device", "cpu", "--no-progress")
+    assert few.returncode != 0 and "error: ranks: 2 processes for 1 example(s)" in few.stderr
+    # Two ranks started by hand with different σ: both stop with the difference named; no log is written.
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    procs = [subprocess.Popen([sys.executable, "-m", "rs_core", "certify", "mnist", MODEL, sigma,
+                               str(tmp_path / "log"), "--skip", "5000", "--N", "100", "--device", "cpu",
+                               "--no-progress"], cwd=ROOT, text=True, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                              env=ENV | {"WORLD_SIZE": "2", "RANK": str(r), "LOCAL_RANK": str(r),
+                                         "MASTER_ADDR": "127.0.0.1", "MASTER_PORT": str(port)})
+             for r, sigma in enumerate(["0.5", "0.25"])]
+    outs = [p.communicate(timeout=120) for p in procs]
+    for p, (_, err) in zip(procs, outs, strict=True):
+        assert p.returncode == 2, err
+        assert "error: ranks: the processes were started with different arguments (sigma: rank 0 0.5, rank 1 0.25)" \
+            in err
+    assert not (tmp_path / "log").exists()
