@@ -156,7 +156,9 @@ def _add_certify_dual(sub) -> None:
     p.add_argument("outfile", help="tab-separated log to write")
     p.add_argument("--batch", type=A.count, default=1000, help="batch size")
     p.add_argument("--skip", type=A.count, default=1, help="how many examples to skip")
-    p.add_argument("--max", type=A.limit, default=-1, help="stop after this many examples")
+    p.add_argument("--max", "--max-examples", dest="max", type=A.limit, default=-1,
+                   help="stop before this example index (Cohen et al.'s --max); under torchrun write --max-examples: "
+                        "torchrun reads --max as its own --max-restarts")
     p.add_argument("--split", choices=["train", "test"], default="test", help="train or test set")
     p.add_argument("--N0", type=A.count, default=100, help="selection samples per stage")
     p.add_argument("--N", type=A.count, default=10_000, help="estimation samples per stage")
@@ -234,7 +236,9 @@ def _add_sampling(p, certify: bool) -> None:
     p.add_argument("outfile", help="tab-separated log to write")
     p.add_argument("--batch", type=A.count, default=1000, help="batch size")
     p.add_argument("--skip", type=A.count, default=1, help="how many examples to skip")
-    p.add_argument("--max", type=A.limit, default=-1, help="stop after this many examples")
+    p.add_argument("--max", "--max-examples", dest="max", type=A.limit, default=-1,
+                   help="stop before this example index (Cohen et al.'s --max); under torchrun write --max-examples: "
+                        "torchrun reads --max as its own --max-restarts")
     p.add_argument("--split", choices=["train", "test"], default="test", help="train or test set")
     if certify:
         p.add_argument("--N0", type=A.count, default=100)

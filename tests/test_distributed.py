@@ -113,7 +113,7 @@ def test_a_killed_rank_is_resumed_by_rerunning_the_command(tmp_path):
 
 @needs_mnist
 def test_too_many_ranks_and_ranks_with_other_arguments_are_refused(tmp_path):
-    few = _torchrun("certify", "mnist", MODEL, 0.5, tmp_path / "few", "--skip", 5000, "--max", 1, "--N", 100,
+    few = _torchrun("certify", "mnist", MODEL, 0.5, tmp_path / "few", "--skip", 5000, "--max-examples", 1, "--N", 100,
                     "--device", "cpu", "--no-progress")
     assert few.returncode != 0 and "error: ranks: 2 processes for 1 example(s)" in few.stderr
     # Two ranks started by hand with different σ: both stop with the difference named; no log is written.
