@@ -50,6 +50,20 @@ class RecordingModel(nn.Module):
         return torch.zeros(x.shape[0], 2, device=x.device)
 
 
+class Switch(nn.Module):
+    """Votes class 1 on its first noisy batch (the selection samples), class 0 on every later one."""
+
+    def __init__(self):
+        super().__init__()
+        self.calls = 0
+
+    def forward(self, x):
+        self.calls += 1
+        out = torch.zeros(x.shape[0], 2)
+        out[:, 1 if self.calls == 2 else 0] = 1.0  # call 1 is the clean probe
+        return out
+
+
 def make_oracle(p_a: float, sigma: float, shape=(1, 4, 4), seed: int = 0):
     """A linear oracle and an input x whose smoothed top-class probability is exactly ``p_a``."""
     g = torch.Generator().manual_seed(seed)

@@ -12,7 +12,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
-from oracles import make_oracle
+from oracles import Switch, make_oracle
 from scipy import stats
 from torch import nn
 
@@ -147,20 +147,6 @@ def test_refilled_batches_give_each_input_its_own_votes():
             assert (c.prediction, c.level, c.n, c.stop_reason, c.p_lower) == \
                 (a.prediction, a.level, a.n, a.stop_reason, a.p_lower)
     assert len({c.n for c in alone.values()}) > 1  # inputs stop at different times, so slots were refilled
-
-
-class Switch(nn.Module):
-    """Votes class 1 on its first noisy batch (the selection samples), class 0 on every later one."""
-
-    def __init__(self):
-        super().__init__()
-        self.calls = 0
-
-    def forward(self, x):
-        self.calls += 1
-        out = torch.zeros(x.shape[0], 2)
-        out[:, 1 if self.calls == 2 else 0] = 1.0  # call 1 is the clean probe
-        return out
 
 
 def test_the_class_comes_from_the_selection_votes_which_never_enter_the_bound():

@@ -7,7 +7,7 @@ import time
 import numpy as np
 import pytest
 import torch
-from oracles import RecordingModel, crossing_probability, crossing_thresholds, make_oracle
+from oracles import RecordingModel, Switch, crossing_probability, crossing_thresholds, make_oracle
 from scipy import stats
 from torch import nn
 
@@ -167,20 +167,6 @@ def test_stream_false_certificates_follow_their_exact_law_at_the_batch_granulari
     # … and the test has power: the law at 2α is rejected.
     assert law_2a > 1.8 * law
     assert stats.binomtest(false, runs, law_2a).pvalue < 1e-6, (false / runs, law_2a)
-
-
-class Switch(nn.Module):
-    """Votes class 1 on its first noisy batch (the selection samples), class 0 on every later one."""
-
-    def __init__(self):
-        super().__init__()
-        self.calls = 0
-
-    def forward(self, x):
-        self.calls += 1
-        out = torch.zeros(x.shape[0], 2)
-        out[:, 1 if self.calls == 2 else 0] = 1.0  # call 1 is the clean probe
-        return out
 
 
 def test_the_stream_bounds_the_selected_class_with_fresh_votes_only():
