@@ -9,12 +9,14 @@ import streamlit as st
 import torch
 
 from rs_core import ABSTAIN, CertifyStream, predict_result
+from rs_core.diagnostics import noise_robustness_warning
 from rs_core.fmt import floor_str
 from rs_core.jobs import default_scheduler
 from rs_core.sampling import noisy_views
 from widgets import figures, inputs, live, report, state
 
 KEY = "run"
+BATCH_SECONDS = 0.5
 s = state.settings()
 st.title("Certify an input")
 st.caption("Cohen et al.'s CERTIFY: n0 noisy copies pick the class c_A, then up to n max more bound its "
@@ -38,13 +40,29 @@ def _params() -> dict:
 def _start(chosen: inputs.Chosen, target: float | None, predict_n: int) -> None:
     model, device, x = s.base_model, s.device, chosen.x.to(s.device)
     sigma, alpha, batch, seed = s.sigma, s.alpha, s.batch_size, s.seed
+    # The model's answer on the clean input, for the noise-robustness warning (one forward pass).
+    clean = default_scheduler().exclusive(device, lambda: clean_class(model, x))
     live.start(
+        # Batches sized to ~0.5 s each (at most the batch size): Stop is answered promptly on any model.
         KEY, lambda: CertifyStream(model, x, sigma, n0=s.n0, n_max=s.n_max, alpha=alpha, batch_size=batch,
-                                   seed=seed, target_radius=target),
+                                   seed=seed, target_radius=target, batch_seconds=BATCH_SECONDS),
         device, chosen, class_names=names, model=s.model_record(), params=_params(),
-        # PREDICT's own samples (seed + 1): independent of CERTIFY's, reproducible with it.
-        predict=lambda: predict_result(model, x, sigma, n=predict_n, alpha=alpha, batch_size=batch, seed=seed + 1),
-        extra={"predict_n": predict_n})
+        # PREDICT's own samples (seed + 1): independent of CERTIFY's, reproducible with it. Its batch is CERTIFY's
+        # time-sized one, read when PREDICT starts.
+        predict=lambda: predict_result(model, x, sigma, n=predict_n, alpha=alpha, batch_size=_batch_of(KEY, batch),
+                                       seed=seed + 1),
+        extra={"predict_n": predict_n, "clean_class": clean, "train_sigma": s.train_sigma})
+
+
+def _batch_of(key: str, default: int) -> int:
+    run = st.session_state.get(key)
+    stream = getattr(getattr(run, "job", None), "stream", None)
+    return int(getattr(getattr(stream, "_sampler", None), "batch_size", default))
+
+
+@torch.inference_mode()
+def clean_class(model, x) -> int:
+    return int(model(x.unsqueeze(0)).argmax(1).item())
 
 
 def _trace(run: live.Run) -> None:
@@ -84,6 +102,11 @@ def _headline(run: live.Run) -> None:
     caveat = report.repeat_caveat(live.repeat_count(run), cert.alpha)
     if caveat:
         st.info(caveat)
+    warning = noise_robustness_warning(run.extra.get("clean_class"), cert.counts if cert.n else cert.counts_selection,
+                                       cert.sigma, trained_sigma=run.extra.get("train_sigma"))
+    run.extra["warnings"] = [warning] if warning else []  # also in the downloaded certificate
+    if warning:
+        st.warning(warning, icon="⚠️")
 
 
 def _details(run: live.Run) -> None:
@@ -127,7 +150,7 @@ def _details(run: live.Run) -> None:
 
 left, right = st.columns([2, 3])
 with left:
-    chosen = inputs.choose_input(s.loaded.input_shape, s.dataset, names)
+    chosen = inputs.choose_input(s.loaded.input_shape, s.dataset, names, preprocess=s.loaded.preprocessing)
 with right:
     if chosen is not None and s.sigma is not None:
         st.markdown(f"**What the model sees** — {chosen.source}, preprocessed to {tuple(chosen.x.shape)}")

@@ -37,7 +37,7 @@ def _names(_snap) -> list[str]:
 
 left, right = st.columns([2, 3])
 with left:
-    chosen = inputs.choose_input(s.loaded.input_shape, s.dataset, names)
+    chosen = inputs.choose_input(s.loaded.input_shape, s.dataset, names, preprocess=s.loaded.preprocessing)
 with right:
     default = ", ".join(f"{v:g}" for v in sorted({0.25, 0.5, 1.0} | ({s.train_sigma} if s.train_sigma else set())))
     text = st.text_input("σ values (comma-separated)", **state.kept("sweep_sigmas", default),
@@ -70,7 +70,7 @@ def _start() -> None:
     params = _params()
     live.start(KEY, lambda: SigmaSweepStream(model, x, list(params["sigmas"]), n0=s.n0, n_max=s.n_max,
                                              alpha=s.alpha, batch_size=s.batch_size, best=params["best"],
-                                             seed=s.seed),
+                                             seed=s.seed, batch_seconds=0.5),  # Stop answers on big models
                s.device, chosen, class_names=names, params=params,
                model=s.model_record())
 

@@ -42,6 +42,25 @@ class LoadedModel:
     meta: dict[str, Any] = field(default_factory=dict)
     sha256: str = ""
     path: str = ""
+    fmt: str = "checkpoint"  # checkpoint, onnx, pt2, safetensors, state dict, torchscript (rs_core.formats)
+    preprocess: Any = None  # rs_core.preprocess.Preprocess: resize/crop policy and normalization (None: as input_shape)
+    name: str = ""  # what the user calls the file (an upload's own name)
+
+    @property
+    def preprocessing(self):
+        """The declared :class:`~rs_core.preprocess.Preprocess` (for a checkpoint of ours: its input shape, and the
+        model normalizes itself)."""
+        from .preprocess import Preprocess
+
+        return self.preprocess if self.preprocess is not None else Preprocess(tuple(self.input_shape))
+
+    def record(self) -> dict[str, Any]:
+        """How a certificate names this model: format, file, sha256, architecture, preprocessing, classes."""
+        names = self.meta.get("class_names")
+        return {"format": self.fmt, "file": self.name or Path(self.path).name, "sha256": self.sha256,
+                "arch": self.arch, "num_classes": self.num_classes, "preprocess": self.preprocessing.to_dict(),
+                "class_names": self.meta.get("class_names_source") or ("from the file" if names else "indices"),
+                "sigma_trained": self.sigma}
 
     @property
     def sigma(self) -> float | None:

@@ -1,4 +1,5 @@
-"""Command line: ``python -m rs_core {train,train-denoiser,certify,predict,analyze,index,train-sigma,certify-dual} …``.
+"""Command line: ``python -m rs_core {train,train-denoiser,certify,certify-image,export,predict,analyze,index,
+train-sigma,certify-dual} …``.
 
 ``certify`` and ``predict`` take the same arguments and write the same
 tab-separated logs as Cohen et al.'s reference scripts, so logs and analysis
@@ -14,6 +15,7 @@ import sys
 from pathlib import Path
 
 from . import cli_args as A
+from . import cli_model
 from .analyze import CERTIFY_HEADER, PREDICT_HEADER
 from .data import DATASETS
 from .fmt import floor_str
@@ -231,7 +233,8 @@ OVERWRITE_HELP = ("start over; by default a rerun continues OUTFILE, skipping th
 
 def _add_sampling(p, certify: bool) -> None:
     p.add_argument("dataset", choices=DATASETS)
-    p.add_argument("base_classifier", help="checkpoint file (ours or Cohen et al.'s)")
+    p.add_argument("base_classifier", help="model file: a checkpoint (ours or Cohen et al.'s), .onnx, .pt2, "
+                                           ".safetensors or a state dict (see the model options)")
     p.add_argument("sigma", type=A.positive_float, help="noise level")
     p.add_argument("outfile", help="tab-separated log to write")
     p.add_argument("--batch", type=A.count, default=1000, help="batch size")
@@ -265,12 +268,13 @@ def _add_sampling(p, certify: bool) -> None:
     p.add_argument("--channels-last", action="store_true", help="fast path: NHWC memory layout (recorded)")
     p.add_argument("--compile", action="store_true",
                    help="fast path: torch.compile the model (CUDA graphs on GPUs; the first batches compile; recorded)")
+    cli_model.add_model_options(p)
 
 
 # Logs written before the fast path existed were made on the plain path.
 FAST_DEFAULT = {"fast": {"autocast": None, "channels_last": False, "compile": False}}
 SAMPLING_IDENTITY = ("command", "dataset", "split", "skip", "sigma", "N", "N0", "alpha", "seed",
-                     "base_classifier.sha256", "denoiser.sha256", "fast")
+                     "base_classifier.sha256", "base_classifier.normalize", "denoiser.sha256", "fast")
 
 
 @contextlib.contextmanager
@@ -316,17 +320,27 @@ def _my_examples(args, dataset, rank, logs, per_group: int):
 
 
 def _setup(args, device):
-    from .checkpoints import check_input_fits, load_checkpoint
+    from .checkpoints import check_input_fits
     from .data import dataset_info, get_dataset
+    from .formats import load_model
 
-    loaded = load_checkpoint(args.base_classifier, device, dataset=args.dataset)
+    info = dataset_info(args.dataset)
+    kwargs = cli_model.model_kwargs(args)
+    if kwargs["input_size"] is None:  # the data set's images are what the model gets
+        kwargs["input_size"] = tuple(info.input_shape)
+    loaded = load_model(args.base_classifier, device=device, **kwargs)
     if loaded.meta.get("kind") == "denoiser":
         raise ValueError(f"base_classifier: {Path(args.base_classifier).name} is a denoiser; pass it as --denoiser "
                          "with a classifier")
-    shape = dataset_info(args.dataset).input_shape
+    if loaded.num_classes != info.num_classes:
+        raise ValueError(f"checkpoint: the model scores {loaded.num_classes} classes, but {info.num_classes} are "
+                         f"expected for {args.dataset}")
+    shape = info.input_shape
     check_input_fits(loaded, shape)
-    model, record = loaded.model, {"base_classifier": {"file": Path(args.base_classifier).name,
-                                                       "sha256": loaded.sha256, "arch": loaded.arch}}
+    pre = loaded.preprocessing
+    model, record = loaded.model, {"base_classifier": {
+        "file": Path(args.base_classifier).name, "sha256": loaded.sha256, "arch": loaded.arch, "format": loaded.fmt,
+        "normalize": {"mean": list(pre.mean), "std": list(pre.std)} if pre.normalizes else None}}
     if args.denoiser:
         from .denoise import denoised, load_denoiser
 
@@ -517,6 +531,8 @@ def build_parser() -> argparse.ArgumentParser:
                   certify=True)
     _add_sampling(sub.add_parser("predict", help="PREDICT each example of a data set; Cohen et al.'s log format"),
                   certify=False)
+    cli_model.add_certify_image(sub)
+    cli_model.add_export(sub)
     _add_analyze(sub)
     p = sub.add_parser("index", help="list the shipped checkpoints (checkpoints/index.json)")
     p.add_argument("--rebuild", action="store_true", help="rescan the folder and rewrite index.json")
@@ -529,7 +545,8 @@ def main(argv: list[str] | None = None) -> int:
     try:
         return {"train": _train, "certify": _certify, "predict": _predict, "analyze": _analyze,
                 "index": _index, "train-sigma": _train_sigma, "certify-dual": _certify_dual,
-                "train-denoiser": _train_denoiser}[args.command](args)
+                "train-denoiser": _train_denoiser, "certify-image": cli_model.certify_image,
+                "export": cli_model.export}[args.command](args)
     except (ValueError, OSError) as err:  # the error contract: bad input is a message and status 2, no traceback
         print(f"error: {err}", file=sys.stderr)
         return 2

@@ -169,11 +169,13 @@ def center_digit(image: Image.Image, size: int = 28, box: int = 20) -> Image.Ima
 
 
 def prepare_input(image: Image.Image, input_shape: tuple[int, int, int], *, invert: bool | None = False,
-                  frame_digit: bool = False) -> torch.Tensor:
+                  frame_digit: bool = False, preprocess=None) -> torch.Tensor:
     """A user's image → a model input [C, H, W] in [0, 1], for digit models too.
 
     ``invert``: True flips intensities (dark ink on white → MNIST's light on dark), None does so
     when the image is mostly light. ``frame_digit`` applies :func:`center_digit` (1-channel models).
+    ``preprocess``: the model's declared :class:`~rs_core.preprocess.Preprocess` (its resize/crop policy);
+    by default the central region of the model's aspect ratio, resized.
 
     >>> img = Image.new("L", (64, 64), 255); img.paste(0, (28, 8, 36, 56))  # a dark "1" on white
     >>> x = prepare_input(img, (1, 28, 28), invert=None, frame_digit=True)
@@ -190,6 +192,8 @@ def prepare_input(image: Image.Image, input_shape: tuple[int, int, int], *, inve
         if c != 1:
             raise ValueError(f"frame_digit: only for 1-channel (digit) models, got input_shape {input_shape}")
         img = center_digit(img, size=h, box=round(h * 20 / 28))
+    if preprocess is not None and tuple(preprocess.input_shape) == tuple(input_shape):
+        return preprocess.image_to_input(img)
     return preprocess_image(img, input_shape)
 
 

@@ -50,6 +50,7 @@ class Certificate:
     n_max: int | None = None
     target_radius: float | None = None
     stop_reason: StopReason | None = None
+    batch_seconds: float | None = None  # batches sized by time (rs_core.sampling.time_batch_size); None: by count
 
     @property
     def abstained(self) -> bool:

@@ -170,11 +170,14 @@ class Smooth:
 
     def stream(self, x: torch.Tensor, n0: int = 100, n_max: int = 100_000, alpha: float = 0.001, *,
                seed: int | None = None, generator: torch.Generator | None = None,
-               target_radius: float | None = None, mixture: BetaMixture = DEFAULT_MIXTURE):
-        """CERTIFY with streamed estimation and an anytime-valid bound: a :class:`~rs_core.stream.CertifyStream`."""
+               target_radius: float | None = None, mixture: BetaMixture = DEFAULT_MIXTURE,
+               batch_seconds: float | None = None):
+        """CERTIFY with streamed estimation and an anytime-valid bound: a :class:`~rs_core.stream.CertifyStream`.
+        ``batch_seconds``: size the batches (at most ``batch_size``) to take about that long each, so that Stop is
+        answered promptly on a slow model (:func:`~rs_core.sampling.time_batch_size`)."""
         check_images(x, 3)
         return CertifyStream._from_sampler(self.sampler(x, seed=seed, generator=generator), n0, n_max, alpha,
-                                           target_radius=target_radius, mixture=mixture)
+                                           target_radius=target_radius, mixture=mixture, batch_seconds=batch_seconds)
 
     def certify_radii(self, x: torch.Tensor, radii: Sequence[float], n0: int = 100, n_max: int = 100_000,
                       alpha: float = 0.001, *, seed: int | None = None) -> RadiusCertificate:

@@ -25,8 +25,16 @@ from torch import nn
 
 from ._checks import check_alpha, check_count, check_images
 from .results import ABSTAIN, Certificate, Snapshot, StopReason, decide
-from .sampling import Autocast, NoiseSampler
+from .sampling import Autocast, NoiseSampler, time_batch_size
 from .stats import DEFAULT_MIXTURE, BetaMixture, anytime_lower_bound_complement
+
+
+def check_batch_seconds(batch_seconds: float | None) -> float | None:
+    """None (batches of exactly ``batch_size``) or a number of seconds in (0, 3600]."""
+    if batch_seconds is not None and (isinstance(batch_seconds, bool) or not isinstance(batch_seconds, (int, float))
+                                      or not 0 < batch_seconds <= 3600):
+        raise ValueError(f"batch_seconds: must be None or a number of seconds in (0, 3600], got {batch_seconds!r}")
+    return None if batch_seconds is None else float(batch_seconds)
 
 
 class CertifyStream:
@@ -64,21 +72,25 @@ class CertifyStream:
         autocast: Autocast = None,
         target_radius: float | None = None,
         mixture: BetaMixture = DEFAULT_MIXTURE,
+        batch_seconds: float | None = None,
     ) -> None:
         check_images(x, 3)
         self._setup(NoiseSampler(model, x, sigma, batch_size, seed=seed, generator=generator, autocast=autocast),
-                    n0, n_max, alpha, target_radius=target_radius, mixture=mixture)
+                    n0, n_max, alpha, target_radius=target_radius, mixture=mixture, batch_seconds=batch_seconds)
 
     @classmethod
     def _from_sampler(cls, sampler: NoiseSampler, n0: int, n_max: int, alpha: float, *,
-                      target_radius: float | None, mixture: BetaMixture) -> CertifyStream:
+                      target_radius: float | None, mixture: BetaMixture,
+                      batch_seconds: float | None = None) -> CertifyStream:
         """For :meth:`Smooth.stream <rs_core.smooth.Smooth.stream>`, whose sampler is already checked."""
         self = cls.__new__(cls)
-        self._setup(sampler, n0, n_max, alpha, target_radius=target_radius, mixture=mixture)
+        self._setup(sampler, n0, n_max, alpha, target_radius=target_radius, mixture=mixture,
+                    batch_seconds=batch_seconds)
         return self
 
     def _setup(self, sampler: NoiseSampler, n0: int, n_max: int, alpha: float, *,
-               target_radius: float | None, mixture: BetaMixture) -> None:
+               target_radius: float | None, mixture: BetaMixture, batch_seconds: float | None = None) -> None:
+        self.batch_seconds = check_batch_seconds(batch_seconds)
         self._sampler = sampler
         self.sigma, self.autocast = sampler.sigma, sampler.autocast
         self.n0, self.n_max, self.alpha = check_count(n0, "n0"), check_count(n_max, "n_max"), check_alpha(alpha)
@@ -99,6 +111,7 @@ class CertifyStream:
         self.n = 0
         self.counts = np.zeros(self._sampler.num_classes, dtype=np.int64)
         self.counts_selection: np.ndarray | None = None
+        self.n0_drawn = 0
         self.top_class = ABSTAIN
         self._q_lower = 1.0  # running minimum of 1 − L_t, i.e. running maximum of L_t
         self.stop_reason: StopReason | None = None
@@ -123,7 +136,7 @@ class CertifyStream:
     def _snapshot(self, phase: Literal["selection", "estimation"]) -> Snapshot:
         self._elapsed = time.perf_counter() - self._start
         p_lower, radius, _ = decide(self._q_lower, self.sigma)
-        drawn = self.n + (self.n0 if self.counts_selection is not None else 0)
+        drawn = self.n + self.n0_drawn
         return Snapshot(
             phase=phase, n=self.n, n_max=self.n_max, counts=self.counts.copy(),
             counts_selection=None if self.counts_selection is None else self.counts_selection.copy(),
@@ -150,8 +163,31 @@ class CertifyStream:
         self._started = True
         self._start = time.perf_counter()
         sampler = self._sampler
-        selection = sampler.sample(self.n0)[0].cpu().numpy()
-        self.counts_selection = selection
+        if self.batch_seconds is not None:
+            # Sized before any noise is drawn (the probe uses the clean input): the batch size is then fixed for the
+            # run and recorded, so a rerun with that batch size and the seed reproduces the counts.
+            sampler.batch_size = time_batch_size(sampler.model, sampler.inputs[0], sampler.batch_size,
+                                                 self.batch_seconds, autocast=sampler.autocast)
+            sampler._buffer = None
+        # Selection in batches, each followed by a snapshot: Stop is answered here too, and the votes show at once.
+        # Whole batches followed by the rest draw the same noise as one sample(n0) call.
+        selection = np.zeros(sampler.num_classes, dtype=np.int64)
+        drawn = 0
+        while drawn < self.n0:
+            step = min(sampler.batch_size, self.n0 - drawn)
+            selection += sampler.sample(step)[0].cpu().numpy()
+            drawn += step
+            self.counts_selection = selection
+            self.n0_drawn = drawn
+            if self._stop.is_set():
+                break
+            if drawn < self.n0:
+                yield self._snapshot("selection")
+        if drawn < self.n0:  # stopped during selection: no class was chosen, the certificate abstains
+            self.counts_selection = selection
+            self.stop_reason = "stopped"
+            yield self._snapshot("selection")
+            return
         self.top_class = int(selection.argmax())
         if self._stop.is_set():
             self.stop_reason = "stopped"
@@ -188,10 +224,12 @@ class CertifyStream:
             prediction=self.top_class if ok else ABSTAIN, radius=radius, p_lower=p_lower,
             counts=self.counts.copy(),
             counts_selection=np.zeros_like(self.counts) if selection is None else selection.copy(),
-            sigma=self.sigma, alpha=self.alpha, n0=self.n0, n=self.n, seed=self.seed,
+            sigma=self.sigma, alpha=self.alpha, n=self.n, n0=min(self.n0, self.n0_drawn),
+            seed=self.seed,
             device=str(self._sampler.device), batch_size=self._sampler.batch_size,
             elapsed_s=self._elapsed, bound="anytime-beta-mixture", autocast=self.autocast,
             n_max=self.n_max, target_radius=self.target_radius, stop_reason=self.stop_reason,
+            batch_seconds=self.batch_seconds,
         )
 
 

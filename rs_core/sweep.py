@@ -45,7 +45,7 @@ from ._checks import check_alpha, check_count, check_images, check_seed, check_s
 from .results import ABSTAIN, Certificate, Snapshot, StopReason
 from .sampling import Autocast, check_autocast, check_model
 from .seeding import derive_seed, fresh_seed
-from .stream import CertifyStream
+from .stream import CertifyStream, check_batch_seconds
 
 MAX_SIGMAS = 32
 """At most this many σ in one sweep."""
@@ -162,9 +162,11 @@ class SigmaSweepStream:
         best: bool = False,
         seed: int | None = None,
         autocast: Autocast = None,
+        batch_seconds: float | None = None,
     ) -> None:
         check_model(model)
         check_images(x, 3)
+        self.batch_seconds = check_batch_seconds(batch_seconds)  # each σ's stream sizes its batches by time
         self.sigmas = _check_sigmas(sigmas)
         self.n0, self.n_max = check_count(n0, "n0"), check_count(n_max, "n_max")
         self.alpha = check_alpha(alpha)
@@ -189,7 +191,8 @@ class SigmaSweepStream:
 
     def _open(self, i: int) -> CertifyStream:
         return CertifyStream(self.model, self.x, self.sigmas[i], self.n0, self.n_max, self.alpha_each,
-                             self.batch_size, seed=derive_seed(self.seed, i), autocast=self.autocast)
+                             self.batch_size, seed=derive_seed(self.seed, i), autocast=self.autocast,
+                             batch_seconds=self.batch_seconds)
 
     @property
     def device(self) -> torch.device:

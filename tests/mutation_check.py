@@ -149,6 +149,23 @@ MUTANTS = [
     Mutant("resume: settings of the old log not compared", "rs_core/resumable.py",
            "        if differ:\n            what", "        if False:\n            what",
            ("tests/test_resumable.py::test_a_log_made_with_other_settings_is_refused_and_left_alone",)),
+    Mutant("selection stopped midway still picks a class", "rs_core/stream.py",
+           "        if drawn < self.n0:  # stopped during selection", "        if False:  # stopped during selection",
+           ("tests/test_stream.py::test_stop_during_selection_ends_promptly_and_abstains",)),
+    Mutant("batch-size probe draws from the run's generator", "rs_core/stream.py",
+           "            sampler._buffer = None\n",
+           "            sampler._buffer = None\n            sampler.sample(1)\n",
+           ("tests/test_stream.py::test_selection_in_batches_draws_the_same_noise_as_one_call_and_a_recorded_batch_reproduces",)),
+    Mutant(".pt2 check lets any call target through", "rs_core/formats.py",
+           "bad = sorted(t for t in targets if not _SAFE_TARGET.fullmatch(t))", "bad = []",
+           ("tests/test_formats.py::test_a_hostile_pt2_is_refused_before_torch_export_load",)),
+    Mutant(".pt2 check ignores guard code", "rs_core/formats.py",
+           'elif key == "guards_code" and value:', 'elif key == "guards_code" and value and False:',
+           ("tests/test_formats.py::test_a_hostile_pt2_is_refused_before_torch_export_load",)),
+    Mutant("TorchScript loaded without trust", "rs_core/formats.py",
+           "        if not trust_code:\n            raise ValueError(f\"model: refused {name}: a TorchScript",
+           "        if False:\n            raise ValueError(f\"model: refused {name}: a TorchScript",
+           ("tests/test_formats.py::test_torchscript_is_refused_unless_trusted",)),
 ]
 
 

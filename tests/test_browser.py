@@ -40,13 +40,13 @@ SERVER: dict[str, int] = {}  # the app's process id, for tests that check what t
 
 
 @contextlib.contextmanager
-def _server():
-    """The app in its own process (streamlit run app.py); yields (url, pid)."""
+def _server(env: dict[str, str] | None = None):
+    """The app in its own process (streamlit run app.py), with ``env`` added to the environment; yields (url, pid)."""
     port = _free_port()
     proc = subprocess.Popen(
         [sys.executable, "-m", "streamlit", "run", str(ROOT / "app.py"), "--server.port", str(port),
          "--server.address", "127.0.0.1", "--server.headless", "true"],
-        cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
+        cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, env={**os.environ, **(env or {})})
     url = f"http://127.0.0.1:{port}"
     try:
         deadline = time.time() + 60
@@ -459,3 +459,96 @@ def test_playground_click_moves_the_point(app_url, page, tmp_path_factory):
     _wait_text(page, "certificate holds")
     page.wait_for_timeout(1500)
     _shot(page, "playground.png", tmp_path_factory)
+
+
+def _photo_jpeg(path: Path) -> Path:
+    """A 320×240 colour "photo" with structure: a diagonal gradient, a disc, a bar and a triangle."""
+    from PIL import Image, ImageDraw
+
+    w, h = 320, 240
+    img = Image.new("RGB", (w, h))
+    img.putdata([(int(255 * x / w), int(255 * y / h), int(255 * (1 - (x + y) / (w + h)))) for y in range(h)
+                 for x in range(w)])
+    draw = ImageDraw.Draw(img)
+    draw.ellipse((150, 60, 250, 160), fill=(230, 200, 40))
+    draw.rectangle((30, 150, 130, 190), fill=(20, 40, 160))
+    draw.polygon([(60, 30), (110, 120), (10, 120)], fill=(200, 30, 30))
+    img.save(path, quality=90)
+    return path
+
+
+def _tiny_onnx(out: Path) -> Path:
+    """A random MobileNetV3-small (10 classes, 64×64, ImageNet resize/crop and mean/std) exported by RS Lab to ONNX
+    (6 MB: small enough to upload quickly under any upload limit; a ResNet-18 is 45 MB)."""
+    import safetensors.torch
+    import torch
+    import torchvision
+
+    from rs_core.formats import export_model, load_model
+
+    torch.manual_seed(0)
+    net = torchvision.models.mobilenet_v3_small(num_classes=10).eval()
+    safetensors.torch.save_file(net.state_dict(), str(out / "tiny.safetensors"))
+    loaded = load_model(out / "tiny.safetensors", arch="torchvision:mobilenet_v3_small", input_size=64, device="cpu")
+    assert loaded.preprocessing.resize == 73 and loaded.preprocessing.normalizes  # 64 · 256/224, ImageNet mean/std
+    return export_model(loaded, out / "tiny.onnx")
+
+
+def test_own_onnx_model_certifies_an_uploaded_photo(app_url, page, tmp_path_factory):
+    import json
+    import re
+
+    work = tmp_path_factory.mktemp("own_model")
+    onnx_path, photo = _tiny_onnx(work), _photo_jpeg(work / "photo.jpg")
+    page.goto(f"{app_url}/Certify")  # a page load is a new session: choose the model here, not before
+    _wait_text(page, "Certify an input")
+    sidebar, main = page.locator("[data-testid='stSidebar']"), page.locator("[data-testid='stMain']")
+    sidebar.get_by_role("combobox", name="Model", exact=True).click()
+    page.get_by_role("option", name="Your model file…", exact=True).click()
+    uploader = sidebar.locator("[data-testid='stFileUploader']").filter(
+        has_text=re.compile(r"Model file \(up to [\d,]+ MB\)"))  # the limit is the server's setting
+    t0 = time.perf_counter()
+    uploader.locator("input[type='file']").set_input_files(str(onnx_path))
+    card = sidebar.locator("[data-testid='stCaptionContainer']").filter(has_text="center crop 64×64")
+    card.wait_for(timeout=60_000)
+    _record("own_onnx_upload_to_card_s", time.perf_counter() - t0, tmp_path_factory)
+    text = card.inner_text()
+    assert "onnx" in text and "3×64×64 · shorter side to 73" in text, text
+    assert page.locator("[data-testid='stAlertContentError'], [data-testid='stException']").count() == 0
+    # The photo goes into the page's own uploader (the main area's), not the sidebar's model uploader.
+    main.locator("[data-testid='stFileUploader'] input[type='file']").first.set_input_files(str(photo))
+    _wait_text(page, "What the model sees — upload photo.jpg")
+    _set_number(page, "n max (estimation)", "2000")
+    page.get_by_role("button", name="Start", exact=True).click()
+    done = page.locator("[data-testid='stAlert']").filter(has_text=re.compile(r"is certified within|^Abstain"))
+    done.first.wait_for(timeout=120_000)
+    assert page.locator("[data-testid='stAlertContentError'], [data-testid='stException']").count() == 0
+    page.set_viewport_size({"width": 1280, "height": 2650})  # an abstention adds advice and a warning: taller
+    page.wait_for_timeout(1500)
+    _shot(page, "own_model.png", tmp_path_factory)
+    page.set_viewport_size({"width": 1280, "height": 1300})
+    with page.expect_download() as info:
+        page.get_by_role("button", name="Download the certificate (JSON)").click()
+    report = json.loads(Path(info.value.path()).read_text())
+    model, cert = report["model"], report["certificate"]
+    assert model["format"] == "onnx" and model["file"] == "tiny.onnx" and len(model["sha256"]) == 64
+    assert model["preprocess"]["resize"] == 73 and model["preprocess"]["input_shape"] == [3, 64, 64]
+    assert report["input"]["shape"] == [3, 64, 64] and report["input"]["source"] == "upload photo.jpg"
+    assert cert["n"] == 2000 and sum(cert["counts"]) == cert["n"] and len(cert["counts"]) == 10
+
+
+def test_an_over_limit_model_upload_gets_a_readable_message(page, tmp_path):
+    """The limit is the server's (RS_MODEL_UPLOAD_MB); the browser refuses a bigger file before sending it, and says
+    so in words next to the file (not only a red icon)."""
+    big = tmp_path / "big.onnx"
+    big.write_bytes(os.urandom(2_500_000))
+    with _server({"RS_MODEL_UPLOAD_MB": "1"}) as (url, _pid):
+        page.goto(f"{url}/Certify")
+        _wait_text(page, "Certify an input")
+        sidebar = page.locator("[data-testid='stSidebar']")
+        sidebar.get_by_role("combobox", name="Model", exact=True).click()
+        page.get_by_role("option", name="Your model file…", exact=True).click()
+        uploader = sidebar.locator("[data-testid='stFileUploader']").filter(has_text="Model file (up to 1 MB)")
+        uploader.locator("input[type='file']").set_input_files(str(big))
+        uploader.get_by_text("File must be 1.0MB or smaller.").wait_for(timeout=30_000)
+        assert "Model uploads are limited to 1 MB" in sidebar.inner_text()

@@ -246,7 +246,7 @@ def test_choosing_another_model_resets_sigma_to_its_training_sigma():
 def test_a_local_checkpoint_file_is_loaded_safely(tmp_path):
     at = _page()
     at.selectbox(key="model").set_value(LOCAL).run()
-    assert any("Upload a checkpoint" in e.value for e in at.sidebar.error)
+    assert any("Upload a model file" in e.value for e in at.sidebar.error)
     at.sidebar.file_uploader(key="ckpt_upload").set_value([("mine.pth.tar", MNIST_050.read_bytes(),
                                                                "application/octet-stream")])
     at.run()

@@ -185,3 +185,79 @@ def test_stream_selection_and_estimation_noise_are_disjoint_draws():
     sel, est = m.seen[1], torch.cat(m.seen[2:])
     assert sel.shape[0] == 30 and est.shape[0] == 100
     assert not np.intersect1d(sel.flatten().numpy(), est.flatten().numpy()).size
+
+
+# ------------------------------------------------------------------------------ time-sized batches, interruptible selection
+
+
+class _Slow(nn.Module):
+    """2 ms of "compute" per image (sleep), so a 1,000-image batch would hold Stop for 2 s."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.lin = nn.Linear(4, 3)
+
+    def forward(self, x):
+        time.sleep(0.002 * x.shape[0])
+        return self.lin(x.flatten(1))
+
+
+def test_time_sized_batches_answer_stop_within_a_batch_on_a_slow_model():
+    from rs_core.sampling import time_batch_size
+
+    model = _Slow().eval()
+    x = torch.zeros(1, 2, 2)
+    b = time_batch_size(model, x, 1000, target_s=0.1)
+    assert 16 <= b <= 64 and b & (b - 1) == 0  # a power of two near 0.1 s / 2 ms = 50
+    stream = CertifyStream(model, x, 0.5, n0=50, n_max=10**7, batch_size=1000, seed=0, batch_seconds=0.1)
+    seen = threading.Event()
+    done: list[float] = []
+
+    def run():
+        for snap in stream:
+            if snap.phase == "estimation":
+                seen.set()
+        done.append(time.perf_counter())
+
+    t = threading.Thread(target=run)
+    t.start()
+    assert seen.wait(20)
+    pressed = time.perf_counter()
+    stream.stop()
+    t.join(20)
+    cert = stream.certificate()
+    assert cert.stop_reason == "stopped" and cert.batch_seconds == 0.1 and cert.batch_size <= 64
+    assert done[0] - pressed < 1.0  # one ≤ 0.13 s batch, not a 2 s one (generous for a loaded CI machine)
+
+
+def test_stop_during_selection_ends_promptly_and_abstains():
+    model = _Slow().eval()
+    stream = CertifyStream(model, torch.zeros(1, 2, 2), 0.5, n0=100_000, n_max=1000, batch_size=20, seed=0)
+    snaps = []
+    for snap in stream:
+        snaps.append(snap)
+        if len(snaps) == 2:
+            stream.stop()
+    cert = stream.certificate()
+    assert [s.phase for s in snaps] == ["selection"] * 3 and snaps[0].counts_selection.sum() == 20
+    assert cert.prediction == ABSTAIN and cert.stop_reason == "stopped" and cert.n == 0
+    assert snaps[-1].top_class == ABSTAIN  # no class is named from a selection cut short
+    assert cert.n0 == int(cert.counts_selection.sum()) == 60  # what was drawn, not what was asked
+
+
+def test_selection_in_batches_draws_the_same_noise_as_one_call_and_a_recorded_batch_reproduces():
+    model = nn.Sequential(nn.Flatten(), nn.Linear(16, 4)).eval()
+    x = torch.rand(1, 4, 4)
+    stream = CertifyStream(model, x, 0.5, n0=250, n_max=300, batch_size=100, seed=7)
+    stream.run()
+    ref = Smooth(model, 0.5, batch_size=100).sampler(x, seed=7)
+    assert np.array_equal(stream.certificate().counts_selection, ref.sample(250)[0].numpy())
+    timed = CertifyStream(model, x, 0.5, n0=250, n_max=3000, batch_size=1000, seed=7, batch_seconds=0.5).run()
+    again = CertifyStream(model, x, 0.5, n0=250, n_max=3000, batch_size=timed.batch_size, seed=7).run()
+    assert np.array_equal(timed.counts, again.counts) and np.array_equal(timed.counts_selection, again.counts_selection)
+
+
+def test_batch_seconds_is_checked():
+    model = nn.Sequential(nn.Flatten(), nn.Linear(4, 2)).eval()
+    with pytest.raises(ValueError, match="batch_seconds"):
+        CertifyStream(model, torch.zeros(1, 2, 2), 0.5, batch_seconds=-1)

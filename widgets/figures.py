@@ -17,16 +17,28 @@ def to_display(x: torch.Tensor, size: int = 140) -> np.ndarray:
 
 
 def vote_figure(counts: np.ndarray, class_names: list[str], *, top_class: int | None, title: str,
-                max_bars: int = 20) -> dict[str, Any]:
-    """Bar chart of votes per class (c_A in red) as a Plotly figure dict; large label sets show their top
-    ``max_bars``. A dict, not a ``go.Figure``: it is redrawn twice a second while sampling runs, and building
-    a validated Figure costs ~25 ms of the GIL that the sampling thread needs. With no votes yet the axis runs
-    from 0 to 1 (Plotly's default for an empty range would be −1…1)."""
+                max_bars: int = 20, top_k: int = 10) -> dict[str, Any]:
+    """Bar chart of votes per class (c_A in red) as a Plotly figure dict. Up to ``max_bars`` classes show every class;
+    more (an ImageNet model's 1,000) show the ``top_k`` most voted, c_A always among them, and one grey bar "all
+    others" with the rest of the votes. A dict, not a ``go.Figure``: it is redrawn twice a second while sampling
+    runs, and building a validated Figure costs ~25 ms of the GIL that the sampling thread needs. With no votes yet
+    the axis runs from 0 to 1 (Plotly's default for an empty range would be −1…1)."""
     counts = np.asarray(counts)
-    order = np.arange(len(counts)) if len(counts) <= max_bars else np.argsort(-counts, kind="stable")[:max_bars]
+    rest = None
+    if len(counts) <= max_bars:
+        order = np.arange(len(counts))
+    else:
+        order = np.argsort(-counts, kind="stable")[:top_k]
+        if top_class is not None and 0 <= top_class < len(counts) and top_class not in order:
+            order = np.append(order[:-1], top_class)
+        rest = int(counts.sum() - counts[order].sum())
     names = [class_names[i] if i < len(class_names) else str(i) for i in order]
     colors = ["#d62728" if top_class is not None and i == top_class else "#1f77b4" for i in order]
     values = [int(v) for v in counts[order]]
+    if rest is not None:
+        names.append(f"all others ({len(counts) - len(order):,} classes)")
+        colors.append("#9e9e9e")
+        values.append(rest)
     yaxis: dict[str, Any] = {"title": {"text": "votes"}, "rangemode": "tozero"}
     if not any(values):
         yaxis["range"] = [0, 1]

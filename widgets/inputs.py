@@ -39,8 +39,10 @@ def _link(**values) -> None:
     write_link({key: str(value) for key, value in values.items()})
 
 
-def choose_input(input_shape: tuple[int, int, int], dataset: str | None, names: list[str]) -> Chosen | None:
-    """Returns the chosen input, or None (with a message on the page when something was wrong)."""
+def choose_input(input_shape: tuple[int, int, int], dataset: str | None, names: list[str], *,
+                 preprocess=None) -> Chosen | None:
+    """Returns the chosen input, or None (with a message on the page when something was wrong). ``preprocess``: the
+    model's declared resize/crop policy for images (uploads, examples)."""
     C = input_shape[0]
     sources = [k for k in SOURCES if C == 1 or k != "draw"]
     if state.recall("source") not in sources:
@@ -59,6 +61,7 @@ def choose_input(input_shape: tuple[int, int, int], dataset: str | None, names: 
         opts = {"invert": {"auto": None, "no": False, "yes": True}[invert], "frame_digit": frame}
     else:
         opts = {}
+    opts["preprocess"] = preprocess
 
     if source == "upload":
         up = st.file_uploader("Image (PNG, JPEG, WebP, BMP, GIF first frame)", key="upload",

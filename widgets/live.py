@@ -102,9 +102,10 @@ def repeat_count(run: Run) -> int:
 def _eta(snap: LiveSnapshot, n0: int) -> str:
     inner = snap.inner
     rate = inner.samples_per_s
-    if rate <= 0 or inner.phase == "selection":
+    if rate <= 0:
         return "estimating time…"
-    left = (inner.n_max - inner.n) + (snap.stages - snap.stage) * (n0 + inner.n_max)
+    drawn0 = n0 if inner.phase == "estimation" or inner.counts_selection is None else int(inner.counts_selection.sum())
+    left = (n0 - drawn0) + (inner.n_max - inner.n) + (snap.stages - snap.stage) * (n0 + inner.n_max)
     seconds = left / rate
     text = f"{seconds:,.0f} s" if seconds < 120 else f"{seconds / 60:,.1f} min"
     return f"at most {text} left" if snap.stages > 1 else f"{text} left"
@@ -123,10 +124,18 @@ def live_view(run: Run, key: str, stage_names: StageNames) -> None:
         counts, title = inner.counts_selection, f"{stage}selection votes (n0 = {int(inner.counts_selection.sum()):,})"
     else:
         counts, title = inner.counts, f"{stage}votes after n = {inner.n:,} of {inner.n_max:,} estimation samples"
-    eta = "" if run.job.done else f" · {_eta(snap, run.job.stream.n0)}"
-    st.progress(min(1.0, inner.n / inner.n_max), text=f"{stage}{inner.n:,} / {inner.n_max:,} estimation samples{eta}")
+    n0 = run.job.stream.n0
+    eta = "" if run.job.done else f" · {_eta(snap, n0)}"
+    if inner.phase == "selection" and not run.job.done:
+        drawn = int(inner.counts_selection.sum()) if inner.counts_selection is not None else 0
+        st.progress(min(1.0, drawn / n0), text=f"{stage}{drawn:,} / {n0:,} selection samples (choosing the class c_A)"
+                                               f"{eta}")
+    else:
+        st.progress(min(1.0, inner.n / inner.n_max),
+                    text=f"{stage}{inner.n:,} / {inner.n_max:,} estimation samples{eta}")
     m = st.columns(4)
-    m[0].metric("top class (n0 votes)", report.class_label(names, inner.top_class),
+    choosing = inner.phase == "selection" and inner.top_class < 0 and not run.job.done
+    m[0].metric("top class (n0 votes)", "choosing…" if choosing else report.class_label(names, inner.top_class),
                 help="c_A: the class most voted by the n0 selection samples, drawn before and apart from the "
                      "estimation samples")
     m[1].metric("pA ≥ (anytime bound)", floor_str(inner.p_lower))

@@ -5,18 +5,14 @@ from __future__ import annotations
 import math
 from typing import Any
 
-from rs_core import ABSTAIN, Certificate, cohen_radius, lecuyer_radius, li_radius
 from rs_core.fmt import floor_str
+from rs_core.report import certificate_document, class_label, radii_table  # noqa: F401 — the pages' names for them
 
 ABSTAIN_ADVICE = ("Abstaining is not an error: under noise of this σ the model's votes for its top class were not "
                   "shown to exceed one half with the required confidence, so the smoothed classifier makes no claim "
                   "about this input. To try: more samples (n max) if the votes lean clearly one way; a smaller σ (the "
                   "model may be unsure under this much noise, at the price of smaller radii); a model trained with "
                   "Gaussian noise at this σ (a model trained without noise abstains almost everywhere).")
-
-
-def class_label(names: list[str], c: int) -> str:
-    return "abstain" if c == ABSTAIN else (names[c] if 0 <= c < len(names) else str(c))
 
 
 def votes_text(names: list[str], counts) -> str:
@@ -32,17 +28,6 @@ def radius_in_words(radius: float, input_shape: tuple[int, ...]) -> str:
             f"the image with ℓ2 norm below it changes the certified class. Spread evenly over all {d:,} values that is "
             f"{floor_str(per_value)} per value ≈ {math.floor(per_value * 255)} of 255 grey levels; concentrated, one "
             f"value may change by up to {floor_str(min(radius, 1.0))}.")
-
-
-def radii_table(cert: Certificate) -> dict[str, list[str]]:
-    """The radius each bound gives for a certificate's counts: its pA lower bound, pB = 1 − pA."""
-    p = cert.p_lower
-    rows = {"Cohen et al. (tight)": cohen_radius(p, 1 - p, cert.sigma),
-            "Li et al. (Rényi)": li_radius(p, 1 - p, cert.sigma),
-            "Lecuyer et al. (PixelDP)": lecuyer_radius(p, 1 - p, cert.sigma)}
-    ok = cert.prediction != ABSTAIN
-    return {"bound": list(rows), "radius for these counts": [floor_str(float(r)) if ok else "— (abstain)"
-                                                             for r in rows.values()]}
 
 
 def repeat_caveat(k: int, alpha: float) -> str | None:
@@ -67,15 +52,6 @@ def model_record(run) -> dict[str, Any]:
 
 def certificate_report(run) -> dict[str, Any]:
     """Everything needed to check or reproduce a certificate: what the download button serves."""
-    cert, pred, names_ = run.job.certificate, run.job.prediction, run.class_names
-    return {
-        "certificate": {**cert.to_dict(), "class_name": class_label(names_, cert.prediction)},
-        "predict": None if pred is None else {**pred.to_dict(),
-                                              "class_name": class_label(names_, pred.prediction)},
-        "radii_other_bounds": dict(zip(*radii_table(cert).values())),
-        "model": model_record(run),
-        "input": input_record(run),
-        "certifications_of_this_input_in_the_session": int(run.extra.get("repeat", 1)),
-        "guarantee": f"with probability ≥ 1 − {cert.alpha:g} over the sampling, the smoothed classifier returns "
-                     "the certified class for every ℓ2 perturbation of norm below the radius",
-    }
+    return certificate_document(run.job.certificate, class_names=run.class_names, model=model_record(run),
+                                input=input_record(run), prediction=run.job.prediction,
+                                repeat=int(run.extra.get("repeat", 1)), warnings=run.extra.get("warnings", ()))

@@ -18,10 +18,10 @@ import torch
 
 from rs_core.checkpoints import LoadedModel, load_checkpoint
 from rs_core.data import DATASETS
-from rs_core.models import ARCHITECTURES
+from rs_core.model_folder import PREFIX, find_folder_model, folder_models
 from rs_core.registry import default_model, find_model, shipped_denoisers, shipped_models
 
-from . import fields, state
+from . import fields, own_model, state
 
 LOCAL = "local"  # the model choice "your own file" (shipped models are chosen by registry id)
 _LINK_READ = "link_read"
@@ -36,7 +36,9 @@ NUMBERS = {  # widget key → (field, label, step, format, help)
     "alpha": ("alpha", "α (certificate fails with probability ≤ α)", None, "%.4g", None),
     "n0": ("n0", "n0 (selection)", 10, None, None),
     "n_max": ("n_max", "n max (estimation)", 10_000, None, None),
-    "batch": ("batch", "Batch size", 100, None, None),
+    "batch": ("batch", "Batch size (largest)", 100, None,
+              ("The most samples per forward pass. Certify sizes its batches to take about 0.5 s each within this, "
+               "so Stop answers within about a second on a big model; the size used is in the certificate.")),
     "seed": ("seed", "Seed", 1, None, "The same seed, input and settings reproduce a certificate exactly"),
 }
 DEFAULTS = {"sigma": 0.25, "alpha": 0.001, "n0": 100, "n_max": 100_000, "batch": 1000, "seed": 0}
@@ -64,8 +66,13 @@ def available_devices() -> list[str]:
 
 
 def _model_label(model_id: str) -> str:
+    if model_id == LOCAL:
+        return "Your model file…"
+    if model_id.startswith(PREFIX):
+        m = find_folder_model(model_id)
+        return model_id[len(PREFIX):] if m is None else m.label
     m = find_model(model_id)
-    return "Your checkpoint file…" if m is None else m.label
+    return model_id if m is None else m.label
 
 
 def _read_link(model_ids: list[str], devices: list[str]) -> dict[str, str]:
@@ -77,7 +84,8 @@ def _read_link(model_ids: list[str], devices: list[str]) -> dict[str, str]:
         if values["model"] in model_ids:
             ss["model"] = values["model"]
         else:
-            problems["model"] = f"model in the link: {values['model'][:60]!r} is not a shipped model"
+            problems["model"] = (f"model in the link: {values['model'][:60]!r} is not a shipped model nor one in the "
+                                 "server's model folder")
     if "device" in values:
         if values["device"] in devices:
             ss["device"] = values["device"]
@@ -99,7 +107,7 @@ def draw() -> state.Settings:
     """Draw the sidebar (entrypoint only) and store the :class:`~widgets.state.Settings` it chose."""
     ss = st.session_state
     sb = st.sidebar
-    models = [m.id for m in shipped_models()]
+    models = [m.id for m in shipped_models()] + [m.id for m in folder_models()]
     devices = available_devices()
     # A link is read when a session starts, and again whenever the address differs from what this app last
     # wrote into it (a link pasted into a tab whose session Streamlit resumed).
@@ -118,34 +126,19 @@ def draw() -> state.Settings:
     if ss.get("link_problems"):
         sb.warning("Parts of the link were not used: " + "; ".join(ss["link_problems"].values()) + ".")
     model_id = sb.selectbox("Model", options, format_func=_model_label, key="model",
-                            help="Shipped checkpoints (see checkpoints/README.md for their cards) or a checkpoint "
-                                 "file of your own")
+                            help="Shipped checkpoints (see checkpoints/README.md for their cards), models in the "
+                                 "server's model folder (RS_MODELS_DIR), or a model file of your own: ONNX, "
+                                 "torch.export (.pt2), safetensors or a state dict")
     device = sb.selectbox("Device", devices, key="device")
 
     loaded, error, dataset, train_sigma, label, file_name = None, None, None, None, _model_label(model_id), None
-    if model_id == LOCAL:
-        dataset_opts = ["from the file"] + list(DATASETS)
-        arch_opts = ["from the file"] + list(ARCHITECTURES)
-        upload = sb.file_uploader("Checkpoint (.pth, .pth.tar, .pt)", type=["pth", "tar", "pt"], key="ckpt_upload",
-                                  help="Loaded with torch.load(weights_only=True): a state dict, never arbitrary "
-                                       "pickled objects")
-        if upload is not None:
-            ss["ckpt_path"], ss["ckpt_name"] = _stash_upload(upload.getvalue()), upload.name
-        ds = sb.selectbox("Data set (class names, input size)", dataset_opts, key="ckpt_dataset")
-        arch = sb.selectbox("Architecture (for a bare state dict)", arch_opts, key="ckpt_arch")
-        path, file_name = ss.get("ckpt_path"), ss.get("ckpt_name")
-        if path is None:
-            error = "Upload a checkpoint file, or pick a shipped model."
-        else:
-            label = f"your file {file_name}"
-            try:
-                loaded = load_model(path, device, None if arch == "from the file" else arch,
-                                    None if ds == "from the file" else ds, name=file_name)
-            except ValueError as err:  # the loader's contract: every bad file is a ValueError
-                error = str(err)  # names the upload (name=…), never the server's temp file
-            else:
-                dataset = loaded.meta.get("dataset") if ds == "from the file" else ds
-                train_sigma = loaded.sigma
+    if model_id == LOCAL or model_id.startswith(PREFIX):
+        loaded, error, label, file_name = own_model.draw(sb, model_id, device)
+        ds = sb.selectbox("Data set (test images, class names)", ["from the file"] + list(DATASETS),
+                          key="ckpt_dataset")
+        if loaded is not None:
+            dataset = loaded.meta.get("dataset") if ds == "from the file" else ds
+            train_sigma = loaded.sigma
     else:
         entry = find_model(model_id)
         dataset, train_sigma, file_name = entry.dataset, entry.sigma, f"{entry.id}/{entry.path.name}"
@@ -158,17 +151,14 @@ def draw() -> state.Settings:
         dataset = None
     if error:
         sb.error(error)
-    elif loaded is not None:
-        card = f"`{loaded.arch}` · {loaded.num_classes} classes · input {tuple(loaded.input_shape)}"
-        if train_sigma is not None:
-            card += f" · trained at σ = {train_sigma:g}"
-        sb.caption(card + f" · sha256 `{loaded.sha256[:12]}…`")
+    elif loaded is not None and model_id != LOCAL and not model_id.startswith(PREFIX):
+        own_model.understood(sb, loaded, train_sigma, own=False)
 
     denoiser, denoiser_label, denoiser_file = _denoiser(sb, loaded, device)
 
     # σ follows the model: choosing another model, file or denoiser resets it to the σ they were trained for (the
     # denoiser's when there is one: a clean classifier has none).
-    model_key = (model_id, ss.get("ckpt_path") if model_id == LOCAL else None,
+    model_key = (model_id, None if loaded is None or model_id != LOCAL else loaded.sha256,
                  None if denoiser is None else denoiser.sha256)
     if ss.get(_SIGMA_FOR) != model_key and (model_id != LOCAL or loaded is not None):
         ss[_SIGMA_FOR] = model_key

@@ -71,6 +71,9 @@ class Settings:
         record = {"label": self.model_label, "file": self.model_file, "id": self.model_id,
                   "arch": None if self.loaded is None else self.loaded.arch, "sha256": self.model_sha256,
                   "classifier_sha256": None if self.loaded is None else self.loaded.sha256}
+        if self.loaded is not None:  # format, declared preprocessing (σ's units), classes
+            own = self.loaded.record()
+            record.update({k: own[k] for k in ("format", "num_classes", "preprocess", "class_names")})
         if self.denoiser is not None:
             record["denoiser"] = {"label": self.denoiser_label, "file": self.denoiser_file,
                                   "arch": self.denoiser.arch, "sha256": self.denoiser.sha256,
@@ -96,6 +99,8 @@ class Settings:
         if self.loaded is None:
             return []
         names = self.loaded.meta.get("class_names")
+        if self.loaded.meta.get("class_names_source") == "indices":
+            names = None  # numbers only: a chosen data set's names are better
         if not names and self.dataset:
             names = dataset_info(self.dataset).class_names
         return list(names) if names and len(names) == self.loaded.num_classes else self.loaded.class_names
