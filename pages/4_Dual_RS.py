@@ -10,9 +10,11 @@ from rs_core.dual import DualStream
 from rs_core.fmt import floor_str
 from rs_core.registry import shipped_estimators
 from rs_core.sampling import noisy_views
+from rs_core.sweep import SigmaSweepStream
 from widgets import figures, inputs, live, report, state
 
 KEY = "dual_run"
+COMPARE = "dual_compare"
 s = state.settings()
 st.title("Dual randomized smoothing")
 st.markdown(
@@ -164,3 +166,71 @@ else:
     if live.show(run, KEY, _stage_names):
         _result(run)
         live.live_view(run, KEY, _stage_names)
+
+
+def _class_names(_snap) -> list[str]:
+    return names
+
+
+def _compare(run: live.Run) -> None:
+    """The same input certified by each expert alone, next to the dual certificate: a comparison for the lesson,
+    labelled so that nobody picks from it (choosing the best of k after seeing them is not covered by α)."""
+    st.markdown("#### The same input, each expert alone — a comparison, not a certificate to pick from")
+    st.caption(f"Each expert certifies this input at its own σ with α = {run.job.certificate.alpha:g} and its own "
+               "samples. Each line holds on its own; the largest of them, picked after seeing them, does not hold at "
+               "1 − α (it would need α/k each, as Compare σ's best-σ mode spends). Dual RS chose σ_c from the "
+               "σ-estimator alone, before any class vote, which is why its one certificate keeps 1 − α.")
+    other: live.Run | None = st.session_state.get(COMPARE)
+    same = other is not None and other.extra.get("dual_run") is run
+
+    def start() -> None:
+        x = run.x.to(s.device)
+        cert = run.job.certificate
+        live.start(COMPARE, lambda: SigmaSweepStream(
+            first.model, x, sigmas, n0=s.n0, n_max=s.n_max, alpha=cert.alpha,
+            batch_size=s.batch_size, best=False, seed=(s.seed or 0) + 1, batch_seconds=0.5,
+            models={v: m.model for v, m in experts.items()}),
+            s.device, inputs.Chosen(run.x, run.source, run.true_label, run.file_sha256), class_names=names,
+            params=_params(), extra={"dual_run": run},
+            model={"label": "each expert alone", "sha256": "+".join(experts[v].sha256 for v in sigmas)})
+
+    if not same:
+        st.button("Certify with each expert alone", key="dual_compare_start", on_click=start,
+                  help="One CERTIFY per σ in Σ with that σ's expert, n0 and n max as the sidebar says")
+        return
+    if not live.show(other, COMPARE, _class_names):
+        return
+    dual = run.job.certificate
+    certs = other.job.certificate.certificates
+    lab = report.class_label
+    rows = {"": [], "class": [], "radius": [], "pA lower bound": [], "n": []}
+    for v, c in zip(sigmas, certs):
+        chosen_mark = " ← σ_c of dual RS" if not dual.abstained and v == dual.sigma else ""
+        rows[""].append(f"expert σ = {v:g} alone{chosen_mark}")
+        rows["class"].append("not run" if c is None else lab(names, c.prediction))
+        rows["radius"].append("" if c is None else floor_str(c.radius))
+        rows["pA lower bound"].append("" if c is None else floor_str(c.p_lower, 4))
+        rows["n"].append("" if c is None else f"{c.n:,}")
+    rows[""].append("dual RS (one certificate, holds at 1 − α)")
+    rows["class"].append(lab(names, dual.prediction))
+    rows["radius"].append(floor_str(dual.radius))
+    rows["pA lower bound"].append("")
+    rows["n"].append("")
+    st.table(rows)
+    done = [(v, c) for v, c in zip(sigmas, certs) if c is not None and not c.abstained]
+    if done:
+        v_best, c_best = max(done, key=lambda t: t[1].radius)
+        if dual.abstained or c_best.radius > dual.radius:
+            limit = (f" The σ certificate limited dual RS here (R_σ = {floor_str(dual.radius_sigma)} < R_c = "
+                     f"{floor_str(dual.radius_class)}): a σ-estimator whose votes under σ_e are more concentrated "
+                     "gives a larger R_σ." if not dual.abstained and dual.limited_by == "sigma" else "")
+            st.info(f"In hindsight the expert at σ = {v_best:g} certifies the larger radius "
+                    f"({floor_str(c_best.radius)} against dual RS's {floor_str(dual.radius)}) — but that σ was "
+                    f"picked after seeing every result, so it is not a certificate at 1 − α.{limit}")
+        else:
+            st.success(f"Dual RS certifies at least the radius of every expert alone here ({floor_str(dual.radius)}), "
+                       "with one certificate chosen before seeing any class vote.")
+
+
+if run is not None and run.job.done and run.job.error is None and run.job.started_at is not None:
+    _compare(run)

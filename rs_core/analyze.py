@@ -11,12 +11,12 @@ bound on the true certified accuracy (App. D).
 from __future__ import annotations
 
 import csv
+import dataclasses
 import io
 import math
 import os
 import re
 from collections.abc import Iterator
-import dataclasses
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -297,6 +297,60 @@ def parse_radii(text: str) -> np.ndarray:
 
 def _table(logs: list[CertifyLog], radii) -> np.ndarray:
     return np.array([log.certified_accuracy(radii) for log in logs]).reshape(len(logs), len(radii))
+
+
+def oracle_log(logs: list[CertifyLog], label: str = "per-image oracle") -> CertifyLog:
+    """Per image, the best of ``logs`` in hindsight: correct if any log is, at the largest radius among the correct
+    ones. Not a certificate (the choice is made after seeing every result); the ceiling any router between these
+    logs' methods could reach. The logs must hold the same images (:func:`common_images`).
+
+    >>> a = CertifyLog.from_rows("a", [(0, 1, 1, 0.5, 1, 0), (1, 2, 2, 0.2, 1, 0)])
+    >>> b = CertifyLog.from_rows("b", [(0, 1, 1, 0.3, 1, 0), (1, 2, 0, 0.9, 0, 0)])
+    >>> oracle_log([a, b]).radius.tolist()
+    [0.5, 0.2]
+    """
+    if not logs:
+        raise ValueError("logs: the oracle needs at least one log")
+    order = [np.argsort(log.idx) for log in logs]
+    idx = logs[0].idx[order[0]]
+    if any(len(log) != len(idx) or not np.array_equal(log.idx[o], idx) for log, o in zip(logs, order)):
+        raise ValueError("logs: the oracle needs logs of the same images (use common_images / --common)")
+    score = np.stack([np.where(log.correct[o] == 1, log.radius[o], -1.0) for log, o in zip(logs, order)])
+    best = score.argmax(0)
+    pick = lambda field: np.stack([getattr(log, field)[o] for log, o in zip(logs, order)])[best, np.arange(len(idx))]
+    return dataclasses.replace(logs[0], label=label, idx=idx, true_label=pick("true_label"), predict=pick("predict"),
+                               radius=pick("radius"), correct=pick("correct"), seconds=pick("seconds"), path="")
+
+
+def versus_best(first: CertifyLog, others: list[CertifyLog], radii) -> list[dict]:
+    """``first`` against the best of ``others`` at each radius (the one with the highest certified accuracy there),
+    on the same images: the difference of certified accuracies and its paired standard error
+    sd(d_i)/√n with d_i = [first certifies image i correctly at r] − [the best other does]."""
+    logs, _ = common_images([first, *others])
+    first, others = logs[0], logs[1:]
+    order = [np.argsort(log.idx) for log in logs]
+    out = []
+    for r in np.atleast_1d(np.asarray(radii, dtype=float)):
+        ok = [((log.correct == 1) & (log.radius >= r))[o].astype(float) for log, o in zip(logs, order)]
+        accs = [float(v.mean()) for v in ok[1:]]
+        j = int(np.argmax(accs))
+        d = ok[0] - ok[1 + j]
+        se = float(d.std(ddof=1) / np.sqrt(len(d))) if len(d) > 1 else float("nan")
+        out.append({"radius": float(r), "first": float(ok[0].mean()), "best": others[j].label,
+                    "best_accuracy": accs[j], "difference": float(d.mean()), "se": se})
+    return out
+
+
+def versus_table(first: CertifyLog, others: list[CertifyLog], radii) -> str:
+    """Markdown: ``first`` − the best of ``others`` at each radius, ± its paired standard error."""
+    rows = versus_best(first, others, radii)
+    head = "| | " + " | ".join(f"r = {row['radius']:g}" for row in rows) + " |"
+    return "\n".join([
+        head, "| --- |" + " --- |" * len(rows),
+        "| best of the others | " + " | ".join(f"{row['best']} {row['best_accuracy']:.3f}" for row in rows) + " |",
+        f"| {first.label} | " + " | ".join(f"{row['first']:.3f}" for row in rows) + " |",
+        f"| {first.label} − best | " + " | ".join(f"{row['difference']:+.3f} ± {row['se']:.3f}" for row in rows)
+        + " |"]) + "\n"
 
 
 def markdown_table(logs: list[CertifyLog], radii) -> str:

@@ -112,13 +112,29 @@ def _add_train_sigma(sub) -> None:
     p.add_argument("--batch", type=A.count, default=128)
     p.add_argument("--lr", type=A.positive_float, default=0.05)
     p.add_argument("--temperature", type=A.positive_float, default=1.0, help="soft labels = softmax(radii / temperature)")
+    p.add_argument("--consistency", type=A.nonnegative_float, default=0.0,
+                   help="weight λ of consistency regularization (Jeong & Shin 2020) over --copies noisy copies; 0: off")
+    p.add_argument("--copies", type=A.count, default=2, help="noisy copies per input for --consistency")
+    p.add_argument("--hard-labels", action="store_true",
+                   help="one-hot labels for the σ with the largest (capped) radius, ties to the smallest σ")
+    p.add_argument("--rounds", type=int, choices=range(0, 11), default=0, metavar="K",
+                   help="Sun et al.'s iterative scheme: K rounds of (route the training inputs with the estimator, "
+                        "fine-tune each expert on its inputs, relabel, retrain the estimator); fine-tuned experts are "
+                        "written next to --out (experts_round<k>/) and the estimator names them")
+    p.add_argument("--finetune-epochs", type=A.count, default=1, help="epochs of each expert's fine-tuning per round")
+    p.add_argument("--finetune-lr", type=A.positive_float, default=0.01)
+    p.add_argument("--label-cap", default=None, type=A.radius_or_auto,
+                   help="clip every label radius at this value, or 'auto': the smallest σ's ceiling at --label-n "
+                        "(so perfectly classified inputs are not all labelled for the largest σ)")
     p.add_argument("--seed", type=A.seed, default=0)
     p.add_argument("--device", type=A.device, default="cpu")
     p.add_argument("--no-progress", action="store_true")
 
 
 def _train_sigma(args) -> int:
-    from .checkpoints import load_checkpoint
+    import torch
+
+    from .checkpoints import load_checkpoint, save_checkpoint
     from .data import get_dataset
     from .sigma_estimator import cached_expert_radii, save_sigma_estimator, train_sigma_estimator
     from .train import _tensors
@@ -139,10 +155,44 @@ def _train_sigma(args) -> int:
     cache = Path(args.cache) if args.cache else Path(args.out).parent / "labels_cache"
     radii = cached_expert_radii(cache, experts, xs, ys, args.label_n, batch_size=1000, seed=args.seed,
                                 progress=not args.no_progress)
-    model, summary = train_sigma_estimator(xs, radii, args.sigma_e, arch, epochs=args.epochs,
-                                           batch_size=args.batch, lr=args.lr, temperature=args.temperature,
-                                           seed=args.seed, device=args.device, progress=not args.no_progress)
-    summary["mean_radius_per_sigma"] = radii.mean(0).tolist()
+    from .sigma_estimator import cap_radii, finetune_expert, label_ceiling, route
+
+    if args.label_cap is None:
+        cap = None
+    elif args.label_cap == "auto":  # one ceiling for every σ: the smallest σ's at --label-n samples
+        cap = label_ceiling(min(experts), args.label_n)
+    else:
+        cap = args.label_cap
+
+    def fit(radii):
+        return train_sigma_estimator(xs, cap_radii(radii, cap), args.sigma_e, arch, epochs=args.epochs,
+                                     batch_size=args.batch, lr=args.lr, temperature=args.temperature,
+                                     seed=args.seed, device=args.device, progress=not args.no_progress,
+                                     consistency=args.consistency, copies=args.copies, hard_labels=args.hard_labels)
+
+    model, summary = fit(radii)
+    history = []
+    for k in range(1, args.rounds + 1):  # Sun et al.'s iterative scheme (their §5)
+        sigmas = sorted(experts)
+        routed = route(model, xs, args.sigma_e, sigmas, seed=args.seed + 7919 * k)
+        for s in sigmas:
+            mine = torch.as_tensor(routed == s)
+            src = load_checkpoint(paths[s], args.device, dataset=args.dataset)
+            tuned = finetune_expert(src.model, xs[mine], ys[mine], s, epochs=args.finetune_epochs,
+                                    lr=args.finetune_lr, seed=args.seed + k, device=args.device)
+            out = Path(args.out).parent / f"experts_round{k}" / f"noise_{s:.2f}" / "checkpoint.pth.tar"
+            save_checkpoint(out, tuned, src.arch, epoch=args.finetune_epochs, meta={
+                **{k_: v for k_, v in src.meta.items() if k_ != "accuracy"}, "recipe": {"finetuned_from": str(paths[s]), "from_sha256": src.sha256, "round": k,
+                                       "routed_images": int(mine.sum()), "epochs": args.finetune_epochs,
+                                       "lr": args.finetune_lr, "noise_sigma": s}})
+            experts[s], paths[s] = tuned, out
+        history.append({"round": k, "routed_share": [float((routed == s).mean()) for s in sigmas]})
+        radii = cached_expert_radii(cache, experts, xs, ys, args.label_n, batch_size=1000, seed=args.seed,
+                                    progress=not args.no_progress)  # new experts: a new cache key
+        model, summary = fit(radii)
+    summary["mean_radius_per_sigma"] = cap_radii(radii, cap).mean(0).tolist()
+    summary["label_cap"] = cap
+    summary["rounds"] = history
     save_sigma_estimator(args.out, model, arch, dataset=args.dataset, sigma_e=args.sigma_e, expert_paths=paths,
                          summary=summary, label_n=args.label_n)
     shares = ", ".join(f"σ = {s:g}: {v:.2f}" for s, v in zip(sorted(paths), summary["best_sigma_share"]))
@@ -476,6 +526,10 @@ def _add_analyze(sub) -> None:
                    "methods on the same images); refused for logs of different data sets")
     p.add_argument("--dataset", choices=DATASETS, default=None, help="the data set of every log (default: the one "
                    "named by each log's folders, e.g. …/cifar10/…)")
+    p.add_argument("--versus", action="store_true", help="also print the first log minus the best of the others at "
+                   "each radius, with its paired standard error (on their common images)")
+    p.add_argument("--oracle", action="store_true", help="add a row: per image, the best of the logs (the others "
+                   "than the first with --versus) in hindsight — a ceiling, not a certificate")
 
 
 def _analyze(args) -> int:
@@ -491,12 +545,20 @@ def _analyze(args) -> int:
         radii = np.array(args.radii if args.radii else [0.0, 0.25, 0.5, 0.75, 1.0, 1.5, 2.0])
     labels = args.labels or [None] * len(args.logs)
     logs = [read_certify_log(path, label, dataset=args.dataset) for path, label in zip(args.logs, labels, strict=True)]
-    if args.common:  # only logs of one data set (from their folders, or --dataset) are intersected
+    if args.common or args.oracle or args.versus:  # only logs of one data set (folders, or --dataset) are intersected
         logs, common = common_images(logs)
         print(f"{len(common)} examples common to all {len(logs)} logs", file=sys.stderr)
+    from .analyze import oracle_log, versus_table
+
+    versus = versus_table(logs[0], logs[1:], radii) if args.versus and len(logs) > 1 else ""
+    if args.oracle:
+        logs = [*logs, oracle_log(logs[1:] if args.versus and len(logs) > 1 else logs,
+                                  "per-image oracle (not a certificate)")]
     tables = {"markdown": markdown_table(logs, radii), "latex": latex_table(logs, radii),
               "csv": csv_table(logs, radii, args.alpha, args.rho)}
     sys.stdout.write(tables[args.format])
+    if versus:
+        sys.stdout.write("\n" + versus)
     if args.out:
         out = Path(args.out)
         out.parent.mkdir(parents=True, exist_ok=True)

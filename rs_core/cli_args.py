@@ -95,3 +95,8 @@ def device(text: str) -> str:
     if dev.type not in ("cpu", "cuda", "mps"):
         raise argparse.ArgumentTypeError(f"unsupported device type {dev.type!r} (cpu, cuda, mps)")
     return text
+
+
+def radius_or_auto(text: str) -> float | str:
+    """``auto`` or a finite radius > 0 (train-sigma's --label-cap)."""
+    return "auto" if text.strip().lower() == "auto" else positive_float(text)

@@ -135,16 +135,58 @@ def sigma_class_weights(radii: np.ndarray) -> tuple[torch.Tensor, torch.Tensor]:
     return weights.float(), share
 
 
+def cap_radii(radii: np.ndarray, cap: float | None) -> np.ndarray:
+    """Labels with one ceiling for every σ: radii clipped at ``cap`` (None: unchanged).
+
+    With N label samples a σ's label cannot exceed σ·Φ⁻¹(CP lower bound at N of N), about 1.5σ at N = 100, so an
+    input every expert classifies perfectly is labelled for the largest σ. Clipped at a common cap (e.g. the
+    smallest σ's ceiling), such an input gets equal labels for every σ that reaches the cap, and the class
+    weights no longer push it to the largest σ.
+
+    >>> cap_radii(np.array([[0.37, 0.74, 1.48], [0.2, 0.1, 0.0]]), 0.37).tolist()
+    [[0.37, 0.37, 0.37], [0.2, 0.1, 0.0]]
+    """
+    radii = np.asarray(radii, dtype=np.float64)
+    if cap is None:
+        return radii
+    if isinstance(cap, bool) or not isinstance(cap, (int, float)) or not math.isfinite(cap) or cap <= 0:
+        raise ValueError(f"label_cap: must be None or a finite radius > 0, got {cap!r}")
+    return np.minimum(radii, float(cap))
+
+
+def label_ceiling(sigma: float, n: int, alpha: float = 0.001) -> float:
+    """The largest label radius σ can get from n label samples: σ Φ⁻¹(Clopper–Pearson lower bound at n of n)."""
+    return float(sigma * stats.norm.ppf(float(clopper_pearson_lower(n, n, alpha))))
+
+
 def train_sigma_estimator(xs: torch.Tensor, radii: np.ndarray, sigma_e: float, arch: str, *, epochs: int = 10,
                           batch_size: int = 128, lr: float = 0.05, temperature: float = 1.0, seed: int = 0,
-                          device: str = "cpu", progress: bool = True, log=sys.stderr) -> tuple[nn.Module, dict]:
+                          device: str = "cpu", progress: bool = True, log=sys.stderr, consistency: float = 0.0,
+                          copies: int = 2, hard_labels: bool = False) -> tuple[nn.Module, dict]:
     """Train ``arch`` with len(Σ) outputs on xs + N(0, σ_e²I) against softmax(radii / temperature),
-    class-reweighted; returns the model (eval mode) and a summary for its metadata."""
+    class-reweighted; returns the model (eval mode) and a summary for its metadata.
+
+    ``consistency`` > 0 adds Jeong & Shin's (2020) consistency regularization, as Sun et al. train their estimator:
+    each input is noised ``copies`` times and λ · mean_j KL(p̄ ‖ p_j) pulls the copies' predicted σ-distributions
+    p_j towards their mean p̄, so that the smoothed estimator's votes under σ_e concentrate (a larger R_σ).
+    ``hard_labels``: one-hot labels for the σ with the largest radius, ties to the smallest σ (with a common
+    ``cap_radii`` ceiling: the smallest σ that reaches it); inputs no expert certifies keep the uniform label."""
     from tqdm import tqdm
 
     sigma_e = check_sigma(sigma_e, "sigma_e")
     check_count(epochs, "epochs")
+    if isinstance(consistency, bool) or not isinstance(consistency, (int, float)) or not math.isfinite(consistency) \
+            or consistency < 0:
+        raise ValueError(f"consistency: must be a finite weight >= 0, got {consistency!r}")
+    copies = check_count(copies, "copies") if consistency > 0 else 1
+    if consistency > 0 and copies < 2:
+        raise ValueError("copies: consistency regularization needs at least 2 noisy copies per input")
     labels = torch.as_tensor(sigma_label_radii(radii, temperature), dtype=torch.float32)
+    if hard_labels:
+        r = np.asarray(radii, dtype=np.float64)
+        certified = torch.as_tensor(r.max(1) > 0)
+        one_hot = F.one_hot(torch.as_tensor(r.argmax(1)), r.shape[1]).float()  # argmax: the first (smallest σ) max
+        labels = torch.where(certified[:, None], one_hot, labels)
     weights, share = sigma_class_weights(radii)
     m = labels.shape[1]
     torch.manual_seed(seed)
@@ -163,10 +205,16 @@ def train_sigma_estimator(xs: torch.Tensor, radii: np.ndarray, sigma_e: float, a
         total = 0.0
         for s in range(0, len(xs), batch_size):
             idx = order[s:s + batch_size]
-            x = xs[idx].to(dev)
+            x = xs[idx].to(dev).repeat(copies, 1, 1, 1)  # copy-major: rows j·B … (j+1)·B − 1 are copy j
             x = x + sigma_e * torch.randn(x.shape, generator=gen, device=dev)
             logp = F.log_softmax(model(x), dim=1)
-            loss = -(weights[idx].to(dev) * (labels[idx].to(dev) * logp).sum(1)).mean()
+            w, y = weights[idx].to(dev).repeat(copies), labels[idx].to(dev).repeat(copies, 1)
+            loss = -(w * (y * logp).sum(1)).mean()
+            if consistency > 0:
+                logp = logp.view(copies, len(idx), -1)
+                mean_p = logp.exp().mean(0)
+                kl = (mean_p * (mean_p.clamp_min(1e-12).log() - logp)).sum(-1).mean()  # mean_j KL(p̄ ‖ p_j)
+                loss = loss + consistency * kl
             opt.zero_grad()
             loss.backward()
             opt.step()
@@ -177,9 +225,45 @@ def train_sigma_estimator(xs: torch.Tensor, radii: np.ndarray, sigma_e: float, a
     bar.close()
     model.eval()
     summary = {"epochs": epochs, "batch_size": batch_size, "lr": lr, "temperature": temperature, "seed": seed,
+               "consistency": consistency, "copies": copies, "hard_labels": hard_labels,
                "train_images": len(xs), "final_loss": losses[-1], "losses": losses,
                "best_sigma_share": share.tolist(), "train_seconds": round(time.perf_counter() - start, 1)}
     return model, summary
+
+
+@torch.inference_mode()
+def route(estimator: nn.Module, xs: torch.Tensor, sigma_e: float, sigmas: list[float], *, votes: int = 8,
+          batch_size: int = 1000, seed: int = 0) -> np.ndarray:
+    """[N] the σ the smoothed estimator picks for each input: the majority of ``votes`` noisy copies (σ_e), as dual
+    RS's stage 1 would (ties to the smaller σ). For training only — routing, not a certificate."""
+    counts = sample_counts_many(estimator, xs, sigma_e, votes, batch_size, seed=seed)
+    return np.asarray(sigmas, dtype=float)[counts.argmax(1)]
+
+
+def finetune_expert(model: nn.Module, xs: torch.Tensor, ys: torch.Tensor, sigma: float, *, epochs: int = 1,
+                    batch_size: int = 128, lr: float = 0.01, seed: int = 0, device: str = "cpu") -> nn.Module:
+    """Sun et al.'s expert fine-tuning: a copy of ``model`` trained further with Gaussian noise σ on the inputs
+    routed to it (SGD with momentum, constant small learning rate); returned in eval mode."""
+    import copy
+
+    from .train import Recipe, _loss
+
+    check_count(epochs, "epochs")
+    model = copy.deepcopy(model).to(device).train()
+    if len(xs) == 0:
+        return model.eval()
+    opt = torch.optim.SGD(model.parameters(), lr=lr, momentum=0.9, weight_decay=5e-4)
+    recipe = Recipe(dataset="", arch="", sigma=float(sigma), epochs=epochs, batch_size=batch_size, lr=lr, seed=seed)
+    gen = torch.Generator(device=device).manual_seed(seed)
+    for epoch in range(epochs):
+        order = torch.randperm(len(xs), generator=torch.Generator().manual_seed(seed + epoch))
+        for s in range(0, len(xs), batch_size):
+            idx = order[s:s + batch_size]
+            loss = _loss(model, xs[idx].to(device), ys[idx].to(device), recipe, gen)
+            opt.zero_grad()
+            loss.backward()
+            opt.step()
+    return model.eval()
 
 
 def save_sigma_estimator(path: str | Path, model: nn.Module, arch: str, *, dataset: str, sigma_e: float,

@@ -163,6 +163,7 @@ class SigmaSweepStream:
         seed: int | None = None,
         autocast: Autocast = None,
         batch_seconds: float | None = None,
+        models: Mapping[float, nn.Module] | None = None,
     ) -> None:
         check_model(model)
         check_images(x, 3)
@@ -180,6 +181,14 @@ class SigmaSweepStream:
         checked = check_seed(seed)
         self.seed: int = fresh_seed() if checked is None else checked
         self.model, self.autocast = model, check_autocast(autocast)
+        # Per-σ base classifiers (dual RS's experts, each certified at its own σ); default: ``model`` for every σ.
+        if models is not None:
+            if not isinstance(models, Mapping) or set(models) != set(self.sigmas):
+                raise ValueError(f"models: need one model per σ in {list(self.sigmas)}, got "
+                                 f"{sorted(models) if isinstance(models, Mapping) else type(models).__name__}")
+            for m in models.values():
+                check_model(m)
+        self.models = None if models is None else dict(models)
         self.x = x.detach().clone()  # every σ certifies the same input, whatever the caller does to x later
         self._lock = threading.RLock()  # orders stop() against the start of the next σ (re-entrant: the model's
         # shape probe runs under it, and a stop() from inside a forward pass must not deadlock)
@@ -190,7 +199,8 @@ class SigmaSweepStream:
         self._stop_reason: StopReason | None = None
 
     def _open(self, i: int) -> CertifyStream:
-        return CertifyStream(self.model, self.x, self.sigmas[i], self.n0, self.n_max, self.alpha_each,
+        model = self.model if self.models is None else self.models[self.sigmas[i]]
+        return CertifyStream(model, self.x, self.sigmas[i], self.n0, self.n_max, self.alpha_each,
                              self.batch_size, seed=derive_seed(self.seed, i), autocast=self.autocast,
                              batch_seconds=self.batch_seconds)
 

@@ -166,6 +166,12 @@ MUTANTS = [
            "        if not trust_code:\n            raise ValueError(f\"model: refused {name}: a TorchScript",
            "        if False:\n            raise ValueError(f\"model: refused {name}: a TorchScript",
            ("tests/test_formats.py::test_torchscript_is_refused_unless_trusted",)),
+    Mutant("σ-estimator: consistency term computed but not added", "rs_core/sigma_estimator.py",
+           "                loss = loss + consistency * kl", "                loss = loss + 0 * kl",
+           ("tests/test_sigma_estimator.py::test_consistency_regularization_concentrates_the_estimators_votes_under_its_noise",)),
+    Mutant("analyze --versus: unpaired (best of the others taken per image)", "rs_core/analyze.py",
+           "        d = ok[0] - ok[1 + j]", "        d = ok[0] - np.max(ok[1:], axis=0)",
+           ("tests/test_analyze.py::test_the_dual_rs_comparison_in_the_model_cards_is_recomputed_from_the_shipped_logs",)),
 ]
 
 

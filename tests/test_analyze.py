@@ -13,6 +13,7 @@ from rs_core.analyze import (
     radius_grid,
     read_certify_log,
 )
+from rs_core.checkpoints import CHECKPOINTS_DIR
 
 REF = Path(__file__).resolve().parents[2] / "shared" / "reference" / "cohen2019"
 needs_ref = pytest.mark.skipif(not REF.exists(), reason=f"Cohen et al.'s reference logs not found at {REF}")
@@ -119,3 +120,25 @@ def test_read_log_takes_its_data_set_from_its_folders(tmp_path):
     (folder / "sigma_0.25").write_text("idx\tlabel\tpredict\tradius\tcorrect\ttime\n0\t3\t3\t0.1\t1\t1.0\n")
     assert read_certify_log(folder / "sigma_0.25").dataset == "cifar10"
     assert read_certify_log(folder / "sigma_0.25", dataset="mnist").dataset == "mnist"
+
+
+def test_the_dual_rs_comparison_in_the_model_cards_is_recomputed_from_the_shipped_logs():
+    """checkpoints/README.md's "dual − best single" rows are what analyze --common --versus prints from the shipped
+    logs (dual RS against each single σ on their common images), with the per-image oracle as the ceiling."""
+    import re
+    import subprocess
+    import sys
+
+    readme = (CHECKPOINTS_DIR / "README.md").read_text()
+    for ds, arch in [("mnist", "mnist_cnn"), ("cifar10-partial", "cifar_cnn")]:
+        singles = sorted(str(p) for p in (CHECKPOINTS_DIR / ds / arch).glob("noise_*/sigma_*")
+                         if p.name in ("sigma_0.25", "sigma_0.50", "sigma_1.00"))
+        proc = subprocess.run([sys.executable, "-m", "rs_core", "analyze", str(CHECKPOINTS_DIR / ds / "dual/certify_dual"),
+                               *singles, "--common", "--versus", "--oracle"], capture_output=True, text=True,
+                              timeout=300, check=True)
+        row = next(line for line in proc.stdout.splitlines() if "− best |" in line)
+        printed = [float(v.split("±")[0]) for v in row.split("|")[2:-1]]
+        section = readme[readme.index("MNIST, 250 test images:" if ds == "mnist" else "Partial CIFAR-10 (`cifar_cnn` experts)"):]
+        card = re.search(r"\| dual − best single \|([^\n]*)", section).group(1)
+        assert printed == pytest.approx([float(v) for v in card.split("|")[:-1]], abs=1e-9), (ds, printed, card)
+        assert "per-image oracle (not a certificate)" in proc.stdout

@@ -324,7 +324,11 @@ def test_dual_rs_page_both_stages(app_url, page, tmp_path_factory):
     _wait_text(page, "is certified within", timeout=120_000)
     text = page.locator("[data-testid='stAlert']").filter(has_text="is certified within").first.inner_text()
     assert text.startswith("1") and "min(R_σ" in text and "Limited by" in text
-    page.set_viewport_size({"width": 1280, "height": 2000})
+    # The lesson: each expert alone next to the dual certificate, labelled as a comparison.
+    page.get_by_role("button", name="Certify with each expert alone").click()
+    _wait_text(page, "dual RS (one certificate, holds at 1 − α)", timeout=180_000)
+    _wait_text(page, "a comparison, not a certificate to pick from")
+    page.set_viewport_size({"width": 1280, "height": 3000})
     page.wait_for_timeout(1500)
     _shot(page, "dual_rs.png", tmp_path_factory)
     page.set_viewport_size({"width": 1280, "height": 1300})

@@ -3,6 +3,7 @@
 import re
 import subprocess
 import sys
+from pathlib import Path
 
 import pytest
 import torch
@@ -149,7 +150,7 @@ def test_train_sigma_then_certify_dual_end_to_end_on_mnist(tmp_path):
     """Labels (cached, resumable) → σ-estimator → certify-dual log that analyze reads next to single-σ logs."""
     est = tmp_path / "dual" / "sigma_estimator.pth.tar"
     args = ["train-sigma", "--dataset", "mnist", "--experts", *SHIPPED_MNIST, "--sigma-e", 1.0, "--out", est,
-            "--label-n", 16, "--max-train", 300, "--epochs", 1, "--batch", 64]
+            "--label-n", 16, "--max-train", 300, "--epochs", 1, "--batch", 64, "--consistency", 5, "--label-cap", "auto"]
     first = run(*args)
     assert "best-σ shares σ = 0.25:" in first.stdout
     cache = sorted((tmp_path / "dual" / "labels_cache").glob("radii_*.npy"))
@@ -160,6 +161,10 @@ def test_train_sigma_then_certify_dual_end_to_end_on_mnist(tmp_path):
     loaded = load_checkpoint(est)
     assert loaded.meta["kind"] == "sigma-estimator" and loaded.meta["sigmas"] == [0.25, 0.5, 1.0]
     assert loaded.num_classes == 3 and loaded.sigma == 1.0
+    training = loaded.meta["training"]  # the recipe is recorded: consistency and the common label cap (N = 16)
+    from rs_core.sigma_estimator import label_ceiling
+
+    assert training["consistency"] == 5.0 and training["label_cap"] == pytest.approx(label_ceiling(0.25, 16))
 
     out = tmp_path / "dual_log"
     run("certify-dual", "mnist", est, out, "--N0", 20, "--N", 200, "--skip", 2500, "--batch", 500,
@@ -181,3 +186,28 @@ def test_train_sigma_then_certify_dual_end_to_end_on_mnist(tmp_path):
 def test_certify_dual_refuses_a_base_classifier_as_estimator(tmp_path):
     proc = run("certify-dual", "mnist", SHIPPED_MNIST[0], tmp_path / "x", "--no-progress", check=False)
     assert proc.returncode == 2 and "error: estimator:" in proc.stderr and "not a σ-estimator" in proc.stderr
+
+
+@needs_mnist
+def test_train_sigma_rounds_fine_tune_the_experts_relabel_and_the_result_certifies(tmp_path):
+    """Sun et al.'s iterative scheme: the round's fine-tuned experts are written next to the estimator, which names
+    them (sha256 checked on load), and certify-dual runs with them."""
+    from rs_core.sigma_estimator import load_dual
+
+    est = tmp_path / "dual" / "sigma_estimator.pth.tar"
+    run("train-sigma", "--dataset", "mnist", "--experts", *SHIPPED_MNIST, "--sigma-e", 1.0, "--out", est,
+        "--label-n", 16, "--max-train", 300, "--epochs", 1, "--batch", 64, "--rounds", 1, "--finetune-epochs", 1)
+    estimator, experts = load_dual(est)
+    rounds = estimator.meta["training"]["rounds"]
+    assert len(rounds) == 1 and sum(rounds[0]["routed_share"]) == pytest.approx(1.0)
+    for sigma, expert in experts.items():
+        path = tmp_path / "dual" / "experts_round1" / f"noise_{sigma:.2f}" / "checkpoint.pth.tar"
+        assert expert.path == str(path.resolve()) or Path(expert.path).resolve() == path.resolve()
+        recipe = expert.meta["recipe"]
+        assert recipe["round"] == 1 and recipe["from_sha256"] == load_checkpoint(SHIPPED_MNIST[[0.25, 0.5, 1.0].index(
+            sigma)]).sha256 and expert.sigma == sigma
+    assert len(list((tmp_path / "dual" / "labels_cache").glob("radii_*.npy"))) == 2  # relabelled: a second key
+    out = tmp_path / "dual_log"
+    run("certify-dual", "mnist", est, out, "--N0", 20, "--N", 200, "--skip", 5000, "--batch", 500, "--device", "cpu",
+        "--no-progress")
+    assert read_certify_log(out, "dual").idx.tolist() == [0, 5000]

@@ -138,3 +138,28 @@ def test_invalid_sidebar_setting_blocks_start():
     assert any(e.value.startswith("n max must be a whole number from 1") for e in at.sidebar.error)
     assert at.button(key="dual_start").disabled
     assert any(c.value.startswith("Start is disabled: Fix the sidebar first: n max") for c in at.caption)
+
+
+def test_each_expert_alone_is_shown_next_to_the_dual_certificate_as_a_comparison():
+    at = _page(n_max=2000, batch=1000, seed=4)
+    at.button(key="dual_start").click().run()
+    assert at.session_state["dual_run"].job.wait(120)
+    at.run()
+    at.button(key="dual_compare_start").click().run()
+    other = at.session_state["dual_compare"]
+    assert other.job.wait(120)
+    at.run()
+    assert not at.exception
+    dual = at.session_state["dual_run"].job.certificate
+    certs = other.job.certificate.certificates
+    est, experts = load_dual(MNIST_EST)
+    # Each expert at its own σ, with the dual run's total α, on the same input.
+    assert [c.sigma for c in certs] == sorted(experts) and all(c.alpha == dual.alpha for c in certs)
+    assert any("a comparison, not a certificate to pick from" in m.value for m in at.markdown)
+    table = at.table[-1].value
+    first_col = table.iloc[:, 0].tolist() if table.columns[0] == "" else list(table.index)
+    assert first_col[-1].startswith("dual RS (one certificate")
+    assert any(f"σ = {dual.sigma:g} alone ← σ_c of dual RS" in r for r in first_col) or dual.abstained
+    assert list(table["radius"])[:3] == [floor_str(c.radius) for c in certs]
+    said = " ".join(i.value for i in at.info) + " ".join(s.value for s in at.success)
+    assert "not a certificate at 1 − α" in said or "at least the radius of every expert" in said

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import numpy as np
+import pytest
 import torch
 from torch import nn
 
@@ -58,3 +59,46 @@ def test_a_cache_of_other_experts_is_not_reused(tmp_path):
     assert len(list(tmp_path.glob("radii_*.npy"))) == 4  # computed anew, not read from the first cache
     # A margin of +5 makes every input class 1: its labels differ from the first experts'.
     assert not np.array_equal(first, other)
+
+
+def _vote_entropy(model, xs, sigma_e: float) -> float:
+    from rs_core.sampling import sample_counts_many
+
+    c = sample_counts_many(model, xs, sigma_e, 100, 1000, seed=1).astype(float)
+    p = c / c.sum(1, keepdims=True)
+    return float((-(np.where(p > 0, p * np.log(np.where(p > 0, p, 1)), 0)).sum(1) / np.log(c.shape[1])).mean())
+
+
+def test_consistency_regularization_concentrates_the_estimators_votes_under_its_noise():
+    """A small synthetic task (random images, random soft labels over 3 σ): with λ = 20 the trained estimator's
+    votes under σ_e are less spread (lower normalized vote entropy) than without, which is what R_σ needs."""
+    from rs_core.sigma_estimator import train_sigma_estimator
+
+    g = torch.Generator().manual_seed(0)
+    xs, held = torch.rand(384, 1, 28, 28, generator=g), torch.rand(48, 1, 28, 28, generator=g)
+    radii = np.random.default_rng(0).uniform(0, 1, (384, 3))
+    kw = {"epochs": 4, "batch_size": 64, "lr": 0.05, "seed": 0, "progress": False}
+    plain, s0 = train_sigma_estimator(xs, radii, 1.0, "mnist_cnn", **kw)
+    regular, s1 = train_sigma_estimator(xs, radii, 1.0, "mnist_cnn", consistency=20.0, **kw)
+    assert s0["consistency"] == 0.0 and s1["consistency"] == 20.0 and s1["copies"] == 2
+    assert _vote_entropy(regular, held, 1.0) < _vote_entropy(plain, held, 1.0) - 0.05
+
+
+def test_consistency_and_label_cap_are_checked():
+    from rs_core.sigma_estimator import cap_radii, label_ceiling, train_sigma_estimator
+
+    with pytest.raises(ValueError, match="consistency"):
+        train_sigma_estimator(torch.zeros(4, 1, 28, 28), np.zeros((4, 2)), 1.0, "mnist_cnn", consistency=-1)
+    with pytest.raises(ValueError, match="label_cap"):
+        cap_radii(np.zeros((1, 2)), 0.0)
+    # N = 100 label samples: the ceilings are 1.5σ (this is why uncapped labels favour the largest σ).
+    assert [round(label_ceiling(s, 100), 3) for s in (0.25, 0.5, 1.0)] == [0.375, 0.75, 1.5]
+
+
+def test_hard_labels_pick_the_smallest_sigma_at_the_common_cap():
+    from rs_core.sigma_estimator import cap_radii, train_sigma_estimator
+
+    radii = cap_radii(np.array([[0.3, 0.75, 1.5], [0.0, 0.0, 0.9], [0.0, 0.0, 0.0]] * 8), 0.75)
+    model, summary = train_sigma_estimator(torch.rand(24, 1, 28, 28), radii, 1.0, "mnist_cnn", epochs=1, batch_size=8,
+                                           seed=0, progress=False, hard_labels=True)
+    assert summary["hard_labels"] and summary["best_sigma_share"] == pytest.approx([0.0, 0.5, 0.5])

@@ -351,3 +351,26 @@ def test_the_best_sigma_is_wrong_at_most_alpha_and_follows_its_exact_law():
     # … and the test has power: without the split (α per σ) the law is far above α, and would be rejected.
     assert lower_full > 1.5 * alpha
     assert stats.binomtest(round(lower_full * runs), runs, alpha, alternative="greater").pvalue < 1e-6
+
+
+class _Constant(nn.Module):
+    def __init__(self, k: int) -> None:
+        super().__init__()
+        self.k = k
+        self.w = nn.Parameter(torch.zeros(1))
+
+    def forward(self, x):
+        out = torch.zeros(x.shape[0], 3)
+        out[:, self.k] = 1.0
+        return out + 0 * self.w
+
+
+def test_per_sigma_models_certify_each_sigma_with_its_own_expert():
+    """Dual RS's comparison: each σ certified by its own expert (here one constant class per σ)."""
+    x = torch.zeros(1, 2, 2)
+    sweep = SigmaSweepStream(_Constant(0).eval(), x, [0.25, 0.5], n0=50, n_max=500, alpha=0.01, batch_size=250,
+                             seed=0, models={0.25: _Constant(1).eval(), 0.5: _Constant(2).eval()})
+    certs = sweep.run().certificates
+    assert [c.prediction for c in certs] == [1, 2]
+    with pytest.raises(ValueError, match="models: need one model per σ"):
+        SigmaSweepStream(_Constant(0).eval(), x, [0.25, 0.5], models={0.25: _Constant(1).eval()})
