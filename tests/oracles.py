@@ -181,3 +181,16 @@ def crossing_probability(p: float, batch: int, thresholds: list[int]) -> float:
             crossed += alive[c:].sum()
             alive[c:] = 0.0
     return float(crossed)
+
+
+def digit_png() -> bytes:
+    """A dark "1" on white paper as PNG bytes (what a user uploads to the digit models)."""
+    import io
+
+    from PIL import Image
+
+    img = Image.new("L", (120, 120), 255)
+    img.paste(0, (55, 15, 68, 105))
+    buf = io.BytesIO()
+    img.save(buf, format="PNG")
+    return buf.getvalue()

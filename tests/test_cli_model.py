@@ -3,8 +3,6 @@
 from __future__ import annotations
 
 import json
-import subprocess
-import sys
 from pathlib import Path
 
 import pytest
@@ -12,23 +10,13 @@ import torch
 import torchvision
 from PIL import Image
 from safetensors.torch import save_file
+from test_cli import needs_mnist, run  # the CLI as a subprocess, and the MNIST guard
 
 from rs_core.checkpoints import CHECKPOINTS_DIR
-from rs_core.data import data_dir
 
 MNIST_050 = CHECKPOINTS_DIR / "mnist/mnist_cnn/noise_0.50/checkpoint.pth.tar"
 REPORT_KEYS = {"certificate", "predict", "radii_other_bounds", "model", "input",
                "certifications_of_this_input_in_the_session", "warnings", "guarantee"}
-needs_mnist = pytest.mark.skipif(not (data_dir() / "mnist" / "MNIST" / "raw").exists(),
-                                 reason=f"no MNIST under RS_DATA_DIR={data_dir()}")
-
-
-def run(*args, check=True):
-    proc = subprocess.run([sys.executable, "-m", "rs_core", *map(str, args)], capture_output=True, text=True,
-                          timeout=600)
-    if check and proc.returncode != 0:
-        raise AssertionError(f"exit {proc.returncode}\n{proc.stdout}\n{proc.stderr}")
-    return proc
 
 
 @pytest.fixture(scope="module")

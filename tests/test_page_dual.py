@@ -3,13 +3,12 @@ Stop, the α split."""
 
 from __future__ import annotations
 
-import io
 import time
 from pathlib import Path
 
 import numpy as np
 import pytest
-from PIL import Image
+from oracles import digit_png
 from streamlit.testing.v1 import AppTest
 
 from rs_core.checkpoints import CHECKPOINTS_DIR
@@ -25,14 +24,6 @@ MNIST_EST = CHECKPOINTS_DIR / "mnist" / "dual" / "sigma_estimator.pth.tar"
 pytestmark = pytest.mark.skipif(not MNIST_EST.exists(), reason=f"no shipped MNIST σ-estimator at {MNIST_EST}")
 
 
-def _digit_png() -> bytes:
-    img = Image.new("L", (120, 120), 255)
-    img.paste(0, (55, 15, 68, 105))
-    buf = io.BytesIO()
-    img.save(buf, format="PNG")
-    return buf.getvalue()
-
-
 def _page(**settings) -> AppTest:
     """The app on the Dual RS page, with the sidebar's ``settings`` (by widget key) and the digit uploaded."""
     at = AppTest.from_file(APP, default_timeout=60).run()
@@ -41,7 +32,7 @@ def _page(**settings) -> AppTest:
         at.number_input(key=key).set_value(value)
     at.run()
     assert at.radio(key="source").value == "upload"
-    at.file_uploader(key="upload").set_value([("one.png", _digit_png(), "image/png")])
+    at.file_uploader(key="upload").set_value([("one.png", digit_png(), "image/png")])
     return at.run()
 
 
@@ -64,7 +55,7 @@ def test_dual_certificate_matches_the_engine_and_explains_the_radius():
     assert run.model["id"] == "mnist/dual" and run.model["sha256"] == est.sha256
     assert run.model["experts_sha256"] == {str(v): m.sha256 for v, m in experts.items()}
     assert run.extra["sigmas"] == sorted(experts)
-    x = prepare_input(load_image(_digit_png()), est.input_shape, invert=None, frame_digit=True)
+    x = prepare_input(load_image(digit_png()), est.input_shape, invert=None, frame_digit=True)
     ref = DualStream(est.model, {s: m.model for s, m in experts.items()}, x, 1.0, n0=100, n_max=3000, alpha=0.001,
                      batch_size=1000, seed=9)
     for _ in ref:

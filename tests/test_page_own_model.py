@@ -3,14 +3,13 @@ understood, refusals, and the server's model folder (RS_MODELS_DIR)."""
 
 from __future__ import annotations
 
-import io
 import json
 from pathlib import Path
 
 import pytest
 import torch
 import torchvision
-from PIL import Image
+from oracles import digit_png
 from safetensors.torch import save_file
 from streamlit.testing.v1 import AppTest
 
@@ -34,14 +33,6 @@ def files(tmp_path_factory):
     return {"onnx": onnx_file, "r18": d / "r18.safetensors", "ts": ts}
 
 
-def _digit_png() -> bytes:
-    img = Image.new("L", (120, 120), 255)
-    img.paste(0, (55, 15, 68, 105))
-    buf = io.BytesIO()
-    img.save(buf, format="PNG")
-    return buf.getvalue()
-
-
 def _own(path: Path) -> AppTest:
     at = AppTest.from_file(APP, default_timeout=120).run()
     at.switch_page("pages/1_Certify.py").run()
@@ -61,7 +52,7 @@ def test_an_onnx_upload_shows_what_was_understood_and_certifies_with_it_recorded
     assert "Understood:** onnx · sha256" in card and "1×28×28" in card and "the model normalizes itself" in card and "σ = 0.5" in card
     assert at.number_input(key="sigma").value == 0.5  # the training σ the file declares
     at.number_input(key="n_max").set_value(2000).run()
-    at.file_uploader(key="upload").set_value([("one.png", _digit_png(), "image/png")]).run()
+    at.file_uploader(key="upload").set_value([("one.png", digit_png(), "image/png")]).run()
     at.button(key="start").click().run()
     run = at.session_state["run"]
     assert run.job.wait(120)
