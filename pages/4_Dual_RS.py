@@ -10,6 +10,7 @@ from rs_core.dual import DualStream
 from rs_core.fmt import floor_str
 from rs_core.registry import shipped_estimators
 from rs_core.sampling import noisy_views
+from rs_core.sigma_estimator import describe_estimator
 from rs_core.sweep import SigmaSweepStream
 from widgets import figures, inputs, live, report, state
 
@@ -72,7 +73,7 @@ sigma_names = [f"σ = {v:g}" for v in sigmas]
 alpha_text = "" if s.alpha is None or split_problem else \
     f" · α = {s.alpha:g} → {s.alpha * split:.3g} (σ) + {s.alpha * (1 - split):.3g} (class)"
 st.caption(f"Σ = {{{', '.join(f'{v:g}' for v in sigmas)}}} · σ_e = {sigma_e:g} · estimator `{est.arch}` "
-           f"(sha256 `{est.sha256[:12]}…`) · experts: " + ", ".join(
+           f"(sha256 `{est.sha256[:12]}…`; {describe_estimator(est.meta)}) · experts: " + ", ".join(
                f"σ = {v:g}: `{experts[v].arch}` (`{experts[v].sha256[:12]}…`)" for v in sigmas) + alpha_text)
 
 left, right = st.columns([2, 3])

@@ -117,7 +117,7 @@ def _add_train_sigma(sub) -> None:
     p.add_argument("--copies", type=A.count, default=2, help="noisy copies per input for --consistency")
     p.add_argument("--hard-labels", action="store_true",
                    help="one-hot labels for the σ with the largest (capped) radius, ties to the smallest σ")
-    p.add_argument("--rounds", type=int, choices=range(0, 11), default=0, metavar="K",
+    p.add_argument("--rounds", type=int, choices=range(11), default=0, metavar="K",
                    help="Sun et al.'s iterative scheme: K rounds of (route the training inputs with the estimator, "
                         "fine-tune each expert on its inputs, relabel, retrain the estimator); fine-tuned experts are "
                         "written next to --out (experts_round<k>/) and the estimator names them")
@@ -126,9 +126,42 @@ def _add_train_sigma(sub) -> None:
     p.add_argument("--label-cap", default=None, type=A.radius_or_auto,
                    help="clip every label radius at this value, or 'auto': the smallest σ's ceiling at --label-n "
                         "(so perfectly classified inputs are not all labelled for the largest σ)")
+    p.add_argument("--router", choices=["confidence"], default=None,
+                   help="instead of training a network: route by the largest σ's expert's confidence on the noisy "
+                        "input, thresholds fitted on the training images (rs_core.router); --label-n samples per "
+                        "expert and image, default 2,000 images")
+    p.add_argument("--router-samples", type=A.count, default=200,
+                   help="--router: noisy copies per image for the router's vote shares under σ_e")
+    p.add_argument("--fit-N", type=A.count, default=10_000, help="--router: the N per stage certify-dual will use")
+    p.add_argument("--fit-alpha", type=A.probability, default=0.001, help="--router: the α certify-dual will use")
     p.add_argument("--seed", type=A.seed, default=0)
     p.add_argument("--device", type=A.device, default="cpu")
     p.add_argument("--no-progress", action="store_true")
+
+
+def _fit_confidence_router(args, experts: dict, paths: dict, arch: str, xs, ys) -> int:
+    """train-sigma --router confidence: choose the thresholds on the training images and save the router."""
+    from .router import build_router, expert_confidences, fit_router, true_class_shares
+    from .sigma_estimator import save_sigma_estimator
+
+    sigmas = sorted(experts)
+    top = sigmas[-1]
+    say = (lambda msg: None) if args.no_progress else (lambda msg: print(msg, file=sys.stderr, flush=True))
+    say(f"router: confidences of the σ = {top:g} expert on {len(xs):,} images × {args.router_samples} copies at "
+        f"σ_e = {args.sigma_e:g}")
+    conf = expert_confidences(experts[top], xs, args.sigma_e, args.router_samples, seed=args.seed)
+    say(f"router: each expert's true-class share from {args.label_n:,} samples per image")
+    shares = true_class_shares(experts, xs, ys, args.label_n, seed=args.seed + 1)
+    fit = fit_router(conf, shares, sigmas, args.sigma_e, n=args.fit_N, alpha=args.fit_alpha)
+    router, router_arch = build_router(experts[top], arch, fit.thresholds)
+    summary = {"router": "confidence", "routing_expert_sigma": top, "epochs": 0, "train_images": len(xs),
+               "seed": args.seed, "fit": fit.to_dict()}
+    save_sigma_estimator(args.out, router, router_arch, dataset=args.dataset, sigma_e=args.sigma_e,
+                         expert_paths=paths, summary=summary, label_n=args.label_n)
+    thresholds = ", ".join(f"{t:.4f}" for t in fit.thresholds[1:])
+    print(f"wrote {args.out}: thresholds {thresholds}; projected min over radii of dual − best single σ "
+          f"{fit.objective:+.3f} (training images, not a certificate)")
+    return 0
 
 
 def _train_sigma(args) -> int:
@@ -139,19 +172,27 @@ def _train_sigma(args) -> int:
     from .sigma_estimator import cached_expert_radii, save_sigma_estimator, train_sigma_estimator
     from .train import _tensors
 
-    experts, paths = {}, {}
+    if args.router:  # before anything is loaded
+        for flag, value, default in (("--consistency", args.consistency, 0.0), ("--rounds", args.rounds, 0),
+                                     ("--hard-labels", args.hard_labels, False), ("--label-cap", args.label_cap, None),
+                                     ("--arch", args.arch, None)):
+            if value != default:
+                raise ValueError(f"{flag.lstrip('-').replace('-', '_')}: does not apply to --router (nothing is "
+                                 "trained)")
+    experts, paths, archs = {}, {}, {}
     for path in args.experts:
         loaded = load_checkpoint(path, args.device, dataset=args.dataset)
         if loaded.sigma is None:
             raise ValueError(f"experts: {path} does not record its σ in its metadata")
         if loaded.sigma in experts:
             raise ValueError(f"experts: two experts for σ = {loaded.sigma}")
-        experts[loaded.sigma], paths[loaded.sigma] = loaded.model, path
-        arch = loaded.arch
-    arch = args.arch or arch
+        experts[loaded.sigma], paths[loaded.sigma], archs[loaded.sigma] = loaded.model, path, loaded.arch
+    arch = args.arch or archs[max(archs)]
     xs, ys = _tensors(get_dataset(args.dataset, "train"))
-    if args.max_train:
-        xs, ys = xs[:args.max_train], ys[:args.max_train]
+    if args.max_train or args.router:
+        xs, ys = xs[:args.max_train or 2000], ys[:args.max_train or 2000]
+    if args.router:
+        return _fit_confidence_router(args, experts, paths, arch, xs, ys)
     cache = Path(args.cache) if args.cache else Path(args.out).parent / "labels_cache"
     radii = cached_expert_radii(cache, experts, xs, ys, args.label_n, batch_size=1000, seed=args.seed,
                                 progress=not args.no_progress)

@@ -192,6 +192,49 @@ def dncnn_cifar(num_classes: int = 10) -> nn.Module:
     return DnCNN(3, depth=6, width=32)
 
 
+class RouteByConfidence(nn.Module):
+    """The routing rule of :class:`ConfidenceRouter`: ``weight[i, 0]`` is the least confidence that routes to
+    noise level i or above (``weight[0, 0]`` = 0). Its ``weight`` is what makes the file's last 2-D tensor
+    [m, 1], so a checkpoint of a router reports m classes (the noise levels) like any σ-estimator."""
+
+    def __init__(self, num_levels: int) -> None:
+        super().__init__()
+        self.weight = nn.Parameter(torch.zeros(num_levels, 1), requires_grad=False)
+
+    def forward(self, confidence: torch.Tensor) -> torch.Tensor:
+        # Level = (number of thresholds reached) − 1; weight[0] = 0 is always reached. Any deterministic rule is a
+        # valid base classifier for stage 1 of dual RS; monotone thresholds make it "more confident → larger σ".
+        level = (confidence[:, None] >= self.weight[None, :, 0]).sum(1) - 1
+        return torch.nn.functional.one_hot(level.clamp_min(0), self.weight.shape[0]).to(confidence.dtype)
+
+
+class ConfidenceRouter(nn.Module):
+    """A σ-estimator that reads an expert's own output: the top softmax probability of ``expert`` (the largest
+    σ's base classifier) on the noisy input, thresholded into one of m noise levels (one-hot scores).
+
+    Smoothed at σ_e like any σ-estimator (dual RS stage 1), it votes for a larger σ where the expert is
+    confident under noise. It has no trained weights of its own: the thresholds are chosen on training data
+    (``rs_core.router.fit_router``).
+    """
+
+    def __init__(self, expert: nn.Module, num_levels: int) -> None:
+        super().__init__()
+        self.expert = expert
+        self.route = RouteByConfidence(num_levels)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        confidence = torch.softmax(self.expert(x).float(), dim=1).amax(1)
+        return self.route(confidence)
+
+
+def router_mnist_cnn(num_classes: int = 3) -> nn.Module:  # num_classes: the number of noise levels routed to
+    return ConfidenceRouter(mnist_cnn(10), num_classes)
+
+
+def router_cifar_cnn(num_classes: int = 3) -> nn.Module:
+    return ConfidenceRouter(cifar_cnn(10), num_classes)
+
+
 ARCHITECTURES = {
     "mnist_cnn": (mnist_cnn, (1, 28, 28)),
     "cifar_cnn": (cifar_cnn, (3, 32, 32)),
@@ -201,7 +244,11 @@ ARCHITECTURES = {
     # Denoisers for denoised smoothing (rs_core.denoise), stored in the same checkpoint layout.
     "dncnn_mnist": (dncnn_mnist, (1, 28, 28)),
     "dncnn_cifar": (dncnn_cifar, (3, 32, 32)),
+    # σ-estimators of dual RS that route by an expert's confidence (rs_core.router); "router_<expert's arch>".
+    "router_mnist_cnn": (router_mnist_cnn, (1, 28, 28)),
+    "router_cifar_cnn": (router_cifar_cnn, (3, 32, 32)),
 }
+ROUTERS = frozenset({"router_mnist_cnn", "router_cifar_cnn"})
 DENOISERS = frozenset({"dncnn_mnist", "dncnn_cifar"})
 
 # Architectures whose global pooling takes any input size (the others fix H×W through a Linear layer).

@@ -287,6 +287,35 @@ def save_sigma_estimator(path: str | Path, model: nn.Module, arch: str, *, datas
     return meta
 
 
+def describe_estimator(meta: dict) -> str:
+    """One line on what a σ-estimator is, from its metadata: a trained network or a confidence router (thresholds).
+
+    >>> print(describe_estimator({"training": {"router": "confidence", "routing_expert_sigma": 1.0,
+    ...                                  "fit": {"thresholds": [0.0, 0.5, 0.9]}}, "sigmas": [0.25, 0.5, 1.0]}))
+    routes by the σ = 1 expert's confidence: < 0.5 → σ = 0.25, ≥ 0.5 → σ = 0.5, ≥ 0.9 → σ = 1
+    >>> print(describe_estimator({"training": {"router": "confidence", "routing_expert_sigma": 1.0,
+    ...                                  "fit": {"thresholds": [0.0, 0.145, 0.145]}}, "sigmas": [0.25, 0.5, 1.0]}))
+    routes by the σ = 1 expert's confidence: < 0.145 → σ = 0.25, ≥ 0.145 → σ = 1 (σ = 0.5 never)
+    """
+    training = meta.get("training") or {}
+    if training.get("router") == "confidence":
+        t, sigmas = training["fit"]["thresholds"], meta["sigmas"]
+        # Level i is reached from t[i] up to t[i + 1]: with t[i] == t[i + 1] it is never chosen.
+        ends = [*t[1:], math.inf]
+        chosen = [i for i in range(len(t)) if t[i] < ends[i]]
+        rules = [f"< {t[1]:.3g} → σ = {sigmas[0]:g}" if i == 0 else f"≥ {t[i]:.3g} → σ = {sigmas[i]:g}"
+                 for i in chosen]
+        never = [f"σ = {sigmas[i]:g}" for i in range(len(t)) if i not in chosen]
+        return (f"routes by the σ = {training['routing_expert_sigma']:g} expert's confidence: " + ", ".join(rules)
+                + (f" ({', '.join(never)} never)" if never else ""))
+    parts = [f"trained network ({training.get('epochs', '?')} epochs"]
+    if training.get("consistency"):
+        parts.append(f"consistency λ = {training['consistency']:g}")
+    if training.get("rounds"):
+        parts.append(f"{len(training['rounds'])} round(s) of expert fine-tuning")
+    return ", ".join(parts) + ")"
+
+
 def _expert_records(meta: dict, name: str) -> list[dict]:
     """The estimator's ``sigmas`` and ``experts`` fields, checked before any file they name is opened."""
     sigmas, records = meta.get("sigmas"), meta.get("experts")

@@ -27,7 +27,7 @@ from torch import nn
 from ._checks import check_count, check_sigma
 from .checkpoints import save_checkpoint
 from .data import dataset_info, get_dataset
-from .models import ARCHITECTURES, get_architecture
+from .models import ARCHITECTURES, ROUTERS, get_architecture
 
 
 @dataclass
@@ -112,6 +112,9 @@ def train(recipe: Recipe, out: str | Path, *, device: str = "cpu", resume: bool 
     info = dataset_info(recipe.dataset)
     if recipe.arch not in ARCHITECTURES:
         raise ValueError(f"arch: unknown architecture {recipe.arch!r}; known: {', '.join(ARCHITECTURES)}")
+    if recipe.arch in ROUTERS:
+        raise ValueError(f"arch: {recipe.arch} is a σ-router of dual RS; it is fitted with train-sigma --router "
+                         "confidence, not trained")
     if tuple(ARCHITECTURES[recipe.arch][1]) != info.input_shape:
         raise ValueError(f"arch: {recipe.arch} takes {ARCHITECTURES[recipe.arch][1]} inputs, "
                          f"{recipe.dataset} has {info.input_shape}")

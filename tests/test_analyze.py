@@ -138,7 +138,7 @@ def test_the_dual_rs_comparison_in_the_model_cards_is_recomputed_from_the_shippe
                               timeout=300, check=True)
         row = next(line for line in proc.stdout.splitlines() if "− best |" in line)
         printed = [float(v.split("±")[0]) for v in row.split("|")[2:-1]]
-        section = readme[readme.index("MNIST, 250 test images:" if ds == "mnist" else "Partial CIFAR-10 (`cifar_cnn` experts)"):]
+        section = readme[readme.index("MNIST, 500 test images" if ds == "mnist" else "Partial CIFAR-10 (`cifar_cnn` experts"):]
         card = re.search(r"\| dual − best single \|([^\n]*)", section).group(1)
         assert printed == pytest.approx([float(v) for v in card.split("|")[:-1]], abs=1e-9), (ds, printed, card)
         assert "per-image oracle (not a certificate)" in proc.stdout

@@ -211,3 +211,31 @@ def test_train_sigma_rounds_fine_tune_the_experts_relabel_and_the_result_certifi
     run("certify-dual", "mnist", est, out, "--N0", 20, "--N", 200, "--skip", 5000, "--batch", 500, "--device", "cpu",
         "--no-progress")
     assert read_certify_log(out, "dual").idx.tolist() == [0, 5000]
+
+
+@needs_mnist
+def test_train_sigma_router_fits_thresholds_and_the_router_certifies(tmp_path):
+    """--router confidence: no training; the thresholds and the projection they were chosen by are recorded, the
+    router names the shipped experts (hashes checked on load) and certify-dual runs with it."""
+    from rs_core.sigma_estimator import load_dual
+
+    est = tmp_path / "dual" / "sigma_estimator.pth.tar"
+    proc = run("train-sigma", "--dataset", "mnist", "--experts", *SHIPPED_MNIST, "--sigma-e", 1.0, "--out", est,
+               "--router", "confidence", "--max-train", 60, "--label-n", 20, "--router-samples", 20, "--no-progress")
+    assert "thresholds" in proc.stdout and "not a certificate" in proc.stdout
+    estimator, experts = load_dual(est)
+    fit = estimator.meta["training"]["fit"]
+    assert estimator.arch == "router_mnist_cnn" and sorted(experts) == [0.25, 0.5, 1.0]
+    assert fit["images"] == 60 and fit["samples"] == 20 and len(fit["thresholds"]) == 3
+    weight = estimator.model.route.weight[:, 0].tolist()
+    assert weight == pytest.approx(fit["thresholds"])
+    out = tmp_path / "dual_log"
+    run("certify-dual", "mnist", est, out, "--N0", 20, "--N", 200, "--skip", 5000, "--batch", 500, "--device", "cpu",
+        "--no-progress")
+    assert read_certify_log(out, "dual").idx.tolist() == [0, 5000]
+
+
+def test_train_sigma_router_refuses_training_options(tmp_path):
+    proc = run("train-sigma", "--dataset", "mnist", "--experts", *SHIPPED_MNIST, "--sigma-e", 1.0, "--out",
+               tmp_path / "e.pth.tar", "--router", "confidence", "--consistency", 5, check=False)
+    assert proc.returncode == 2 and "error: consistency: does not apply to --router" in proc.stderr

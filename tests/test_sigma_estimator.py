@@ -102,3 +102,13 @@ def test_hard_labels_pick_the_smallest_sigma_at_the_common_cap():
     model, summary = train_sigma_estimator(torch.rand(24, 1, 28, 28), radii, 1.0, "mnist_cnn", epochs=1, batch_size=8,
                                            seed=0, progress=False, hard_labels=True)
     assert summary["hard_labels"] and summary["best_sigma_share"] == pytest.approx([0.0, 0.5, 0.5])
+
+
+def test_describe_estimator_says_what_kind_it_is():
+    from rs_core.sigma_estimator import describe_estimator
+
+    assert describe_estimator({"training": {"epochs": 10, "consistency": 10.0, "rounds": [{}]}}) == \
+        "trained network (10 epochs, consistency λ = 10, 1 round(s) of expert fine-tuning)"
+    router = {"training": {"router": "confidence", "routing_expert_sigma": 1.0,
+                           "fit": {"thresholds": [0.0, 0.34, 0.976]}}, "sigmas": [0.25, 0.5, 1.0]}
+    assert describe_estimator(router).endswith("< 0.34 → σ = 0.25, ≥ 0.34 → σ = 0.5, ≥ 0.976 → σ = 1")
