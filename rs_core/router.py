@@ -31,7 +31,7 @@ from torch import nn
 
 from ._checks import check_alpha, check_count, check_images, check_sigma
 from .models import ARCHITECTURES, ConfidenceRouter
-from .sampling import sample_counts_many
+from .sampling import model_device, sample_counts_many
 from .seeding import make_generator
 from .stats import clopper_pearson_lower
 
@@ -45,7 +45,7 @@ def expert_confidences(expert: nn.Module, xs: torch.Tensor, sigma_e: float, samp
     (float32 noise from one generator, as in sampling)."""
     check_images(xs, 4, "xs")
     sigma_e, samples = check_sigma(sigma_e, "sigma_e"), check_count(samples, "samples")
-    device = next(iter(expert.parameters())).device
+    device = model_device(expert)
     gen = make_generator(seed, device)
     per = max(1, batch_size // samples)
     out = np.empty((len(xs), samples), dtype=np.float32)
