@@ -18,9 +18,9 @@ import numpy as np
 import torch
 
 from rs_core import Smooth
-from rs_core.adaptive import RadiusCertifier
-from rs_core.checkpoints import CHECKPOINTS_DIR, load_checkpoint
 from rs_core.data import get_dataset
+from rs_core.models.checkpoints import CHECKPOINTS_DIR, load_checkpoint
+from rs_core.smoothing.adaptive import RadiusCertifier
 
 RADII = (0.25, 0.5, 0.75, 1.0)
 

@@ -16,8 +16,8 @@ import time
 import torch
 
 from rs_core import sample_counts
-from rs_core.denoise import denoised
-from rs_core.models import get_architecture
+from rs_core.models.architectures import get_architecture
+from rs_core.models.denoisers import denoised
 
 
 def _rate(model, x, num: int, batch: int, sigma: float) -> float:

@@ -17,8 +17,8 @@ import time
 import torch
 
 from rs_core import sample_counts
-from rs_core.fast import FastPath
-from rs_core.models import get_architecture
+from rs_core.models.architectures import get_architecture
+from rs_core.smoothing.fast import FastPath
 
 MODELS = {"resnet110": ("cifar_resnet110", (3, 32, 32), 10), "resnet50": ("resnet50", (3, 224, 224), 1000)}
 

@@ -1,6 +1,6 @@
 """What a model format costs per sample: samples/s of rs_core.sample_counts with the PyTorch model against the same
-model exported by rs_core.formats.export_model to ONNX (run by onnxruntime) and to a torch.export program (.pt2),
-each loaded back with rs_core.formats.load_model, in one run.
+model exported by rs_core.models.formats.export_model to ONNX (run by onnxruntime) and to a torch.export program (.pt2),
+each loaded back with rs_core.models.formats.load_model, in one run.
 
 Models: the shipped MNIST mnist_cnn σ = 0.50 classifier, the shipped partial CIFAR-10 cifar_cnn classifier (σ = 0.25)
 and a random-weights torchvision ResNet-18 (10 classes, 3×224×224; saved as .safetensors and loaded with
@@ -25,7 +25,7 @@ import torch
 from torch import nn
 
 from rs_core import sample_counts
-from rs_core.formats import export_model, load_model
+from rs_core.models.formats import export_model, load_model
 
 CHECKPOINTS = Path(__file__).resolve().parent.parent / "checkpoints"
 

@@ -31,8 +31,8 @@ import plotly.graph_objects as go
 import torch
 
 from rs_core import CertifyStream
-from rs_core.checkpoints import CHECKPOINTS_DIR, load_checkpoint
-from rs_core.jobs import Scheduler
+from rs_core.models.checkpoints import CHECKPOINTS_DIR, load_checkpoint
+from rs_core.smoothing.jobs import Scheduler
 
 
 def _render_loop(stop: threading.Event, with_gc: bool) -> None:

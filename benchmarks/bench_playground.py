@@ -14,7 +14,7 @@ import time
 
 import torch
 
-from rs_core import playground as pg
+from rs_core.smoothing import playground as pg
 
 
 def _time(fn, reps: int = 5) -> float:
@@ -27,7 +27,7 @@ def _time(fn, reps: int = 5) -> float:
 
 
 def main() -> None:
-    print(f"rs_core.playground, CPU ({torch.get_num_threads()} threads), median of 5")
+    print(f"rs_core.smoothing.playground, CPU ({torch.get_num_threads()} threads), median of 5")
     print()
     print("| preset | train (once) | σ change | point move |")
     print("|---|---|---|---|")

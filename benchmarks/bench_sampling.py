@@ -27,7 +27,7 @@ import numpy as np
 import torch
 
 from rs_core import sample_counts
-from rs_core.models import cifar_resnet20, cifar_resnet110
+from rs_core.models.architectures import cifar_resnet20, cifar_resnet110
 
 
 def _sync(device: torch.device) -> None:

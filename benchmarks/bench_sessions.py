@@ -1,7 +1,7 @@
 """Aggregate throughput of the app's scheduler with several sessions certifying at once, as a ratio to one alone.
 
 Each "session" submits one CERTIFY job (shipped MNIST model, σ = 0.5, its own input and seed) to a
-:class:`rs_core.jobs.Scheduler`, as the app's pages do. Measured, interleaved round by round:
+:class:`rs_core.smoothing.jobs.Scheduler`, as the app's pages do. Measured, interleaved round by round:
 
   1 session       one job of n samples: n / wall time;
   k sessions      k jobs of n samples submitted together: k·n / wall time from the first submission
@@ -23,8 +23,8 @@ import time
 import torch
 
 from rs_core import CertifyStream
-from rs_core.checkpoints import CHECKPOINTS_DIR, load_checkpoint
-from rs_core.jobs import Scheduler
+from rs_core.models.checkpoints import CHECKPOINTS_DIR, load_checkpoint
+from rs_core.smoothing.jobs import Scheduler
 
 
 def _rate(scheduler: Scheduler, model, xs: list[torch.Tensor], n: int, batch: int, seed: int) -> float:

@@ -1,5 +1,5 @@
 """Do exported models certify like the PyTorch model? The shipped MNIST mnist_cnn σ = 0.50 classifier, exported by
-rs_core.formats.export_model to ONNX (run by onnxruntime) and to .pt2 and loaded back with load_model, is certified
+rs_core.models.formats.export_model to ONNX (run by onnxruntime) and to .pt2 and loaded back with load_model, is certified
 (rs_core.certify, n0 = 100, α = 0.001, σ = 0.5) on the first MNIST test images with the same seed as the PyTorch
 model. The noise is drawn by torch in every case, so the counts should be equal, or differ by a few votes near the
 decision boundary.
@@ -25,7 +25,7 @@ from scipy.stats import chi2_contingency
 
 from rs_core import certify
 from rs_core.data import get_dataset
-from rs_core.formats import export_model, load_model
+from rs_core.models.formats import export_model, load_model
 
 CHECKPOINTS = Path(__file__).resolve().parent.parent / "checkpoints"
 SIGMA, N0, ALPHA = 0.5, 100, 0.001

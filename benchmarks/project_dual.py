@@ -1,4 +1,4 @@
-"""Dual RS projected on training images (rs_core.router.project): σ-estimators and confidence-routing rules
+"""Dual RS projected on training images (rs_core.dual.router.project): σ-estimators and confidence-routing rules
 against each single σ, without running certify-dual. The projection turns each image's vote shares (the
 estimator's under σ_e from --samples copies, each expert's for the true class from --label-n copies) into the radii
 CERTIFY would give at N = 10,000 per stage, α = 0.001 split 0.5/0.5 — a selection heuristic, not certificates (the
@@ -19,11 +19,11 @@ from pathlib import Path
 
 import numpy as np
 
-from rs_core.checkpoints import load_checkpoint
 from rs_core.data import get_dataset
-from rs_core.router import RADII, expert_confidences, level_shares, project, survival, true_class_shares
-from rs_core.sampling import sample_counts_many
-from rs_core.train import _tensors
+from rs_core.dual.router import RADII, expert_confidences, level_shares, project, survival, true_class_shares
+from rs_core.models.checkpoints import load_checkpoint
+from rs_core.smoothing.sampling import sample_counts_many
+from rs_core.training.classifier import _tensors
 
 CHECKPOINTS = Path(__file__).resolve().parent.parent / "checkpoints"
 EXPERTS = {"mnist": "mnist/mnist_cnn", "cifar10-partial": "cifar10-partial/cifar_cnn"}

@@ -9,10 +9,10 @@ import streamlit as st
 import torch
 
 from rs_core import ABSTAIN, CertifyStream, predict_result
-from rs_core.diagnostics import noise_robustness_warning
-from rs_core.fmt import floor_str
-from rs_core.jobs import default_scheduler
-from rs_core.sampling import noisy_views
+from rs_core.rounding import floor_str
+from rs_core.smoothing.diagnostics import noise_robustness_warning
+from rs_core.smoothing.jobs import default_scheduler
+from rs_core.smoothing.sampling import noisy_views
 from widgets import figures, inputs, live, report, state
 
 KEY = "run"

@@ -5,7 +5,7 @@ import plotly.graph_objects as go
 import streamlit as st
 
 from rs_core import cohen_radius, lecuyer_radius, li_radius, max_certifiable_radius
-from rs_core.fmt import floor_str
+from rs_core.rounding import floor_str
 from widgets import state
 
 settings = state.settings()

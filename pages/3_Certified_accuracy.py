@@ -5,7 +5,8 @@ import time
 import numpy as np
 import streamlit as st
 
-from rs_core.analyze import (
+from rs_core.data import DATASETS, get_dataset
+from rs_core.logs.certify_logs import (
     CertifyLog,
     accuracy_lower_bound,
     common_images,
@@ -16,11 +17,10 @@ from rs_core.analyze import (
     parse_radii,
     read_certify_log,
 )
-from rs_core.certify import certify_examples
-from rs_core.data import DATASETS, get_dataset
-from rs_core.fmt import floor_str
-from rs_core.jobs import default_scheduler
-from rs_core.registry import find_model, shipped_logs
+from rs_core.models.shipped import find_model, shipped_logs
+from rs_core.rounding import floor_str
+from rs_core.smoothing.certify import certify_examples
+from rs_core.smoothing.jobs import default_scheduler
 from widgets import fields, state
 
 settings = state.settings()

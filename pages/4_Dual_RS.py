@@ -6,12 +6,12 @@ import json
 
 import streamlit as st
 
-from rs_core.dual import DualStream
-from rs_core.fmt import floor_str
-from rs_core.registry import shipped_estimators
-from rs_core.sampling import noisy_views
-from rs_core.sigma_estimator import describe_estimator
-from rs_core.sweep import SigmaSweepStream
+from rs_core.dual.estimator import describe_estimator
+from rs_core.dual.smooth import DualStream
+from rs_core.models.shipped import shipped_estimators
+from rs_core.rounding import floor_str
+from rs_core.smoothing.sampling import noisy_views
+from rs_core.smoothing.sweep import SigmaSweepStream
 from widgets import figures, inputs, live, report, state
 
 KEY = "dual_run"
@@ -40,7 +40,7 @@ st.caption("From the sidebar: α (total, split below), n0 and n max (per stage),
 @st.cache_resource(show_spinner="Loading the σ-estimator and its experts…", max_entries=4)
 def _load_dual(path: str, device: str):
     """(estimator, {σ: expert}) as LoadedModels, shared by all sessions."""
-    from rs_core.sigma_estimator import load_dual
+    from rs_core.dual.estimator import load_dual
 
     return load_dual(path, device)
 

@@ -8,8 +8,8 @@ import plotly.graph_objects as go
 import streamlit as st
 
 from rs_core import ABSTAIN
-from rs_core.fmt import floor_str
-from rs_core.sweep import SigmaSweepStream
+from rs_core.rounding import floor_str
+from rs_core.smoothing.sweep import SigmaSweepStream
 from widgets import fields, inputs, live, report, state
 
 KEY = "sweep_run"

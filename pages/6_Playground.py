@@ -9,8 +9,8 @@ import numpy as np
 import plotly.graph_objects as go
 import streamlit as st
 
-from rs_core import playground as pg
-from rs_core.fmt import floor_str
+from rs_core.rounding import floor_str
+from rs_core.smoothing import playground as pg
 from widgets import state
 
 state.settings()  # the sidebar (this page has its own settings below; the sidebar's model is not used)

@@ -3,15 +3,16 @@
 >>> from rs_core import Smooth, certify, predict, sample_counts, ABSTAIN
 """
 
-from .adaptive import RadiusCertificate, RadiusCertifier
-from .bounds import (
+from rs_core.models.device import default_device
+from rs_core.smoothing.adaptive import RadiusCertificate, RadiusCertifier
+from rs_core.smoothing.bounds import (
     cohen_radius,
     lecuyer_radius,
     li_radius,
     max_certifiable_radius,
     radius_from_p_lower,
 )
-from .certify import (
+from rs_core.smoothing.certify import (
     ABSTAIN,
     Certificate,
     CertifyStream,
@@ -23,14 +24,9 @@ from .certify import (
     predict,
     predict_result,
 )
-from .sampling import NoiseSampler, default_device, iter_counts, sample_counts, sample_counts_many
-from .smooth import Smooth
-from .stats import (
-    BetaMixture,
-    anytime_lower_bound,
-    binomial_pvalue,
-    clopper_pearson_lower,
-)
+from rs_core.smoothing.sampling import NoiseSampler, iter_counts, sample_counts, sample_counts_many
+from rs_core.smoothing.smooth import Smooth
+from rs_core.smoothing.stats import BetaMixture, anytime_lower_bound, binomial_pvalue, clopper_pearson_lower
 
 __version__ = "0.1.0"
 

@@ -22,7 +22,7 @@ import torch
 from PIL import Image, ImageOps
 from torch.utils.data import Dataset
 
-from .untrusted import MAX_IMAGE_BYTES, check_size, first_line, reading
+from rs_core.untrusted import MAX_IMAGE_BYTES, check_size, first_line, reading
 
 DATASETS = ("mnist", "cifar10", "cifar10-partial", "imagenet")
 CIFAR10_CLASSES = ("airplane", "automobile", "bird", "cat", "deer", "dog", "frog", "horse", "ship", "truck")
@@ -102,7 +102,7 @@ def get_dataset(name: str, split: str = "test", *, download: bool = False,
     """A data set of (x [C,H,W] in [0,1], label) pairs; ``original_index(i)`` maps to the original numbering.
 
     ``split`` is ``"train"`` or ``"test"`` (ImageNet: ``"train"`` or ``"val"``/``"test"`` for the
-    validation set, as in Cohen et al.). Training augmentation lives in :mod:`rs_core.train`.
+    validation set, as in Cohen et al.). Training augmentation lives in :mod:`rs_core.training.classifier`.
     """
     dataset_info(name)
     if split not in ("train", "test", "val"):
@@ -174,7 +174,7 @@ def prepare_input(image: Image.Image, input_shape: tuple[int, int, int], *, inve
 
     ``invert``: True flips intensities (dark ink on white → MNIST's light on dark), None does so
     when the image is mostly light. ``frame_digit`` applies :func:`center_digit` (1-channel models).
-    ``preprocess``: the model's declared :class:`~rs_core.preprocess.Preprocess` (its resize/crop policy);
+    ``preprocess``: the model's declared :class:`~rs_core.models.preprocess.Preprocess` (its resize/crop policy);
     by default the central region of the model's aspect ratio, resized.
 
     >>> img = Image.new("L", (64, 64), 255); img.paste(0, (28, 8, 36, 56))  # a dark "1" on white

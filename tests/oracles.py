@@ -118,7 +118,7 @@ def mixture_log_m(k: int, n: int, p: float, a: float = 1.0, b: float = 0.1, floo
     M_n(p) = ∫_{max(p, c)}^1 (q/p)^k ((1−q)/(1−p))^(n−k) π(q) dq with π the Beta(a, b) density
     restricted to [c, 1] and divided by its mass there — computed with mpmath's quadrature at 30
     digits after the change of variable q = 1 − e^(−t) (the density's (1 − q)^(b−1) singularity at
-    q = 1 becomes an exponential tail in t), sharing no code or closed form with rs_core.stats.
+    q = 1 becomes an exponential tail in t), sharing no code or closed form with rs_core.smoothing.stats.
     """
     import mpmath as mp
 

@@ -1,4 +1,4 @@
-"""rs_core/adaptive.py: adaptive CERTIFY at listed radii follows its exact law on the linear oracle (false
+"""rs_core/smoothing/adaptive.py: adaptive CERTIFY at listed radii follows its exact law on the linear oracle (false
 certificates ≤ α at a data-dependent stopping time), and refilled batches give each input exactly its own votes."""
 
 from __future__ import annotations
@@ -17,11 +17,11 @@ from scipy import stats
 from torch import nn
 
 from rs_core import ABSTAIN
-from rs_core.adaptive import UPPER_MIXTURE, RadiusCertifier, check_radii
-from rs_core.analyze import read_certify_log
-from rs_core.checkpoints import CHECKPOINTS_DIR
 from rs_core.data import data_dir
-from rs_core.stats import DEFAULT_MIXTURE, anytime_lower_bound_complement
+from rs_core.logs.certify_logs import read_certify_log
+from rs_core.models.checkpoints import CHECKPOINTS_DIR
+from rs_core.smoothing.adaptive import UPPER_MIXTURE, RadiusCertifier, check_radii
+from rs_core.smoothing.stats import DEFAULT_MIXTURE, anytime_lower_bound_complement
 
 
 def _schedule(first: int, growth: float, max_chunk: int, n_max: int) -> list[int]:

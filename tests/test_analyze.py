@@ -3,7 +3,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from rs_core.analyze import (
+from rs_core.logs.certify_logs import (
     CertifyLog,
     accuracy_lower_bound,
     default_label,
@@ -13,7 +13,7 @@ from rs_core.analyze import (
     radius_grid,
     read_certify_log,
 )
-from rs_core.checkpoints import CHECKPOINTS_DIR
+from rs_core.models.checkpoints import CHECKPOINTS_DIR
 
 REF = Path(__file__).resolve().parents[2] / "shared" / "reference" / "cohen2019"
 needs_ref = pytest.mark.skipif(not REF.exists(), reason=f"Cohen et al.'s reference logs not found at {REF}")
@@ -92,7 +92,7 @@ def test_empty_log_table(tmp_path):
 
 
 def test_restrict_keeps_the_rows_of_the_given_examples():
-    from rs_core.analyze import CertifyLog
+    from rs_core.logs.certify_logs import CertifyLog
 
     log = CertifyLog.from_rows("x", [(0, 1, 1, 0.5, 1, 1.0), (20, 2, 2, 0.7, 1, 1.0), (40, 3, -1, 0.0, 0, 1.0)])
     sub = log.restrict([20, 40, 60])
@@ -100,7 +100,7 @@ def test_restrict_keeps_the_rows_of_the_given_examples():
 
 
 def test_logs_of_different_data_sets_are_not_intersected():
-    from rs_core.analyze import common_images
+    from rs_core.logs.certify_logs import common_images
 
     a = CertifyLog.from_rows("a", [(0, 1, 1, 0.5, 1, 0.1), (1, 2, 2, 0.5, 1, 0.1)], dataset="cifar10")
     b = CertifyLog.from_rows("b", [(1, 2, 2, 0.2, 1, 0.1)], dataset="cifar10-partial")

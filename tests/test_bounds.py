@@ -1,7 +1,7 @@
 import numpy as np
 import pytest
 
-from rs_core.bounds import (
+from rs_core.smoothing.bounds import (
     cohen_radius,
     lecuyer_radius,
     li_radius,

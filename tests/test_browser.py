@@ -19,7 +19,7 @@ from pathlib import Path
 
 import pytest
 
-from rs_core.fmt import floor_str
+from rs_core.rounding import floor_str
 
 ROOT = Path(__file__).resolve().parents[1]
 CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"
@@ -308,7 +308,7 @@ def test_two_browser_sessions_certify_at_once(app_url, page, tmp_path_factory):
 
 
 def test_dual_rs_page_both_stages(app_url, page, tmp_path_factory):
-    from rs_core.checkpoints import CHECKPOINTS_DIR
+    from rs_core.models.checkpoints import CHECKPOINTS_DIR
 
     if not (CHECKPOINTS_DIR / "mnist" / "dual" / "sigma_estimator.pth.tar").exists():
         pytest.skip("no shipped MNIST σ-estimator")
@@ -488,7 +488,7 @@ def _tiny_onnx(out: Path) -> Path:
     import torch
     import torchvision
 
-    from rs_core.formats import export_model, load_model
+    from rs_core.models.formats import export_model, load_model
 
     torch.manual_seed(0)
     net = torchvision.models.mobilenet_v3_small(num_classes=10).eval()

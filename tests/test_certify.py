@@ -7,7 +7,7 @@ from oracles import RecordingModel, devices, make_oracle
 from scipy import stats
 
 from rs_core import ABSTAIN, Certificate, certify, certify_many, predict, predict_result
-from rs_core.stats import clopper_pearson_lower
+from rs_core.smoothing.stats import clopper_pearson_lower
 
 
 def exact_certify_law(p_a, sigma, n0, n, alpha, true_radius):

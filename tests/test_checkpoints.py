@@ -6,7 +6,8 @@ import pytest
 import torch
 from torch import nn
 
-from rs_core.checkpoints import (
+from rs_core.models.architectures import NormalizeLayer, cifar_resnet20, get_architecture
+from rs_core.models.checkpoints import (
     CHECKPOINTS_DIR,
     check_input_fits,
     file_sha256,
@@ -15,7 +16,6 @@ from rs_core.checkpoints import (
     save_checkpoint,
     write_index,
 )
-from rs_core.models import NormalizeLayer, cifar_resnet20, get_architecture
 
 
 def test_loads_a_checkpoint_in_cohen_reference_layout_key_for_key(tmp_path):

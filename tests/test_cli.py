@@ -8,10 +8,10 @@ from pathlib import Path
 import pytest
 import torch
 
-from rs_core.analyze import read_certify_log
-from rs_core.checkpoints import CHECKPOINTS_DIR, load_checkpoint, save_checkpoint
 from rs_core.data import data_dir
-from rs_core.models import get_architecture
+from rs_core.logs.certify_logs import read_certify_log
+from rs_core.models.architectures import get_architecture
+from rs_core.models.checkpoints import CHECKPOINTS_DIR, load_checkpoint, save_checkpoint
 
 needs_mnist = pytest.mark.skipif(not (data_dir() / "mnist" / "MNIST" / "raw").exists(),
                                  reason=f"no MNIST under RS_DATA_DIR={data_dir()}")
@@ -162,7 +162,7 @@ def test_train_sigma_then_certify_dual_end_to_end_on_mnist(tmp_path):
     assert loaded.meta["kind"] == "sigma-estimator" and loaded.meta["sigmas"] == [0.25, 0.5, 1.0]
     assert loaded.num_classes == 3 and loaded.sigma == 1.0
     training = loaded.meta["training"]  # the recipe is recorded: consistency and the common label cap (N = 16)
-    from rs_core.sigma_estimator import label_ceiling
+    from rs_core.dual.estimator import label_ceiling
 
     assert training["consistency"] == 5.0 and training["label_cap"] == pytest.approx(label_ceiling(0.25, 16))
 
@@ -192,7 +192,7 @@ def test_certify_dual_refuses_a_base_classifier_as_estimator(tmp_path):
 def test_train_sigma_rounds_fine_tune_the_experts_relabel_and_the_result_certifies(tmp_path):
     """Sun et al.'s iterative scheme: the round's fine-tuned experts are written next to the estimator, which names
     them (sha256 checked on load), and certify-dual runs with them."""
-    from rs_core.sigma_estimator import load_dual
+    from rs_core.dual.estimator import load_dual
 
     est = tmp_path / "dual" / "sigma_estimator.pth.tar"
     run("train-sigma", "--dataset", "mnist", "--experts", *SHIPPED_MNIST, "--sigma-e", 1.0, "--out", est,
@@ -217,7 +217,7 @@ def test_train_sigma_rounds_fine_tune_the_experts_relabel_and_the_result_certifi
 def test_train_sigma_router_fits_thresholds_and_the_router_certifies(tmp_path):
     """--router confidence: no training; the thresholds and the projection they were chosen by are recorded, the
     router names the shipped experts (hashes checked on load) and certify-dual runs with it."""
-    from rs_core.sigma_estimator import load_dual
+    from rs_core.dual.estimator import load_dual
 
     est = tmp_path / "dual" / "sigma_estimator.pth.tar"
     proc = run("train-sigma", "--dataset", "mnist", "--experts", *SHIPPED_MNIST, "--sigma-e", 1.0, "--out", est,

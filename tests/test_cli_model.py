@@ -12,7 +12,7 @@ from PIL import Image
 from safetensors.torch import save_file
 from test_cli import needs_mnist, run  # the CLI as a subprocess, and the MNIST guard
 
-from rs_core.checkpoints import CHECKPOINTS_DIR
+from rs_core.models.checkpoints import CHECKPOINTS_DIR
 
 MNIST_050 = CHECKPOINTS_DIR / "mnist/mnist_cnn/noise_0.50/checkpoint.pth.tar"
 REPORT_KEYS = {"certificate", "predict", "radii_other_bounds", "model", "input",

@@ -6,8 +6,8 @@ import torch
 from oracles import make_oracle
 
 from rs_core import CertifyStream, certify, sample_counts
-from rs_core.models import cifar_resnet20
-from rs_core.sampling import NoiseSampler
+from rs_core.models.architectures import cifar_resnet20
+from rs_core.smoothing.sampling import NoiseSampler
 
 pytestmark = [pytest.mark.cuda,
               pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device; none found")]

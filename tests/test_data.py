@@ -6,7 +6,6 @@ import pytest
 import torch
 from PIL import Image
 
-from rs_core.checkpoints import CHECKPOINTS_DIR, load_checkpoint
 from rs_core.data import (
     EXAMPLE_IMAGES,
     center_digit,
@@ -18,6 +17,7 @@ from rs_core.data import (
     prepare_input,
     preprocess_image,
 )
+from rs_core.models.checkpoints import CHECKPOINTS_DIR, load_checkpoint
 
 HAS_DATA = (data_dir() / "mnist" / "MNIST" / "raw").exists()
 needs_data = pytest.mark.skipif(not HAS_DATA, reason=f"no MNIST under RS_DATA_DIR={data_dir()}")

@@ -1,4 +1,4 @@
-"""rs_core/denoise.py: f∘D is a base classifier like any other; the exact oracle's law holds through it."""
+"""rs_core/models/denoisers.py: f∘D is a base classifier like any other; the exact oracle's law holds through it."""
 
 from __future__ import annotations
 
@@ -17,20 +17,11 @@ from test_certify import exact_certify_law
 from torch import nn
 
 from rs_core import ABSTAIN, certify, certify_many
-from rs_core.checkpoints import CHECKPOINTS_DIR, LoadedModel, load_checkpoint, save_checkpoint
 from rs_core.data import data_dir
-from rs_core.denoise import (
-    DENOISER_KIND,
-    Denoised,
-    DenoiserRecipe,
-    DnCNN,
-    Identity,
-    denoise_experts,
-    denoised,
-    load_denoiser,
-    train_denoiser,
-)
-from rs_core.dual import certify_dual
+from rs_core.dual.smooth import certify_dual
+from rs_core.models.checkpoints import CHECKPOINTS_DIR, LoadedModel, load_checkpoint, save_checkpoint
+from rs_core.models.denoisers import DENOISER_KIND, Denoised, DnCNN, Identity, denoise_experts, denoised, load_denoiser
+from rs_core.training.denoiser import DenoiserRecipe, train_denoiser
 
 ROOT = Path(__file__).resolve().parents[1]
 MNIST_050 = CHECKPOINTS_DIR / "mnist/mnist_cnn/noise_0.50/checkpoint.pth.tar"

@@ -1,6 +1,6 @@
 import numpy as np
 
-from rs_core.diagnostics import noise_robustness_warning
+from rs_core.smoothing.diagnostics import noise_robustness_warning
 
 
 def test_a_robust_model_gets_no_warning():

@@ -1,4 +1,4 @@
-"""rs_core/distributed.py + the data-set commands under torchrun: real processes (gloo on CPU), merged logs equal
+"""rs_core/logs/distributed.py + the data-set commands under torchrun: real processes (gloo on CPU), merged logs equal
 to a one-process run, a killed rank resumed, disagreeing ranks and too many ranks refused."""
 
 from __future__ import annotations
@@ -13,9 +13,9 @@ from pathlib import Path
 
 import pytest
 
-from rs_core.checkpoints import CHECKPOINTS_DIR
 from rs_core.data import data_dir
-from rs_core.distributed import Rank, rank_from_env
+from rs_core.logs.distributed import Rank, rank_from_env
+from rs_core.models.checkpoints import CHECKPOINTS_DIR
 
 ROOT = Path(__file__).resolve().parents[1]
 MODEL = str(CHECKPOINTS_DIR / "mnist/mnist_cnn/noise_0.50/checkpoint.pth.tar")

@@ -12,7 +12,7 @@ from scipy import stats
 from torch import nn
 
 from rs_core import ABSTAIN, certify_many
-from rs_core.dual import (
+from rs_core.dual.smooth import (
     DualSmooth,
     DualStream,
     certify_dual,
@@ -21,8 +21,8 @@ from rs_core.dual import (
     sigma_label_radii,
     stage_seed,
 )
-from rs_core.jobs import Scheduler
-from rs_core.stats import clopper_pearson_lower
+from rs_core.smoothing.jobs import Scheduler
+from rs_core.smoothing.stats import clopper_pearson_lower
 
 SHAPE = (1, 4, 4)
 

@@ -1,4 +1,4 @@
-"""rs_core/fast.py: the opt-in fast paths agree with the fp32 path in their votes, and are recorded."""
+"""rs_core/smoothing/fast.py: the opt-in fast paths agree with the fp32 path in their votes, and are recorded."""
 
 from __future__ import annotations
 
@@ -15,10 +15,10 @@ import torch
 from oracles import devices
 
 from rs_core import sample_counts
-from rs_core.checkpoints import CHECKPOINTS_DIR
 from rs_core.data import data_dir
-from rs_core.fast import FastPath
-from rs_core.models import get_architecture
+from rs_core.models.architectures import get_architecture
+from rs_core.models.checkpoints import CHECKPOINTS_DIR
+from rs_core.smoothing.fast import FastPath
 
 ROOT = Path(__file__).resolve().parents[1]
 

@@ -6,9 +6,9 @@ import numpy as np
 import pytest
 from scipy import stats
 
-from rs_core.analyze import CertifyLog, format_certify_log, parse_certify_log
-from rs_core.fmt import floor_str, floor_to
-from rs_core.stats import clopper_pearson_lower
+from rs_core.logs.certify_logs import CertifyLog, format_certify_log, parse_certify_log
+from rs_core.rounding import floor_str, floor_to
+from rs_core.smoothing.stats import clopper_pearson_lower
 
 
 def test_floor_never_exceeds_the_value_and_is_within_one_unit():

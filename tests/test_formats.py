@@ -1,4 +1,4 @@
-"""rs_core.formats: every model format end to end through the API, and every refusal the issue lists.
+"""rs_core.models.formats: every model format end to end through the API, and every refusal the issue lists.
 
 Models are made here (random weights, small); nothing is downloaded. The shipped MNIST σ = 0.5 model is exported
 once per module to ONNX, .pt2 and safetensors.
@@ -21,9 +21,9 @@ from safetensors.torch import save_file
 from torch import nn
 
 from rs_core import certify
-from rs_core.checkpoints import CHECKPOINTS_DIR
-from rs_core.formats import check_pt2, export_model, load_model
-from rs_core.preprocess import Preprocess
+from rs_core.models.checkpoints import CHECKPOINTS_DIR
+from rs_core.models.formats import check_pt2, export_model, load_model
+from rs_core.models.preprocess import Preprocess
 
 MNIST_050 = CHECKPOINTS_DIR / "mnist/mnist_cnn/noise_0.50/checkpoint.pth.tar"
 MARKER = Path("/tmp/rslab-formats-pwned")

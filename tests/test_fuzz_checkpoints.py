@@ -24,9 +24,9 @@ from contract import loads_or_refuses, refuses
 from hypothesis import example, given
 from hypothesis import strategies as st
 
-from rs_core.checkpoints import CHECKPOINTS_DIR, load_checkpoint
-from rs_core.models import cifar_resnet20
-from rs_core.sigma_estimator import load_dual
+from rs_core.dual.estimator import load_dual
+from rs_core.models.architectures import cifar_resnet20
+from rs_core.models.checkpoints import CHECKPOINTS_DIR, load_checkpoint
 from rs_core.untrusted import MAX_CLASSES
 
 _DIR = None
@@ -222,7 +222,7 @@ def _peak_rss_mb_loading(path: Path) -> tuple[float, float, str]:
     """(peak RSS before, peak RSS after, message) of load_checkpoint in a fresh process."""
     code = (
         "import resource, sys\n"
-        "from rs_core.checkpoints import load_checkpoint\n"
+        "from rs_core.models.checkpoints import load_checkpoint\n"
         "import torch\n"
         "before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024\n"
         "try:\n    load_checkpoint(sys.argv[1]); msg = 'loaded'\n"

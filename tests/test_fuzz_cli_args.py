@@ -13,7 +13,7 @@ import torch
 from hypothesis import example, given
 from hypothesis import strategies as st
 
-from rs_core.cli import build_parser
+from rs_core.cli.main import build_parser
 
 # (command line before the value, option, check on the parsed value)
 CHECKS = {

@@ -14,7 +14,7 @@ from contract import loads_or_refuses, refuses
 from hypothesis import example, given
 from hypothesis import strategies as st
 
-from rs_core.analyze import CertifyLog, format_certify_log, parse_certify_log, parse_radii, radius_grid
+from rs_core.logs.certify_logs import CertifyLog, format_certify_log, parse_certify_log, parse_radii, radius_grid
 
 HEADER = "idx\tlabel\tpredict\tradius\tcorrect\ttime\n"
 

@@ -14,10 +14,10 @@ from streamlit.testing.v1 import AppTest
 from test_data import _png_claiming
 from test_fuzz_checkpoints import MEMO_LOOKUP, _legacy_file_declaring
 
-from rs_core.analyze import CertifyLog, format_certify_log
-from rs_core.checkpoints import CHECKPOINTS_DIR
 from rs_core.data import load_image
-from rs_core.models import mnist_cnn
+from rs_core.logs.certify_logs import CertifyLog, format_certify_log
+from rs_core.models.architectures import mnist_cnn
+from rs_core.models.checkpoints import CHECKPOINTS_DIR
 from widgets.sidebar import LOCAL
 
 ROOT = Path(__file__).resolve().parents[1]

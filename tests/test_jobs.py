@@ -11,8 +11,8 @@ from oracles import make_oracle
 from torch import nn
 
 from rs_core import CertifyStream, predict_result
-from rs_core.dual import DualStream
-from rs_core.jobs import MAX_JOBS_ENV, LiveSnapshot, LiveStream, Scheduler, default_scheduler, device_key
+from rs_core.dual.smooth import DualStream
+from rs_core.smoothing.jobs import MAX_JOBS_ENV, LiveSnapshot, LiveStream, Scheduler, default_scheduler, device_key
 
 
 def _submit(stream, **kw):

@@ -1,7 +1,7 @@
 import pytest
 import torch
 
-from rs_core.models import NormalizeLayer, cifar_resnet20, cifar_resnet110
+from rs_core.models.architectures import NormalizeLayer, cifar_resnet20, cifar_resnet110
 
 
 def test_cifar_resnet20_state_dict_keys_follow_cohen_layout():

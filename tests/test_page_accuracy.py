@@ -5,11 +5,11 @@ from pathlib import Path
 import pytest
 from streamlit.testing.v1 import AppTest
 
-from rs_core.analyze import format_certify_log, parse_certify_log
-from rs_core.certify import certify_examples
-from rs_core.checkpoints import load_checkpoint
 from rs_core.data import data_dir, get_dataset
-from rs_core.registry import find_model
+from rs_core.logs.certify_logs import format_certify_log, parse_certify_log
+from rs_core.models.checkpoints import load_checkpoint
+from rs_core.models.shipped import find_model
+from rs_core.smoothing.certify import certify_examples
 
 ROOT = Path(__file__).resolve().parents[1]
 APP = str(ROOT / "app.py")

@@ -8,7 +8,7 @@ import numpy as np
 from streamlit.testing.v1 import AppTest
 
 from rs_core import cohen_radius, lecuyer_radius, li_radius, max_certifiable_radius
-from rs_core.fmt import floor_str
+from rs_core.rounding import floor_str
 
 ROOT = Path(__file__).resolve().parents[1]
 APP = str(ROOT / "app.py")

@@ -17,9 +17,9 @@ from streamlit.testing.v1 import AppTest
 from test_data import _png_claiming
 
 from rs_core import CertifyStream, cohen_radius, lecuyer_radius, li_radius
-from rs_core.checkpoints import CHECKPOINTS_DIR, load_checkpoint
 from rs_core.data import data_dir, get_dataset, load_image, prepare_input
-from rs_core.fmt import floor_str
+from rs_core.models.checkpoints import CHECKPOINTS_DIR, load_checkpoint
+from rs_core.rounding import floor_str
 from widgets import report
 from widgets.sidebar import LOCAL
 
@@ -354,7 +354,7 @@ def test_certifying_one_input_again_counts_the_runs_and_shows_the_multiple_testi
 
 
 def test_when_the_job_cap_is_reached_another_session_waits_in_a_visible_queue(monkeypatch):
-    from rs_core import jobs
+    from rs_core.smoothing import jobs
 
     monkeypatch.setattr(jobs, "_DEFAULT", jobs.Scheduler(max_running=1))
     first = _upload(_page(n_max=50_000_000, batch=200), "one.png", _digit_png())
@@ -372,7 +372,7 @@ def test_when_the_job_cap_is_reached_another_session_waits_in_a_visible_queue(mo
 
 
 def test_stop_while_queued_ends_the_run_without_a_sample(monkeypatch):
-    from rs_core import jobs
+    from rs_core.smoothing import jobs
 
     monkeypatch.setattr(jobs, "_DEFAULT", jobs.Scheduler(max_running=1))
     first = _upload(_page(n_max=50_000_000, batch=200), "one.png", _digit_png())

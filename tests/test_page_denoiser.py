@@ -8,10 +8,10 @@ import numpy as np
 from streamlit.testing.v1 import AppTest
 
 from rs_core import CertifyStream
-from rs_core.checkpoints import CHECKPOINTS_DIR, load_checkpoint, save_checkpoint
 from rs_core.data import example_image, prepare_input
-from rs_core.denoise import DENOISER_KIND
-from rs_core.models import DnCNN
+from rs_core.models.architectures import DnCNN
+from rs_core.models.checkpoints import CHECKPOINTS_DIR, load_checkpoint, save_checkpoint
+from rs_core.models.denoisers import DENOISER_KIND
 from widgets.sidebar import LOCAL
 
 APP = str(Path(__file__).resolve().parents[1] / "app.py")

@@ -11,11 +11,11 @@ import pytest
 from oracles import digit_png
 from streamlit.testing.v1 import AppTest
 
-from rs_core.checkpoints import CHECKPOINTS_DIR
 from rs_core.data import load_image, prepare_input
-from rs_core.dual import DualStream
-from rs_core.fmt import floor_str
-from rs_core.sigma_estimator import load_dual
+from rs_core.dual.estimator import load_dual
+from rs_core.dual.smooth import DualStream
+from rs_core.models.checkpoints import CHECKPOINTS_DIR
+from rs_core.rounding import floor_str
 
 ROOT = Path(__file__).resolve().parents[1]
 APP = str(ROOT / "app.py")

@@ -13,8 +13,8 @@ from oracles import digit_png
 from safetensors.torch import save_file
 from streamlit.testing.v1 import AppTest
 
-from rs_core.checkpoints import CHECKPOINTS_DIR
-from rs_core.formats import export_model, load_model
+from rs_core.models.checkpoints import CHECKPOINTS_DIR
+from rs_core.models.formats import export_model, load_model
 from widgets.sidebar import LOCAL
 
 ROOT = Path(__file__).resolve().parents[1]

@@ -7,8 +7,8 @@ from pathlib import Path
 
 from streamlit.testing.v1 import AppTest
 
-from rs_core import playground as pg
-from rs_core.fmt import floor_str
+from rs_core.rounding import floor_str
+from rs_core.smoothing import playground as pg
 
 APP = str(Path(__file__).resolve().parents[1] / "app.py")
 

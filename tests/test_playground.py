@@ -1,4 +1,4 @@
-"""rs_core/playground.py against exact laws: the half-plane's smoothed classifier is Φ of the signed distance over σ,
+"""rs_core/smoothing/playground.py against exact laws: the half-plane's smoothed classifier is Φ of the signed distance over σ,
 and its true certified radius is the distance to the line (Cohen et al. App. B, Theorem 2)."""
 
 from __future__ import annotations
@@ -11,7 +11,7 @@ import torch
 from scipy import stats
 from torch import nn
 
-from rs_core import playground as pg
+from rs_core.smoothing import playground as pg
 
 
 class Wrapped(nn.Module):
@@ -76,7 +76,7 @@ def test_the_certified_ball_exceeds_the_true_distance_no_more_often_than_its_exa
     margin = float(model.margin(torch.tensor(point)))
     p_a = stats.norm.cdf(margin / sigma)
     # k*: the smallest count whose one-sided (1 − α) Clopper–Pearson bound exceeds pA.
-    from rs_core.stats import clopper_pearson_lower
+    from rs_core.smoothing.stats import clopper_pearson_lower
 
     k_star = next(k for k in range(n + 1) if clopper_pearson_lower(k, n, alpha) > p_a)
     law = float(stats.binom.sf(k_star - 1, n, p_a))

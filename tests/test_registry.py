@@ -1,9 +1,9 @@
-"""rs_core/registry.py: what ships in checkpoints/, by stable id."""
+"""rs_core/models/shipped.py: what ships in checkpoints/, by stable id."""
 
 import json
 
-from rs_core.checkpoints import CHECKPOINTS_DIR
-from rs_core.registry import (
+from rs_core.models.checkpoints import CHECKPOINTS_DIR
+from rs_core.models.shipped import (
     SHIPPED_LOG_ALPHA,
     default_model,
     find_model,
@@ -48,8 +48,8 @@ def test_estimators_are_found_by_data_set():
 
 
 def test_denoisers_are_listed_apart_from_the_classifiers_and_load_as_denoisers():
-    from rs_core.denoise import load_denoiser
-    from rs_core.registry import find_denoiser, shipped_denoisers
+    from rs_core.models.denoisers import load_denoiser
+    from rs_core.models.shipped import find_denoiser, shipped_denoisers
 
     dens = shipped_denoisers()
     assert dens, "the shipped denoisers (checkpoints/*/denoisers/) are indexed"

@@ -1,4 +1,4 @@
-"""rs_core/resumable.py: a killed run's rows are kept whole, merged once, sorted; other settings are refused."""
+"""rs_core/logs/resumable.py: a killed run's rows are kept whole, merged once, sorted; other settings are refused."""
 
 from __future__ import annotations
 
@@ -6,8 +6,8 @@ import json
 
 import pytest
 
-from rs_core.analyze import CERTIFY_HEADER
-from rs_core.resumable import ResumableLogs, merge
+from rs_core.logs.certify_logs import CERTIFY_HEADER
+from rs_core.logs.resumable import ResumableLogs, merge
 
 HEADER = "\t".join(CERTIFY_HEADER)
 RECORD = {"command": "certify", "sigma": 0.5, "N": 100, "base_classifier": {"file": "m.pth", "sha256": "a" * 64}}

@@ -1,4 +1,4 @@
-"""rs_core.router and models.ConfidenceRouter: a σ-estimator that reads the largest σ's expert's confidence."""
+"""rs_core.dual.router and models.ConfidenceRouter: a σ-estimator that reads the largest σ's expert's confidence."""
 
 from __future__ import annotations
 
@@ -8,10 +8,8 @@ import torch
 from scipy import stats
 from torch import nn
 
-from rs_core.checkpoints import save_checkpoint
-from rs_core.dual import certify_dual
-from rs_core.models import ConfidenceRouter, get_architecture
-from rs_core.router import (
+from rs_core.dual.estimator import load_dual, save_sigma_estimator
+from rs_core.dual.router import (
     RADII,
     build_router,
     certified_curve,
@@ -22,7 +20,9 @@ from rs_core.router import (
     projected_radius,
     survival,
 )
-from rs_core.sigma_estimator import load_dual, save_sigma_estimator
+from rs_core.dual.smooth import certify_dual
+from rs_core.models.architectures import ConfidenceRouter, get_architecture
+from rs_core.models.checkpoints import save_checkpoint
 
 
 class FixedLogits(nn.Module):
@@ -146,7 +146,7 @@ def test_a_saved_router_loads_as_a_sigma_estimator_and_certifies(tmp_path):
         paths[s] = tmp_path / f"noise_{s}" / "checkpoint.pth.tar"
         save_checkpoint(paths[s], get_architecture("mnist_cnn"), "mnist_cnn", epoch=0,
                         meta={"dataset": "mnist", "sigma": s})
-    from rs_core.checkpoints import load_checkpoint
+    from rs_core.models.checkpoints import load_checkpoint
 
     top = load_checkpoint(paths[1.0]).model
     router, arch = build_router(top, "mnist_cnn", [0.0, 0.15])
@@ -164,7 +164,7 @@ def test_a_saved_router_loads_as_a_sigma_estimator_and_certifies(tmp_path):
 
 
 def test_training_a_router_architecture_is_refused(tmp_path):
-    from rs_core.train import Recipe, train
+    from rs_core.training.classifier import Recipe, train
 
     with pytest.raises(ValueError, match="arch: router_mnist_cnn is a σ-router"):
         train(Recipe(dataset="mnist", arch="router_mnist_cnn", sigma=0.5, epochs=1), tmp_path / "x.pth.tar")

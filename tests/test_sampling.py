@@ -6,8 +6,8 @@ import torch
 from oracles import RecordingModel, devices, make_oracle
 from torch import nn
 
-from rs_core.sampling import NoiseSampler, iter_counts, sample_counts, sample_counts_many
-from rs_core.seeding import make_generator
+from rs_core.smoothing.sampling import NoiseSampler, iter_counts, sample_counts, sample_counts_many
+from rs_core.smoothing.seeding import make_generator
 
 
 def test_counts_are_int64_and_sum_to_num_with_partial_last_batch(tiny_cnn):

@@ -7,7 +7,7 @@ from oracles import devices
 from scipy import stats
 
 from rs_core import sample_counts
-from rs_core.seeding import SEED_LIMIT, cpu_state_layout_ok, derive_seed, fresh_seed, make_generator
+from rs_core.smoothing.seeding import SEED_LIMIT, cpu_state_layout_ok, derive_seed, fresh_seed, make_generator
 
 
 def _draw(seed, device="cpu", k=8):

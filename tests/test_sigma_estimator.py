@@ -7,7 +7,7 @@ import pytest
 import torch
 from torch import nn
 
-from rs_core.sigma_estimator import cached_expert_radii, label_key, module_fingerprint
+from rs_core.dual.estimator import cached_expert_radii, label_key, module_fingerprint
 
 
 def _linear(w: torch.Tensor, b: float) -> nn.Module:
@@ -62,7 +62,7 @@ def test_a_cache_of_other_experts_is_not_reused(tmp_path):
 
 
 def _vote_entropy(model, xs, sigma_e: float) -> float:
-    from rs_core.sampling import sample_counts_many
+    from rs_core.smoothing.sampling import sample_counts_many
 
     c = sample_counts_many(model, xs, sigma_e, 100, 1000, seed=1).astype(float)
     p = c / c.sum(1, keepdims=True)
@@ -72,7 +72,7 @@ def _vote_entropy(model, xs, sigma_e: float) -> float:
 def test_consistency_regularization_concentrates_the_estimators_votes_under_its_noise():
     """A small synthetic task (random images, random soft labels over 3 σ): with λ = 20 the trained estimator's
     votes under σ_e are less spread (lower normalized vote entropy) than without, which is what R_σ needs."""
-    from rs_core.sigma_estimator import train_sigma_estimator
+    from rs_core.dual.estimator import train_sigma_estimator
 
     g = torch.Generator().manual_seed(0)
     xs, held = torch.rand(384, 1, 28, 28, generator=g), torch.rand(48, 1, 28, 28, generator=g)
@@ -85,7 +85,7 @@ def test_consistency_regularization_concentrates_the_estimators_votes_under_its_
 
 
 def test_consistency_and_label_cap_are_checked():
-    from rs_core.sigma_estimator import cap_radii, label_ceiling, train_sigma_estimator
+    from rs_core.dual.estimator import cap_radii, label_ceiling, train_sigma_estimator
 
     with pytest.raises(ValueError, match="consistency"):
         train_sigma_estimator(torch.zeros(4, 1, 28, 28), np.zeros((4, 2)), 1.0, "mnist_cnn", consistency=-1)
@@ -96,7 +96,7 @@ def test_consistency_and_label_cap_are_checked():
 
 
 def test_hard_labels_pick_the_smallest_sigma_at_the_common_cap():
-    from rs_core.sigma_estimator import cap_radii, train_sigma_estimator
+    from rs_core.dual.estimator import cap_radii, train_sigma_estimator
 
     radii = cap_radii(np.array([[0.3, 0.75, 1.5], [0.0, 0.0, 0.9], [0.0, 0.0, 0.0]] * 8), 0.75)
     model, summary = train_sigma_estimator(torch.rand(24, 1, 28, 28), radii, 1.0, "mnist_cnn", epochs=1, batch_size=8,
@@ -105,7 +105,7 @@ def test_hard_labels_pick_the_smallest_sigma_at_the_common_cap():
 
 
 def test_describe_estimator_says_what_kind_it_is():
-    from rs_core.sigma_estimator import describe_estimator
+    from rs_core.dual.estimator import describe_estimator
 
     assert describe_estimator({"training": {"epochs": 10, "consistency": 10.0, "rounds": [{}]}}) == \
         "trained network (10 epochs, consistency λ = 10, 1 round(s) of expert fine-tuning)"

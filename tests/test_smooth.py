@@ -6,10 +6,10 @@ import torch
 from oracles import make_oracle
 from torch import nn
 
-import rs_core._checks
-import rs_core.smooth
+import rs_core.checks
+import rs_core.smoothing.smooth
 from rs_core import CertifyStream, Smooth, certify, certify_many, predict_result, sample_counts
-from rs_core.dual import DualSmooth
+from rs_core.dual.smooth import DualSmooth
 
 
 def test_methods_equal_the_module_functions_for_the_same_seed():
@@ -34,8 +34,8 @@ def test_methods_equal_the_module_functions_for_the_same_seed():
 def test_model_sigma_batch_and_autocast_are_checked_once_at_construction(monkeypatch):
     model, x = make_oracle(0.9, 0.5)
     calls = []
-    real = rs_core._checks.check_sigma
-    monkeypatch.setattr(rs_core.smooth, "check_sigma", lambda *a, **k: calls.append(a) or real(*a, **k))
+    real = rs_core.checks.check_sigma
+    monkeypatch.setattr(rs_core.smoothing.smooth, "check_sigma", lambda *a, **k: calls.append(a) or real(*a, **k))
     g = Smooth(model, 0.5, 100)
     assert len(calls) == 1
     g.certify(x, 10, 200, 0.01, seed=0)

@@ -6,7 +6,7 @@ from oracles import mixture_log_m
 from scipy import stats
 from statsmodels.stats.proportion import proportion_confint
 
-from rs_core.stats import (
+from rs_core.smoothing.stats import (
     BetaMixture,
     anytime_lower_bound,
     anytime_lower_bound_complement,

@@ -1,4 +1,4 @@
-"""CertifyStream: anytime-valid CERTIFY, tested against exact laws computed independently of rs_core.stats."""
+"""CertifyStream: anytime-valid CERTIFY, tested against exact laws computed independently of rs_core.smoothing.stats."""
 
 import math
 import threading
@@ -12,7 +12,7 @@ from scipy import stats
 from torch import nn
 
 from rs_core import ABSTAIN, CertifyStream, Smooth
-from rs_core.stats import BetaMixture, clopper_pearson_lower, log_mixture_martingale
+from rs_core.smoothing.stats import BetaMixture, clopper_pearson_lower, log_mixture_martingale
 
 
 def test_stream_snapshots_and_final_certificate_use_the_anytime_bound():
@@ -203,7 +203,7 @@ class _Slow(nn.Module):
 
 
 def test_time_sized_batches_answer_stop_within_a_batch_on_a_slow_model():
-    from rs_core.sampling import time_batch_size
+    from rs_core.smoothing.sampling import time_batch_size
 
     model = _Slow().eval()
     x = torch.zeros(1, 2, 2)

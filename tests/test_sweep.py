@@ -1,5 +1,5 @@
 """σ side by side: one CertifyStream per σ, seeds derived per σ, stop, and the best-σ mode's Bonferroni
-guarantee checked against its exact law on a linear oracle (computed independently of rs_core.stats)."""
+guarantee checked against its exact law on a linear oracle (computed independently of rs_core.smoothing.stats)."""
 
 from __future__ import annotations
 
@@ -14,9 +14,9 @@ from scipy import stats
 from torch import nn
 
 from rs_core import ABSTAIN, Certificate, CertifyStream
-from rs_core.seeding import derive_seed
-from rs_core.stats import DEFAULT_MIXTURE, log_mixture_martingale
-from rs_core.sweep import MAX_SIGMAS, SigmaSweepStream, SweepCertificate, SweepSnapshot
+from rs_core.smoothing.seeding import derive_seed
+from rs_core.smoothing.stats import DEFAULT_MIXTURE, log_mixture_martingale
+from rs_core.smoothing.sweep import MAX_SIGMAS, SigmaSweepStream, SweepCertificate, SweepSnapshot
 
 SIGMAS = (0.25, 0.5, 1.0)
 
@@ -233,7 +233,7 @@ def test_stop_before_the_sweep_starts_draws_nothing():
 
 
 def test_the_sweep_runs_as_a_live_job_and_stops_from_another_thread():
-    from rs_core.jobs import LiveSnapshot, LiveStream, Scheduler
+    from rs_core.smoothing.jobs import LiveSnapshot, LiveStream, Scheduler
 
     model, x = _oracle()
     sweep = SigmaSweepStream(model, x, SIGMAS, n0=20, n_max=10**7, alpha=0.01, batch_size=200, best=True, seed=0)

@@ -1,7 +1,7 @@
 """The one live-run component of every page that samples: start a job, watch it, stop it, see why it ended.
 
 A page builds its stream and calls :func:`start`; the job goes to the server-wide scheduler
-(:func:`rs_core.jobs.default_scheduler`), which owns the device locks, caps how many jobs sample at once
+(:func:`rs_core.smoothing.jobs.default_scheduler`), which owns the device locks, caps how many jobs sample at once
 (``RS_LAB_MAX_JOBS``), and cancels the job a few seconds after this browser session ends (tab closed or
 reloaded). :func:`show` draws a queued, running or finished run the same way on every page: its place in
 the queue, a progress bar with an ETA, the votes, Stop, and errors.
@@ -20,8 +20,8 @@ import torch
 from streamlit.runtime import Runtime
 from streamlit.runtime.scriptrunner import get_script_run_ctx
 
-from rs_core.fmt import floor_str
-from rs_core.jobs import Job, LiveSnapshot, LiveStream, default_scheduler
+from rs_core.rounding import floor_str
+from rs_core.smoothing.jobs import Job, LiveSnapshot, LiveStream, default_scheduler
 
 from . import figures, report
 from .inputs import Chosen

@@ -1,7 +1,7 @@
 """The sidebar's "your model" part: a file (uploaded, or from the server's model folder), what the file does not
 declare, and a card of what was understood — before anything runs.
 
-Formats are :func:`rs_core.formats.load_model`'s, less TorchScript (code: never loaded from a browser, nor from
+Formats are :func:`rs_core.models.formats.load_model`'s, less TorchScript (code: never loaded from a browser, nor from
 the folder). Every typed value is parsed by rs_core's own parsers; an invalid one is shown under its field, and
 no model is loaded until it is fixed (nothing runs on a silently different value).
 """
@@ -17,10 +17,10 @@ from typing import Any
 
 import streamlit as st
 
-from rs_core.checkpoints import LoadedModel
-from rs_core.formats import EXTENSIONS
-from rs_core.model_folder import ENV, find_folder_model
-from rs_core.preprocess import IMAGENET_MEAN, IMAGENET_STD, parse_floats, parse_input_size
+from rs_core.models.checkpoints import LoadedModel
+from rs_core.models.formats import EXTENSIONS
+from rs_core.models.preprocess import IMAGENET_MEAN, IMAGENET_STD, parse_floats, parse_input_size
+from rs_core.models.server_folder import ENV, find_folder_model
 
 NORMS = {"declared": "as the file or architecture declares", "self": "the model normalizes itself",
          "imagenet": "ImageNet mean/std", "custom": "custom mean/std"}
@@ -45,7 +45,7 @@ def upload_limit_mb() -> int:
 @st.cache_resource(show_spinner="Loading the model…", max_entries=8)
 def _load(path: str, device: str, options: str, name: str, external_data: bool) -> LoadedModel:
     """One model per (file, device, options), shared by all sessions; a failed load is not cached."""
-    from rs_core.formats import load_model
+    from rs_core.models.formats import load_model
 
     return load_model(path, device=device, name=name, allow_external_data=external_data, trust_code=False,
                       **json.loads(options))

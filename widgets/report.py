@@ -5,8 +5,8 @@ from __future__ import annotations
 import math
 from typing import Any
 
-from rs_core.fmt import floor_str
-from rs_core.report import certificate_document, class_label, radii_table  # noqa: F401 — the pages' names for them
+from rs_core.logs.document import certificate_document, class_label, radii_table  # noqa: F401 — the pages' names for them
+from rs_core.rounding import floor_str
 
 ABSTAIN_ADVICE = ("Abstaining is not an error: under noise of this σ the model's votes for its top class were not "
                   "shown to exceed one half with the required confidence, so the smoothed classifier makes no claim "

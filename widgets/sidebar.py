@@ -16,10 +16,10 @@ from pathlib import Path
 import streamlit as st
 import torch
 
-from rs_core.checkpoints import LoadedModel, load_checkpoint
 from rs_core.data import DATASETS
-from rs_core.model_folder import PREFIX, find_folder_model, folder_models
-from rs_core.registry import default_model, find_model, shipped_denoisers, shipped_models
+from rs_core.models.checkpoints import LoadedModel, load_checkpoint
+from rs_core.models.server_folder import PREFIX, find_folder_model, folder_models
+from rs_core.models.shipped import default_model, find_model, shipped_denoisers, shipped_models
 
 from . import fields, own_model, state
 
@@ -218,7 +218,7 @@ NO_DENOISER = "none"
 
 @st.cache_resource(show_spinner="Loading the denoiser…", max_entries=8)
 def load_denoiser_file(path: str, device: str, name: str | None = None):
-    from rs_core.denoise import load_denoiser
+    from rs_core.models.denoisers import load_denoiser
 
     return load_denoiser(path, device, name=name)
 
@@ -251,7 +251,7 @@ def _denoiser(sb, loaded: LoadedModel | None, device: str):
         path, name = str(entry.path), f"{entry.id}/{entry.path.name}"
     try:
         den = load_denoiser_file(path, device, name=name)
-        from rs_core.denoise import denoised
+        from rs_core.models.denoisers import denoised
 
         denoised(loaded.model, den.model, tuple(loaded.input_shape))  # refuses a denoiser for other images
     except ValueError as err:

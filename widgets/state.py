@@ -16,8 +16,8 @@ from typing import Any
 import streamlit as st
 import torch
 
-from rs_core.checkpoints import LoadedModel
 from rs_core.data import dataset_info
+from rs_core.models.checkpoints import LoadedModel
 
 _SETTINGS = "settings"
 _KEPT = "kept."
@@ -55,7 +55,7 @@ class Settings:
             return None
         if self.denoiser is None:
             return self.loaded.model
-        from rs_core.denoise import denoised
+        from rs_core.models.denoisers import denoised
 
         return denoised(self.loaded.model, self.denoiser.model)
 

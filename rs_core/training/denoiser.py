@@ -1,0 +1,194 @@
+"""Training the denoisers of denoised smoothing (Salman et al. 2020, §3): MSE or the stability objective."""
+
+from __future__ import annotations
+
+import csv
+import math
+import sys
+import time
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Any
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from rs_core.checks import check_count, check_sigma
+from rs_core.data import dataset_info, get_dataset
+from rs_core.models.checkpoints import load_checkpoint, save_checkpoint
+from rs_core.models.denoisers import DENOISER_ARCHITECTURES, DENOISER_KIND, load_denoiser
+
+
+@dataclass
+class DenoiserRecipe:
+    dataset: str
+    sigma: float
+    objective: str  # "mse" or "stability"
+    epochs: int
+    arch: str = ""
+    batch_size: int = 128
+    lr: float = 1e-3
+    seed: int = 0
+    classifier: str | None = None  # path of the frozen classifier (stability)
+    classifier_sha256: str | None = None
+    max_train: int | None = None
+    init: str | None = None  # path of a denoiser to start from (Salman et al.'s "Stab+MSE": stability after MSE)
+    init_sha256: str | None = None
+
+
+def _images(dataset, limit: int | None) -> torch.Tensor:
+    """The first ``limit`` images of a data set (all when None) as one tensor, read once."""
+    n = len(dataset) if limit is None else min(limit, len(dataset))
+    return torch.stack([dataset[i][0] for i in range(n)])
+
+
+def _loss(denoiser: nn.Module, classifier: nn.Module | None, x: torch.Tensor, recipe: DenoiserRecipe,
+          gen: torch.Generator) -> torch.Tensor:
+    noisy = x + torch.randn(x.shape, generator=gen, device=x.device) * recipe.sigma
+    out = denoiser(noisy)
+    if recipe.objective == "mse":
+        return F.mse_loss(out, x, reduction="sum") / len(x)
+    with torch.no_grad():
+        target = classifier(x).argmax(1)  # f(x): what f says on the clean image
+    return F.cross_entropy(classifier(out), target)
+
+
+def train_denoiser(recipe: DenoiserRecipe, out: str | Path, *, device: str = "cpu", resume: bool = False,
+                   progress: bool = True, log=sys.stderr, stop_after: int | None = None) -> dict[str, Any]:
+    """Train a DnCNN for ``recipe.sigma`` on ``recipe.dataset`` and write ``out`` (+ ``train_log.csv`` beside it).
+
+    ``objective="mse"``: ‖D(x + ε) − x‖²; ``"stability"``: cross-entropy between f(D(x + ε)) and f's class on the
+    clean x, through the frozen classifier ``recipe.classifier`` (Salman et al. 2020, §3). Seeded (shuffling and
+    noise generators), resumable after any epoch with ``resume=True``; ``stop_after=k`` ends this run after epoch
+    k (a later ``resume=True`` continues exactly as if it had not stopped). Returns the checkpoint's metadata.
+    """
+    from rs_core.training.classifier import _progress
+
+    recipe.sigma = check_sigma(recipe.sigma)
+    check_count(recipe.epochs, "epochs")
+    check_count(recipe.batch_size, "batch_size")
+    if recipe.objective not in ("mse", "stability"):
+        raise ValueError(f"objective: must be 'mse' or 'stability', got {recipe.objective!r}")
+    info = dataset_info(recipe.dataset)
+    recipe.arch = recipe.arch or ("dncnn_mnist" if info.input_shape[0] == 1 else "dncnn_cifar")
+    if recipe.arch not in DENOISER_ARCHITECTURES:
+        raise ValueError(f"arch: unknown denoiser {recipe.arch!r}; known: {', '.join(DENOISER_ARCHITECTURES)}")
+    dev = torch.device(device)
+    classifier = None
+    if recipe.objective == "stability":
+        if not recipe.classifier:
+            raise ValueError("classifier: the stability objective needs the frozen classifier (--classifier)")
+        loaded = load_checkpoint(recipe.classifier, dev)
+        if tuple(loaded.input_shape) != tuple(info.input_shape):
+            raise ValueError(f"classifier: takes {tuple(loaded.input_shape)} inputs, {recipe.dataset} has "
+                             f"{info.input_shape}")
+        classifier = loaded.model.eval()
+        for p in classifier.parameters():
+            p.requires_grad_(False)
+        recipe.classifier_sha256 = loaded.sha256
+    out = Path(out)
+    csv_path = out.with_name("train_log.csv")
+    x_train = _images(get_dataset(recipe.dataset, "train"), recipe.max_train)
+    x_test = _images(get_dataset(recipe.dataset, "test"), 1000)
+
+    torch.manual_seed(recipe.seed)
+    model = DENOISER_ARCHITECTURES[recipe.arch][0](0).to(dev)
+    if recipe.init:
+        try:
+            start = load_denoiser(recipe.init, dev)
+        except ValueError as e:
+            raise ValueError(f"init: {e}") from None
+        if start.arch != recipe.arch:
+            raise ValueError(f"init: {Path(recipe.init).name} is a {start.arch}, this recipe trains a {recipe.arch}")
+        model.load_state_dict(start.model.state_dict())
+        recipe.init_sha256 = start.sha256
+    opt = torch.optim.Adam(model.parameters(), lr=recipe.lr)
+    steps = recipe.epochs * math.ceil(len(x_train) / recipe.batch_size)
+    sched = torch.optim.lr_scheduler.CosineAnnealingLR(opt, T_max=steps)
+    shuffle_gen = torch.Generator().manual_seed(recipe.seed + 1)
+    noise_gen = torch.Generator(device=dev).manual_seed(recipe.seed + 2)
+    start_epoch, elapsed = 0, 0.0
+    if resume and out.exists():
+        state = torch.load(out, map_location=dev, weights_only=True)
+        if state.get("meta", {}).get("recipe") != asdict(recipe):
+            raise ValueError(f"resume: {out} was trained with another recipe; remove it or drop --resume")
+        if int(state["epoch"]) >= recipe.epochs:
+            print(f"{out} has finished all {recipe.epochs} epochs; nothing to resume", file=log)
+            return state["meta"]
+        model.load_state_dict(state["state_dict"])
+        opt.load_state_dict(state["optimizer"])
+        sched.load_state_dict(state["scheduler"])
+        shuffle_gen.set_state(state["rng"]["shuffle"])
+        noise_gen.set_state(state["rng"]["noise"].to(noise_gen.get_state().device))
+        start_epoch, elapsed = int(state["epoch"]), float(state["meta"]["train_seconds"])
+        print(f"resuming {out} after epoch {start_epoch}", file=log)
+    else:
+        csv_path.parent.mkdir(parents=True, exist_ok=True)
+        with open(csv_path, "w", newline="") as f:
+            csv.writer(f).writerow(["epoch", "lr", "train_loss", "test_mse_noisy", "test_mse_denoised",
+                                    "test_agreement", "seconds"])
+    meta: dict[str, Any] = {}
+    last = recipe.epochs if stop_after is None else min(recipe.epochs, check_count(stop_after, "stop_after"))
+    for epoch in range(start_epoch, last):
+        t0 = time.perf_counter()
+        model.train()
+        order = torch.randperm(len(x_train), generator=shuffle_gen)
+        total, seen = 0.0, 0
+        bar = _progress(math.ceil(len(order) / recipe.batch_size), f"epoch {epoch + 1}/{recipe.epochs}", progress,
+                        log)
+        for s in range(0, len(order), recipe.batch_size):
+            xb = x_train[order[s:s + recipe.batch_size]].to(dev)
+            loss = _loss(model, classifier, xb, recipe, noise_gen)
+            opt.zero_grad(set_to_none=True)
+            loss.backward()
+            opt.step()
+            sched.step()
+            total += float(loss.detach()) * len(xb)
+            seen += len(xb)
+            bar.update(1)
+        bar.close()
+        model.eval()
+        noisy_mse, denoised_mse, agreement = evaluate_denoiser(model, x_test, recipe.sigma, dev, classifier)
+        elapsed += time.perf_counter() - t0
+        with open(csv_path, "a", newline="") as f:
+            csv.writer(f).writerow([epoch + 1, f"{opt.param_groups[0]['lr']:.6f}", f"{total / seen:.5f}",
+                                    f"{noisy_mse:.5f}", f"{denoised_mse:.5f}",
+                                    "" if agreement is None else f"{agreement:.4f}", f"{time.perf_counter() - t0:.1f}"])
+        print(f"epoch {epoch + 1}: loss {total / seen:.5f}, test MSE per pixel {noisy_mse:.5f} noisy → "
+              f"{denoised_mse:.5f} denoised" + ("" if agreement is None else f", f agrees {agreement:.4f}"),
+              file=log, flush=True)
+        meta = {"kind": DENOISER_KIND, "dataset": recipe.dataset, "sigma": recipe.sigma,
+                "input_shape": list(info.input_shape), "objective": recipe.objective, "recipe": asdict(recipe),
+                "train_seconds": round(elapsed, 1), "epochs_done": epoch + 1,
+                "test": {"mse_noisy": noisy_mse, "mse_denoised": denoised_mse, "classifier_agreement": agreement,
+                         "n_eval": len(x_test)},
+                "torch": str(torch.__version__), "device": str(dev)}
+        if epoch + 1 < recipe.epochs:
+            save_checkpoint(out, model, recipe.arch, epoch=epoch + 1, optimizer=opt.state_dict(), meta=meta,
+                            extra={"scheduler": sched.state_dict(),
+                                   "rng": {"shuffle": shuffle_gen.get_state(), "noise": noise_gen.get_state().cpu()}})
+        else:
+            save_checkpoint(out, model, recipe.arch, epoch=epoch + 1, meta=meta)
+    return meta
+
+
+@torch.inference_mode()
+def evaluate_denoiser(denoiser: nn.Module, x: torch.Tensor, sigma: float, device: torch.device,
+                      classifier: nn.Module | None = None, seed: int = 7,
+                      batch_size: int = 500) -> tuple[float, float, float | None]:
+    """Mean squared error per pixel of x + ε and of D(x + ε) against x (one noise draw each, seeded), and — with a
+    classifier — how often f(D(x + ε)) equals f(x)."""
+    gen = torch.Generator(device=device).manual_seed(seed)
+    noisy_se = denoised_se = 0.0
+    agree = 0
+    for s in range(0, len(x), batch_size):
+        xb = x[s:s + batch_size].to(device)
+        noisy = xb + torch.randn(xb.shape, generator=gen, device=device) * sigma
+        out = denoiser(noisy)
+        noisy_se += float(((noisy - xb) ** 2).sum())
+        denoised_se += float(((out - xb) ** 2).sum())
+        if classifier is not None:
+            agree += int((classifier(out).argmax(1) == classifier(xb).argmax(1)).sum())
+    n = x.numel()
+    return noisy_se / n, denoised_se / n, (agree / len(x) if classifier is not None else None)
