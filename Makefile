@@ -7,7 +7,11 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: run test bench mutants fuzz clean
+# Test workers: one per core (pytest-xdist). The browser tests share one worker and one Streamlit server
+# (xdist_group "browser"); each worker runs torch on one thread, so workers do not fight over the cores.
+JOBS ?= auto
+
+.PHONY: run test test-fast bench mutants fuzz gpu-check clean
 
 $(STAMP): requirements.txt pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -20,7 +24,11 @@ run: $(STAMP)
 	$(BIN)/streamlit run app.py --server.address 127.0.0.1 --server.port 8501
 
 test: $(STAMP)
-	$(BIN)/python -m pytest
+	$(BIN)/python -m pytest -n $(JOBS) --dist loadgroup --durations=15
+
+# A developer's quick subset: no browser, no AppTest, none of the slow statistical or end-to-end tests.
+test-fast: $(STAMP)
+	$(BIN)/python -m pytest -n $(JOBS) --dist loadgroup -m "not slow and not browser and not apptest"
 
 bench: $(STAMP)
 	$(BIN)/python benchmarks/bench_sampling.py

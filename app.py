@@ -2,10 +2,10 @@
 
 import streamlit as st
 
-from widgets import nav, sidebar, state
+from widgets import entry, nav, sidebar
 
 st.set_page_config(page_title="RS Lab", layout="wide")  # no page_icon: emoji icons are fetched from a CDN
 page = st.navigation(nav.pages())
 sidebar.draw()
-with state.entrypoint():
+with entry.entrypoint():
     page.run()

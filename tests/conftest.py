@@ -22,6 +22,25 @@ settings.register_profile("long", deadline=None, max_examples=3000,
                           suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large])
 settings.load_profile(os.environ.get("HYPOTHESIS_PROFILE", "ci"))
 
+if os.environ.get("PYTEST_XDIST_WORKER"):
+    # `make test` runs one worker per core: each worker's torch (and every process it starts) on one thread, so
+    # that the workers do not oversubscribe the cores.
+    os.environ["OMP_NUM_THREADS"] = "1"
+    torch.set_num_threads(1)
+
+
+def pytest_collection_modifyitems(config, items):
+    """Markers by file, so that a developer can leave out whole kinds (``make test-fast``): ``browser`` for the
+    Chromium tests, which also share one xdist worker and so one module-scoped Streamlit server (``--dist
+    loadgroup``), and ``apptest`` for the pages run through Streamlit's AppTest."""
+    for item in items:
+        name = item.path.name
+        if name == "test_browser.py":
+            item.add_marker(pytest.mark.browser)
+            item.add_marker(pytest.mark.xdist_group("browser"))
+        elif name == "test_app.py" or name.startswith("test_page_"):
+            item.add_marker(pytest.mark.apptest)
+
 
 @pytest.fixture(autouse=True)
 def _same_random_state_for_every_test():
@@ -33,8 +52,19 @@ def _same_random_state_for_every_test():
 class _NavigatedPagesManager:
     """AppTest builds a fresh ``PagesManager`` for every run and resets Streamlit's "pages/ folder" mode, so each
     run after the first would run a page file alone, as a server does only before its first ``st.navigation``
-    (widgets/state.py handles that case; tests/test_browser.py checks it on a fresh server). Here every run goes
-    through the entrypoint, as on a server that has served one page."""
+    (widgets/entry.py handles that case; tests/test_browser.py checks it on a fresh server). Here every run goes
+    through the entrypoint, as on a server that has served one page.
+
+    Streamlit 1.67 offers no cleaner way: ``AppTest._run`` sets ``PagesManager.uses_pages_directory = None`` and
+    builds ``PagesManager(...)`` on every run (streamlit/testing/v1/app_test.py, ``_run``), whose constructor
+    turns that mode back on whenever ``pages/`` exists next to the main script (runtime/pages_manager.py,
+    ``__init__``); the script runner then runs ``_mpa_v1`` (runtime/scriptrunner/script_runner.py), which runs
+    the page file alone. Neither ``AppTest`` (``from_file``/``__init__`` take only a timeout, args, kwargs) nor
+    any config option (only ``client.showSidebarNavigation``, which just hides the menu) turns that detection
+    off. Letting each run recover through widgets/entry.py's fallback works for values and callbacks but loses
+    clicks read as ``if st.button(...)`` (Stop, Run PREDICT): the page-alone attempt ends with
+    ``st.switch_page``, and ending a run, even for a rerun, resets trigger values
+    (``SessionState.on_script_finished`` → ``_reset_triggers``), so the run through app.py sees no click."""
 
     def __new__(cls, *args, **kwargs):
         from streamlit.runtime.pages_manager import PagesManager

@@ -10,8 +10,8 @@ from rs_core.rounding import floor_str
 
 ROOT = Path(__file__).resolve().parents[1]
 APP = str(ROOT / "app.py")
-PAGES = ["pages/0_Home.py", "pages/1_Certify.py", "pages/5_Compare_sigma.py", "pages/2_Bounds.py",
-         "pages/3_Certified_accuracy.py", "pages/4_Dual_RS.py", "pages/6_Playground.py"]
+PAGES = ["pages/Home.py", "pages/Certify.py", "pages/Compare_sigma.py", "pages/Bounds.py",
+         "pages/Certified_accuracy.py", "pages/Dual_RS.py", "pages/Playground.py"]
 
 
 def _run(**values):
@@ -45,6 +45,36 @@ def test_home_page_links_every_page_and_the_navigation_names_them():
     assert files == sorted(p.split("/")[1] for p in PAGES), "every page file is in the navigation"
 
 
+def test_every_url_path_is_the_one_the_pages_folder_mode_derives_from_the_file_name():
+    """A fresh server runs a page file alone under the url path Streamlit derives from its name (before any session
+    ran st.navigation); the navigation's url path must be the same, so a link finds its page either way."""
+    from streamlit.source_util import page_icon_and_name
+
+    from widgets import nav
+
+    assert [file for file, _, _ in nav.PAGES] == PAGES
+    for file, _, url in nav.PAGES[1:]:  # Home is the default page: its url path is ""
+        assert page_icon_and_name(ROOT / file)[1] == url, file
+    assert [url for _, _, url in nav.PAGES[1:]] == [
+        "Certify", "Compare_sigma", "Bounds", "Certified_accuracy", "Dual_RS", "Playground"], "old links keep working"
+
+
+def test_the_widgets_package_has_no_import_circle():
+    import ast
+
+    graph: dict[str, set[str]] = {}  # module → the widgets modules it imports (at the top or inside a function)
+    for path in (ROOT / "widgets").glob("*.py"):
+        graph[path.stem] = set()
+        for node in ast.walk(ast.parse(path.read_text())):
+            if isinstance(node, ast.ImportFrom) and node.level == 1:  # from . import a, b / from .a import x
+                graph[path.stem] |= {node.module} if node.module else {alias.name for alias in node.names}
+
+    def reaches(start, goal, seen=()):
+        return any(nxt == goal or (nxt not in seen and reaches(nxt, goal, (*seen, nxt))) for nxt in graph.get(start, ()))
+
+    assert [m for m in graph if reaches(m, m)] == []
+
+
 def test_home_page_rejects_probabilities_summing_above_one():
     at = _run(p_a=0.8, p_b=0.5)
     assert not at.exception
@@ -75,7 +105,7 @@ def test_sidebar_settings_persist_across_pages():
     at.number_input(key="n_max").set_value(12_345)
     at.run()
     assert any("App. H.3" in w.value for w in at.sidebar.warning)
-    for page in ["pages/2_Bounds.py", "pages/1_Certify.py", "pages/3_Certified_accuracy.py", "pages/0_Home.py"]:
+    for page in ["pages/Bounds.py", "pages/Certify.py", "pages/Certified_accuracy.py", "pages/Home.py"]:
         at.switch_page(page).run()
         assert not at.exception, page
         assert at.selectbox(key="model").value == "mnist/mnist_cnn/noise_1.00", page
@@ -83,7 +113,7 @@ def test_sidebar_settings_persist_across_pages():
                 at.number_input(key="n_max").value) == (0.75, 0.01, 12_345), page
         s = at.session_state["settings"]
         assert (s.sigma, s.alpha, s.n_max, s.model_id) == (0.75, 0.01, 12_345, "mnist/mnist_cnn/noise_1.00")
-    at.switch_page("pages/2_Bounds.py").run()
+    at.switch_page("pages/Bounds.py").run()
     assert "σ = 0.75" in at.markdown[0].value  # the Bounds page draws at the sidebar's σ
     assert at.table[0].value["Cohen"].tolist()[0] == floor_str(cohen_radius(0.6, 0.4, 0.75))
 
@@ -94,7 +124,7 @@ def test_sidebar_settings_persist_across_pages():
     ("seed", -1, "seed must be")])
 def test_an_invalid_setting_stays_on_screen_with_its_reason_and_start_is_disabled(key, value, words):
     at = AppTest.from_file(APP, default_timeout=60).run()
-    at.switch_page("pages/1_Certify.py").run()
+    at.switch_page("pages/Certify.py").run()
     at.radio(key="source").set_value("example").run()
     assert at.button(key="start").disabled is False
     at.number_input(key=key).set_value(value).run()
@@ -103,10 +133,10 @@ def test_an_invalid_setting_stays_on_screen_with_its_reason_and_start_is_disable
     assert at.button(key="start").disabled is True
     assert any("Start is disabled" in c.value and words in c.value for c in at.caption)
     assert at.query_params[key] == (str(float(value)) if key in ("sigma", "alpha") else str(value))
-    for page in ("pages/5_Compare_sigma.py",):
+    for page in ("pages/Compare_sigma.py",):
         at.switch_page(page).run()
         assert at.button(key="sweep_start").disabled is True
-    at.switch_page("pages/4_Dual_RS.py").run()  # σ is the sidebar's one setting Dual RS does not use
+    at.switch_page("pages/Dual_RS.py").run()  # σ is the sidebar's one setting Dual RS does not use
     assert at.button(key="dual_start").disabled is (key != "sigma")
 
 
@@ -115,7 +145,7 @@ def test_a_link_restores_the_settings_and_the_test_image():
     at.query_params.update({"model": "mnist/mnist_cnn/noise_1.00", "sigma": "0.8", "alpha": "0.01", "n0": "50",
                             "n_max": "2000", "batch": "500", "seed": "42", "source": "example", "example": "rocket"})
     at.run()
-    at.switch_page("pages/1_Certify.py").run()
+    at.switch_page("pages/Certify.py").run()
     assert not at.exception
     s = at.session_state["settings"]
     assert (s.model_id, s.sigma, s.alpha, s.n0, s.n_max, s.batch_size, s.seed) == \

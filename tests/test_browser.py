@@ -401,6 +401,26 @@ def test_a_shared_link_restores_settings_and_input_and_invalid_values_disable_st
         _shared_link(url, page, tmp_path_factory)
 
 
+@pytest.mark.parametrize("path, title", [
+    ("Compare_sigma", "Compare σ on one input"), ("Bounds", "Certified radius bounds"),
+    ("Certified_accuracy", "Certified accuracy"), ("Dual_RS", "Dual randomized smoothing"),
+    ("Playground", "Playground: randomized smoothing in 2-D")])  # Certify: the test above
+def test_a_fresh_servers_first_visitor_by_a_link_to_a_page_finds_it(path, title, page):
+    """Before any session ran st.navigation, Streamlit serves a page under the url path it derives from the file's
+    name (pages/Bounds.py → /Bounds) and runs that file alone; widgets/entry.py then switches to the same page
+    through app.py. So old links keep working, with their query."""
+    with _server() as (url, _):
+        page.goto(f"{url}/{path}?sigma=0.3")
+        page.get_by_role("heading", name=title).first.wait_for(timeout=60_000)
+        box = page.get_by_role("spinbutton", name="σ (noise level)")
+        box.wait_for(timeout=30_000)
+        assert box.input_value() == "0.300"  # the link's query survived the switch
+        assert page.url.split("?")[0] == f"{url}/{path}" and "sigma=0.3" in page.url
+        # The app's menu: this run went through app.py (the page alone would have hidden it).
+        page.locator("[data-testid='stSidebarNav']").wait_for(timeout=30_000)
+        assert page.get_by_text("Page not found").count() == 0
+
+
 def _shared_link(app_url, page, tmp_path_factory):
     page.goto(f"{app_url}/Certify?model=mnist/mnist_cnn/noise_1.00&sigma=0.8&n_max=3000&seed=7&source=example"
               "&example=rocket")

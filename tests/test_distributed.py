@@ -57,6 +57,7 @@ def _rows(path: Path) -> list[list[str]]:
 
 
 @needs_mnist
+@pytest.mark.slow
 @pytest.mark.parametrize("batch", [1100, 4400])  # 4400: four examples packed per batch, sharded by whole groups
 def test_two_processes_give_the_one_process_log(tmp_path, batch):
     common = ["--skip", "1000", "--N0", "50", "--N", "500", "--batch", batch, "--device", "cpu", "--no-progress"]
@@ -68,6 +69,7 @@ def test_two_processes_give_the_one_process_log(tmp_path, batch):
 
 
 @needs_mnist
+@pytest.mark.slow
 def test_predict_adaptive_certify_and_certify_dual_under_torchrun_give_the_one_process_logs(tmp_path):
     common = ["--skip", "2500", "--N", "200", "--batch", "500", "--device", "cpu", "--no-progress"]
     assert _torchrun("predict", "mnist", MODEL, 0.5, tmp_path / "p2", *common).returncode == 0
@@ -86,15 +88,17 @@ def test_predict_adaptive_certify_and_certify_dual_under_torchrun_give_the_one_p
 
 
 @needs_mnist
+@pytest.mark.slow
 def test_a_killed_rank_is_resumed_by_rerunning_the_command(tmp_path):
-    # Slow enough per example (N = 30,000) to be killed half-way.
-    common = ["--skip", "1000", "--N0", "50", "--N", "30000", "--batch", "1000", "--device", "cpu", "--no-progress"]
+    # Four examples, two per rank, each slow enough (N = 30,000) for rank 1 to be killed during its second (its part
+    # file has no header: one line is one example done).
+    common = ["--skip", "2500", "--N0", "50", "--N", "30000", "--batch", "1000", "--device", "cpu", "--no-progress"]
     cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", "2", "-m", "rs_core",
            "certify", "mnist", MODEL, "0.5", str(tmp_path / "log"), *common]
     proc = subprocess.Popen(cmd, cwd=ROOT, env=ENV, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     part = tmp_path / "log.part1"
     deadline = time.monotonic() + 240
-    while time.monotonic() < deadline and (not part.exists() or part.read_text().count("\n") < 2):
+    while time.monotonic() < deadline and (not part.exists() or part.read_text().count("\n") < 1):
         time.sleep(0.2)
     assert part.exists(), "rank 1 wrote no rows in time"
     workers = subprocess.run(["pgrep", "-P", str(proc.pid)], capture_output=True, text=True, check=False).stdout.split()
@@ -103,15 +107,16 @@ def test_a_killed_rank_is_resumed_by_rerunning_the_command(tmp_path):
     proc.wait(timeout=120)
     assert proc.returncode != 0
     done_before = sum(f.read_text().count("\n") for f in tmp_path.glob("log*") if f.suffix != ".json")
-    assert 0 < done_before < 12
+    assert 0 < done_before < 4  # not all four examples
     again = _torchrun("certify", "mnist", MODEL, 0.5, tmp_path / "log", *common)
     assert again.returncode == 0, again.stderr[-2000:]
     assert "examples already done" in again.stderr
     _one("certify", "mnist", MODEL, 0.5, tmp_path / "one", *common)
-    assert _rows(tmp_path / "log") == _rows(tmp_path / "one") and len(_rows(tmp_path / "one")) == 11
+    assert _rows(tmp_path / "log") == _rows(tmp_path / "one") and len(_rows(tmp_path / "one")) == 1 + 4
 
 
 @needs_mnist
+@pytest.mark.slow
 def test_too_many_ranks_and_ranks_with_other_arguments_are_refused(tmp_path):
     few = _torchrun("certify", "mnist", MODEL, 0.5, tmp_path / "few", "--skip", 5000, "--max-examples", 1, "--N", 100,
                     "--device", "cpu", "--no-progress")

@@ -45,7 +45,7 @@ def _app(page: str) -> AppTest:
 
 def _page(model_id: str = "mnist/mnist_cnn/noise_0.50") -> AppTest:
     """The Certify page with the shipped model ``model_id`` (a registry id) chosen in the sidebar."""
-    at = _app("pages/1_Certify.py")
+    at = _app("pages/Certify.py")
     at.selectbox(key="model").set_value(model_id)
     return at.run()
 
@@ -179,7 +179,7 @@ def test_log_upload_answers_every_hostile_file_and_keeps_the_good_ones():
         ("days.tsv", (header + "0\t1\t1\t0.5\t1\t" + "1" * 400 + " days, 0:00:00\n").encode(), "time"),
         ("binary.tsv", bytes(range(256)), "not UTF-8"),
     ]
-    at = _app("pages/3_Certified_accuracy.py")
+    at = _app("pages/Certified_accuracy.py")
     files = [(n, d, "application/octet-stream") for n, d, _ in hostile] + [("mine", good.encode(), "text/plain")]
     at.file_uploader(key="acc_uploads").set_value(files)
     at.run()

@@ -1,4 +1,4 @@
-"""pages/3_Certified_accuracy.py with Streamlit's AppTest, through the app's entrypoint (app.py draws the sidebar)."""
+"""pages/Certified_accuracy.py with Streamlit's AppTest, through the app's entrypoint (app.py draws the sidebar)."""
 
 from pathlib import Path
 
@@ -13,7 +13,7 @@ from rs_core.smoothing.certify import certify_examples
 
 ROOT = Path(__file__).resolve().parents[1]
 APP = str(ROOT / "app.py")
-PAGE = "pages/3_Certified_accuracy.py"  # relative to the entrypoint's folder
+PAGE = "pages/Certified_accuracy.py"  # relative to the entrypoint's folder
 REF = ROOT.parent / "shared" / "reference" / "cohen2019" / "data" / "certify"
 MNIST_025, MNIST_050 = "mnist/mnist_cnn/noise_0.25/sigma_0.25", "mnist/mnist_cnn/noise_0.50/sigma_0.50"  # log ids
 

@@ -1,4 +1,4 @@
-"""pages/2_Bounds.py with Streamlit's AppTest, through the app's entrypoint: values come from rs_core."""
+"""pages/Bounds.py with Streamlit's AppTest, through the app's entrypoint: values come from rs_core."""
 
 import base64
 import json
@@ -12,7 +12,7 @@ from rs_core.rounding import floor_str
 
 ROOT = Path(__file__).resolve().parents[1]
 APP = str(ROOT / "app.py")
-PAGE = "pages/2_Bounds.py"  # relative to the entrypoint's folder
+PAGE = "pages/Bounds.py"  # relative to the entrypoint's folder
 
 
 def _page(session_state: dict | None = None) -> AppTest:

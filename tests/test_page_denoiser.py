@@ -33,7 +33,7 @@ def _denoiser_bytes(channels: int = 1, sigma: float = 0.25) -> bytes:
 
 def _page(n_max: int = 500) -> AppTest:
     at = AppTest.from_file(APP, default_timeout=60).run()
-    at.switch_page("pages/1_Certify.py").run()
+    at.switch_page("pages/Certify.py").run()
     at.number_input(key="n_max").set_value(n_max)
     at.radio(key="source").set_value("example").run()
     return at

@@ -1,4 +1,4 @@
-"""pages/4_Dual_RS.py with Streamlit's AppTest, through the app's entrypoint: both stages live, the final radius,
+"""pages/Dual_RS.py with Streamlit's AppTest, through the app's entrypoint: both stages live, the final radius,
 Stop, the α split."""
 
 from __future__ import annotations
@@ -19,7 +19,7 @@ from rs_core.rounding import floor_str
 
 ROOT = Path(__file__).resolve().parents[1]
 APP = str(ROOT / "app.py")
-PAGE = "pages/4_Dual_RS.py"  # relative to the entrypoint's folder
+PAGE = "pages/Dual_RS.py"  # relative to the entrypoint's folder
 MNIST_EST = CHECKPOINTS_DIR / "mnist" / "dual" / "sigma_estimator.pth.tar"
 pytestmark = pytest.mark.skipif(not MNIST_EST.exists(), reason=f"no shipped MNIST σ-estimator at {MNIST_EST}")
 

@@ -35,7 +35,7 @@ def files(tmp_path_factory):
 
 def _own(path: Path) -> AppTest:
     at = AppTest.from_file(APP, default_timeout=120).run()
-    at.switch_page("pages/1_Certify.py").run()
+    at.switch_page("pages/Certify.py").run()
     at.selectbox(key="model").set_value(LOCAL).run()
     at.sidebar.file_uploader(key="ckpt_upload").set_value([(path.name, path.read_bytes(), "application/octet-stream")])
     return at.run()

@@ -1,4 +1,4 @@
-"""pages/6_Playground.py through the entrypoint with AppTest: the point moved, σ changed, the guided steps."""
+"""pages/Playground.py through the entrypoint with AppTest: the point moved, σ changed, the guided steps."""
 
 from __future__ import annotations
 
@@ -15,7 +15,7 @@ APP = str(Path(__file__).resolve().parents[1] / "app.py")
 
 def _page() -> AppTest:
     at = AppTest.from_file(APP, default_timeout=120).run()
-    at.switch_page("pages/6_Playground.py").run()
+    at.switch_page("pages/Playground.py").run()
     assert not at.exception, at.exception
     return at
 

@@ -187,6 +187,14 @@ def test_stream_selection_and_estimation_noise_are_disjoint_draws():
     assert not np.intersect1d(sel.flatten().numpy(), est.flatten().numpy()).size
 
 
+def test_batch_size_is_public_and_read_only():
+    stream = CertifyStream(Switch().eval(), torch.zeros(1, 2, 2), 0.5, n0=30, n_max=100, batch_size=40, seed=0)
+    assert stream.batch_size == 40
+    with pytest.raises(AttributeError):
+        stream.batch_size = 8
+    assert stream.run().batch_size == stream.batch_size == 40
+
+
 # ------------------------------------------------------------------------------ time-sized batches, interruptible selection
 
 
@@ -227,6 +235,7 @@ def test_time_sized_batches_answer_stop_within_a_batch_on_a_slow_model():
     t.join(20)
     cert = stream.certificate()
     assert cert.stop_reason == "stopped" and cert.batch_seconds == 0.1 and cert.batch_size <= 64
+    assert stream.batch_size == cert.batch_size  # the time-sized one, as the page reads it for PREDICT
     assert done[0] - pressed < 1.0  # one ≤ 0.13 s batch, not a 2 s one (generous for a loaded CI machine)
 
 

@@ -2,6 +2,8 @@
 
 - :mod:`widgets.sidebar` — the sidebar the entrypoint draws once per run, and the link (URL query state);
 - :mod:`widgets.state` — the typed :class:`~widgets.state.Settings` pages read, page choices kept across pages;
+- :mod:`widgets.entry` — how a page gets those settings (:func:`~widgets.entry.settings`), with or without the
+  entrypoint; :mod:`widgets.nav` — the pages and their url paths;
 - :mod:`widgets.fields` — one rule per setting, for the sidebar and for links (Streamlit-free);
 - :mod:`widgets.inputs` — the input picker; :mod:`widgets.live` — the live-run component;
 - :mod:`widgets.figures`, :mod:`widgets.report` — pictures, words and tables about results.

@@ -1,4 +1,4 @@
-"""The app's pages, for ``st.navigation`` (the entrypoint) and for :func:`widgets.state.settings`'s recovery."""
+"""The app's pages, for ``st.navigation`` (the entrypoint) and for :func:`widgets.entry.settings`'s recovery."""
 
 from __future__ import annotations
 
@@ -8,16 +8,18 @@ import streamlit as st
 
 ROOT = Path(__file__).resolve().parents[1]
 
-# url paths as Streamlit derives them from the file names in pages/ (it reads that folder before st.navigation
-# first runs, and a link straight to a page then runs that file): old links and first visits find their page.
+# Each url path is the one Streamlit derives from the page's file name (pages/Certify.py → /Certify): it reads the
+# pages/ folder before st.navigation first runs, and a link straight to a page then runs that file alone, so old
+# links and first visits find their page either way. Keep the two equal when adding or renaming a page. The
+# files carry no number: the order is this list's.
 PAGES = [  # file, title, url path
-    ("pages/0_Home.py", "Home", "home"),
-    ("pages/1_Certify.py", "Certify", "Certify"),
-    ("pages/5_Compare_sigma.py", "Compare σ", "Compare_sigma"),
-    ("pages/2_Bounds.py", "Bounds", "Bounds"),
-    ("pages/3_Certified_accuracy.py", "Certified accuracy", "Certified_accuracy"),
-    ("pages/4_Dual_RS.py", "Dual RS", "Dual_RS"),
-    ("pages/6_Playground.py", "Playground (2-D)", "Playground"),
+    ("pages/Home.py", "Home", "home"),
+    ("pages/Certify.py", "Certify", "Certify"),
+    ("pages/Compare_sigma.py", "Compare σ", "Compare_sigma"),
+    ("pages/Bounds.py", "Bounds", "Bounds"),
+    ("pages/Certified_accuracy.py", "Certified accuracy", "Certified_accuracy"),
+    ("pages/Dual_RS.py", "Dual RS", "Dual_RS"),
+    ("pages/Playground.py", "Playground (2-D)", "Playground"),
 ]
 
 

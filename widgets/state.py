@@ -1,16 +1,12 @@
 """Typed state shared by the pages: the sidebar's :class:`Settings`, and page choices kept across pages.
 
 The entrypoint (``app.py``) draws the sidebar once per run and stores its :class:`Settings` here;
-pages read them with :func:`settings` and never re-read widget keys.
+pages read them with :func:`widgets.entry.settings` and never re-read widget keys.
 """
 
 from __future__ import annotations
 
-import contextlib
-import threading
-from collections.abc import Iterator
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import Any
 
 import streamlit as st
@@ -21,7 +17,6 @@ from rs_core.models.checkpoints import LoadedModel
 
 _SETTINGS = "settings"
 _KEPT = "kept."
-_RETRIED = "entrypoint_retried"
 
 
 @dataclass
@@ -106,51 +101,9 @@ class Settings:
         return list(names) if names and len(names) == self.loaded.num_classes else self.loaded.class_names
 
 
-_ENTRY = threading.local()  # set while the entrypoint runs a page, in that session's script thread
-
-
-@contextlib.contextmanager
-def entrypoint() -> Iterator[None]:
-    """``app.py`` runs the chosen page inside this: pages then know the sidebar was drawn in this run."""
-    _ENTRY.active = True
-    try:
-        yield
-    finally:
-        _ENTRY.active = False
-
-
-def settings() -> Settings:
-    """The settings the entrypoint's sidebar stored for this run."""
-    if not getattr(_ENTRY, "active", False):
-        return _without_the_entrypoint()
-    st.session_state[_RETRIED] = False
+def current() -> Settings:
+    """The settings the sidebar stored in this run (pages get them with :func:`widgets.entry.settings`)."""
     return st.session_state[_SETTINGS]
-
-
-def _without_the_entrypoint() -> Settings:
-    """A page runs without ``app.py``. Streamlit does that while a server has not yet run ``st.navigation``: with
-    a ``pages/`` folder it starts in its older multipage mode, where a link straight to a page runs that file alone
-    (the page's url path is its file's name, so that link finds it). The page registers the app's navigation —
-    which ends that mode for the server — and switches to itself, keeping the link's query, so the run that
-    follows goes through ``app.py`` (widget state then stays put from the first interaction). Where even that
-    rerun comes back here (a page file run as the main script), the page draws the sidebar itself."""
-    from streamlit.runtime.scriptrunner import get_script_run_ctx
-
-    from .nav import pages
-    from .sidebar import draw
-
-    ss = st.session_state
-    all_pages = pages()
-    st.navigation(all_pages, position="hidden")
-    if not ss.get(_RETRIED):
-        ss[_RETRIED] = True
-        manager = get_script_run_ctx().pages_manager
-        running = manager.get_pages().get(manager.current_page_script_hash, {}).get("script_path", "")
-        name = Path(running).stem.split("_", 1)[-1]  # that mode's name for it: pages/2_Bounds.py → "Bounds"
-        target = next((p for p in all_pages if p.url_path == name), None)
-        if target is not None:
-            st.switch_page(target, query_params=st.query_params.to_dict())
-    return draw()
 
 
 def store(s: Settings) -> None:

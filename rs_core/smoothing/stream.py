@@ -130,6 +130,12 @@ class CertifyStream:
     def num_classes(self) -> int:
         return self._sampler.num_classes
 
+    @property
+    def batch_size(self) -> int:
+        """Samples per forward pass: the one given, until a run with ``batch_seconds`` sizes it at its start (then
+        fixed for the run), or CUDA runs out of memory and halves it."""
+        return self._sampler.batch_size
+
     def stop(self) -> None:
         """Ask the stream to end; it does so after the batch in flight (thread-safe)."""
         self._stop.set()

@@ -10,10 +10,10 @@ import streamlit as st
 from rs_core import ABSTAIN
 from rs_core.rounding import floor_str
 from rs_core.smoothing.sweep import SigmaSweepStream
-from widgets import fields, inputs, live, report, state
+from widgets import entry, fields, inputs, live, report, state
 
 KEY = "sweep_run"
-s = state.settings()
+s = entry.settings()
 st.title("Compare σ on one input")
 st.markdown(
     """

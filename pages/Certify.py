@@ -13,11 +13,12 @@ from rs_core.rounding import floor_str
 from rs_core.smoothing.diagnostics import noise_robustness_warning
 from rs_core.smoothing.jobs import default_scheduler
 from rs_core.smoothing.sampling import noisy_views
-from widgets import figures, inputs, live, report, state
+from rs_core.smoothing.seeding import predict_seed
+from widgets import entry, figures, inputs, live, report
 
 KEY = "run"
 BATCH_SECONDS = 0.5
-s = state.settings()
+s = entry.settings()
 st.title("Certify an input")
 st.caption("Cohen et al.'s CERTIFY: n0 noisy copies pick the class c_A, then up to n max more bound its "
            "probability pA from below. The bound shown live is anytime-valid, so Stop (or a target radius) "
@@ -47,17 +48,17 @@ def _start(chosen: inputs.Chosen, target: float | None, predict_n: int) -> None:
         KEY, lambda: CertifyStream(model, x, sigma, n0=s.n0, n_max=s.n_max, alpha=alpha, batch_size=batch,
                                    seed=seed, target_radius=target, batch_seconds=BATCH_SECONDS),
         device, chosen, class_names=names, model=s.model_record(), params=_params(),
-        # PREDICT's own samples (seed + 1): independent of CERTIFY's, reproducible with it. Its batch is CERTIFY's
+        # PREDICT's own samples (predict_seed): independent of CERTIFY's, reproducible with it. Its batch is CERTIFY's
         # time-sized one, read when PREDICT starts.
         predict=lambda: predict_result(model, x, sigma, n=predict_n, alpha=alpha, batch_size=_batch_of(KEY, batch),
-                                       seed=seed + 1),
+                                       seed=predict_seed(seed)),
         extra={"predict_n": predict_n, "clean_class": clean, "train_sigma": s.train_sigma})
 
 
 def _batch_of(key: str, default: int) -> int:
     run = st.session_state.get(key)
     stream = getattr(getattr(run, "job", None), "stream", None)
-    return int(getattr(getattr(stream, "_sampler", None), "batch_size", default))
+    return int(getattr(stream, "batch_size", default))
 
 
 @torch.inference_mode()
@@ -132,7 +133,7 @@ def _details(run: live.Run) -> None:
                 model, x = s.base_model, run.x.to(job.stream.device)
                 job.prediction = pred = default_scheduler().exclusive(job.stream.device, lambda: predict_result(
                     model, x, cert.sigma, n=run.extra["predict_n"], alpha=cert.alpha, batch_size=cert.batch_size,
-                    seed=cert.seed + 1))
+                    seed=predict_seed(cert.seed)))
         if pred is not None:
             st.table({"": ["class", "p-value (top two)", "counts", "n", "α", "seed"],
                       "value": [report.class_label(names_, pred.prediction), f"{pred.p_value:.3g}",

@@ -11,9 +11,9 @@ import streamlit as st
 
 from rs_core.rounding import floor_str
 from rs_core.smoothing import playground as pg
-from widgets import state
+from widgets import entry
 
-state.settings()  # the sidebar (this page has its own settings below; the sidebar's model is not used)
+entry.settings()  # the sidebar (this page has its own settings below; the sidebar's model is not used)
 ss = st.session_state
 st.title("Playground: randomized smoothing in 2-D")
 st.caption("Cohen et al.'s Figure 1, live. Left: the base classifier f and Gaussian noise around your point. "

@@ -4,7 +4,7 @@ import streamlit as st
 
 from rs_core import cohen_radius, lecuyer_radius, li_radius, max_certifiable_radius
 from rs_core.rounding import floor_str
-from widgets import state
+from widgets import entry
 
 st.title("RS Lab")
 st.markdown(
@@ -32,37 +32,37 @@ image or example), so a run can be reproduced by anyone.
 )
 
 st.subheader("Pages")
-st.page_link("pages/1_Certify.py", label="Certify",
+st.page_link("pages/Certify.py", label="Certify",
              help="Upload, draw or pick an image; watch the votes; get a certificate")
 st.caption("Upload an image, draw a digit, or pick an example or test image; see the noisy copies the classifier "
            "votes on; watch the votes and the anytime-valid radius grow; stop whenever you like or at a target "
            "radius; download the certificate. Also PREDICT, and the radius Lecuyer's and Li's bounds give for the "
            "same counts.")
-st.page_link("pages/5_Compare_sigma.py", label="Compare σ",
+st.page_link("pages/Compare_sigma.py", label="Compare σ",
              help="One input certified at several σ side by side; the best σ with α split honestly")
 st.caption("Certify one input at several noise levels, each certificate kept, radius against σ. Choosing the best σ "
            "after seeing the results spends α/k on each of the k σ (Bonferroni), so the chosen one keeps 1 − α.")
-st.page_link("pages/2_Bounds.py", label="Bounds",
+st.page_link("pages/Bounds.py", label="Bounds",
              help="Cohen vs Lecuyer vs Li radius against pA; CERTIFY's largest radius against n and α")
 st.caption("Radius against pA for the three bounds at your σ, the ceiling that n and α put on any certificate, "
            "and why Cohen's bound cannot be improved from pA and pB alone.")
-st.page_link("pages/3_Certified_accuracy.py", label="Certified accuracy",
+st.page_link("pages/Certified_accuracy.py", label="Certified accuracy",
              help="Curves and tables from our models' logs or your own Cohen-format logs")
 st.caption("Certified accuracy against radius for our shipped models or logs you upload (Cohen et al.'s own "
            "logs show their published numbers), with the high-probability lower bound of Cohen et al. App. D.")
-st.page_link("pages/4_Dual_RS.py", label="Dual RS",
+st.page_link("pages/Dual_RS.py", label="Dual RS",
              help="σ chosen per input by a certified σ-estimator, then CERTIFY with the expert for that σ")
 st.caption("Dual randomized smoothing: watch stage 1 certify a noise level σ for your input and stage 2 certify "
            "the class with the model trained at that σ; the final radius is the smaller of the two, and why.")
 
-st.page_link("pages/6_Playground.py", label="Playground (2-D)",
+st.page_link("pages/Playground.py", label="Playground (2-D)",
              help="Randomized smoothing in the plane: base classifier, noise, smoothed classifier, certified ball")
 st.caption("Cohen et al.'s Figure 1, live: pick a base classifier in the plane, move a point, change σ and n, and see "
            "the smoothed regions, the certified ball, the exact ball and the true distance to the boundary — with a "
            "guided tour for a class.")
 
 st.subheader("Radius calculator")
-s = state.settings()
+s = entry.settings()
 if s.sigma is None or s.alpha is None or s.n_max is None:
     st.info("Fix σ, α and n max in the sidebar to use the calculator.")
     st.stop()

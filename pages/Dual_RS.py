@@ -12,11 +12,11 @@ from rs_core.models.shipped import shipped_estimators
 from rs_core.rounding import floor_str
 from rs_core.smoothing.sampling import noisy_views
 from rs_core.smoothing.sweep import SigmaSweepStream
-from widgets import figures, inputs, live, report, state
+from widgets import entry, figures, inputs, live, report, state
 
 KEY = "dual_run"
 COMPARE = "dual_compare"
-s = state.settings()
+s = entry.settings()
 st.title("Dual randomized smoothing")
 st.markdown(
     """

@@ -21,9 +21,9 @@ from rs_core.models.shipped import find_model, shipped_logs
 from rs_core.rounding import floor_str
 from rs_core.smoothing.certify import certify_examples
 from rs_core.smoothing.jobs import default_scheduler
-from widgets import fields, state
+from widgets import entry, fields
 
-settings = state.settings()
+settings = entry.settings()
 st.title("Certified accuracy")
 st.markdown("Certified accuracy at radius r is the fraction of test images that CERTIFY classifies correctly "
             "with radius ≥ r; abstentions count as wrong. Dotted curves: the lower bound on the *true* certified "

@@ -6,9 +6,9 @@ import streamlit as st
 
 from rs_core import cohen_radius, lecuyer_radius, li_radius, max_certifiable_radius
 from rs_core.rounding import floor_str
-from widgets import state
+from widgets import entry
 
-settings = state.settings()
+settings = entry.settings()
 sigma = settings.sigma
 last = st.session_state.get("last_certificate")
 st.title("Certified radius bounds")
