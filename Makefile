@@ -41,5 +41,11 @@ mutants: $(STAMP)
 fuzz: $(STAMP)
 	HYPOTHESIS_PROFILE=long $(BIN)/python -m pytest tests/test_fuzz_*.py
 
+# On a machine with an NVIDIA GPU: the CUDA tests and the GPU benchmarks in one markdown report
+# (benchmarks/results/gpu_check.md), within about 7 minutes. No $(STAMP): a lent GPU machine has its own Python
+# with torch and no network, so it runs there with python3. ARGS="--device cpu --quick" for a CPU plumbing run.
+gpu-check:
+	$(if $(wildcard $(BIN)/python),$(BIN)/python,python3) benchmarks/gpu_check.py $(ARGS)
+
 clean:
 	rm -rf $(VENV)

@@ -6,11 +6,13 @@ at a time runs mostly small, half-empty batches. Also printed: fixed-N CERTIFY's
 batches are always full (the ceiling). The shipped MNIST σ = 0.5 model on MNIST test images (RS_DATA_DIR).
 
     python benchmarks/bench_adaptive.py [--images 40] [--batch 1000] [--n-max 20000] [--rounds 3] [--device cpu]
+        [--fixed-n 10000] [--json results.json]
 """
 
 from __future__ import annotations
 
 import argparse
+import json
 import statistics
 import time
 
@@ -37,6 +39,9 @@ def main() -> None:
     ap.add_argument("--n-max", type=int, default=20_000)
     ap.add_argument("--rounds", type=int, default=3)
     ap.add_argument("--device", default="cpu")
+    ap.add_argument("--fixed-n", type=int, default=10_000,
+                    help="N of the fixed-N CERTIFY ceiling (on the first 10 images, N0 = 100)")
+    ap.add_argument("--json", help="also write the results to this file")
     args = ap.parse_args()
     model = load_checkpoint(CHECKPOINTS_DIR / "mnist/mnist_cnn/noise_0.50/checkpoint.pth.tar", args.device).model
     data = get_dataset("mnist", "test")
@@ -58,9 +63,9 @@ def main() -> None:
     def fixed() -> float:
         t = time.perf_counter()
         for i, x, _ in inputs[:10]:
-            smooth.certify(x, 100, 10_000, 0.001, seed=i)
+            smooth.certify(x, 100, args.fixed_n, 0.001, seed=i)
         _sync(args.device)
-        return 10 * 10_100 / (time.perf_counter() - t)
+        return len(inputs[:10]) * (100 + args.fixed_n) / (time.perf_counter() - t)
 
     adaptive(True)  # warm-up (and the bound cache)
     rates_on, rates_off, ratios, rates_fixed = [], [], [], []
@@ -85,6 +90,17 @@ def main() -> None:
     print(f"| refilled / one at a time (median, range) | {statistics.median(ratios):.2f} "
           f"({min(ratios):.2f}–{max(ratios):.2f}) | |")
     print(f"| fixed-N CERTIFY on the same images, full batches (samples/s) | {statistics.median(rates_fixed):,.0f} | |")
+    if args.json:
+        with open(args.json, "w") as f:
+            json.dump({"args": vars(args), "device": args.device, "threads": torch.get_num_threads(),
+                       "torch": torch.__version__, "radii": RADII, "samples": samples,
+                       "fill_refilled": fill[True], "fill_one_at_a_time": fill[False],
+                       "samples_per_s_refilled": statistics.median(rates_on),
+                       "samples_per_s_one_at_a_time": statistics.median(rates_off),
+                       "ratio": statistics.median(ratios), "ratio_min": min(ratios), "ratio_max": max(ratios),
+                       "samples_per_s_fixed": statistics.median(rates_fixed),
+                       "rates_refilled": rates_on, "rates_one_at_a_time": rates_off, "ratios": ratios,
+                       "rates_fixed": rates_fixed}, f, indent=2)
 
 
 if __name__ == "__main__":

@@ -3,6 +3,7 @@ fp32 forward pass, for Cohen et al.'s CIFAR-10 ResNet-110 and ImageNet ResNet-50
 not depend on them), in one run. Settings and plain run interleaved round by round; ratio per round, median.
 
     python benchmarks/bench_fast.py [--device cuda] [--num 20000] [--batch 1000] [--rounds 3] [--models resnet110 resnet50]
+        [--settings bf16 channels_last …] [--json results.json]
 
 On a GPU the issue's goal is ResNet-110 at N = 100,000 in ≤ 0.5 s per image (the printed "s per 100k" column).
 """
@@ -11,6 +12,7 @@ from __future__ import annotations
 
 import argparse
 import copy
+import json
 import statistics
 import time
 
@@ -43,6 +45,7 @@ def main() -> None:
     ap.add_argument("--settings", nargs="+", default=["bf16", "channels_last", "bf16+channels_last", "compile",
                                                         "bf16+channels_last+compile"] +
                     (["fp16+channels_last"] if torch.cuda.is_available() else []))
+    ap.add_argument("--json", help="also write the results to this file (each row as printed, with its per-round figures)")
     args = ap.parse_args()
     name = torch.cuda.get_device_name() if args.device.startswith("cuda") else f"cpu ({torch.get_num_threads()} threads)"
     print(f"sample_counts on {name}, n = {args.num:,} per measurement, batch {args.batch}, {args.rounds} rounds, "
@@ -50,6 +53,7 @@ def main() -> None:
     print()
     print("| model | setting | samples/s | / plain fp32 (median, range) | s per 100k samples |")
     print("|---|---|---|---|---|")
+    rows: list[dict] = []
     for key in args.models:
         arch, shape, classes = MODELS[key]
         torch.manual_seed(0)
@@ -60,6 +64,8 @@ def main() -> None:
             plain_rates.append(_rate(base, x, args.num, args.batch, None))
         plain = statistics.median(plain_rates)
         print(f"| {key} | plain fp32 | {plain:,.0f} | 1.00 | {100_000 / plain:.2f} |", flush=True)
+        rows.append({"model": key, "setting": "plain fp32", "samples_per_s": plain, "ratio": 1.0,
+                     "ratio_min": 1.0, "ratio_max": 1.0, "s_per_100k": 100_000 / plain, "rates": plain_rates})
         for setting in args.settings:
             parts = set(setting.split("+"))
             fp = FastPath(autocast=next((p for p in parts if p in ("bf16", "fp16")), None),
@@ -75,6 +81,12 @@ def main() -> None:
             r = statistics.median(rates)
             print(f"| {key} | {setting} | {r:,.0f} | {statistics.median(ratios):.2f} "
                   f"({min(ratios):.2f}–{max(ratios):.2f}) | {100_000 / r:.2f} |", flush=True)
+            rows.append({"model": key, "setting": setting, "samples_per_s": r, "ratio": statistics.median(ratios),
+                         "ratio_min": min(ratios), "ratio_max": max(ratios), "s_per_100k": 100_000 / r,
+                         "rates": rates, "ratios": ratios})
+    if args.json:
+        with open(args.json, "w") as f:
+            json.dump({"args": vars(args), "device": name, "torch": torch.__version__, "rows": rows}, f, indent=2)
 
 
 if __name__ == "__main__":
