@@ -19,11 +19,10 @@ from pathlib import Path
 
 import numpy as np
 
-from rs_core.data import get_dataset
+from rs_core.data import dataset_tensors, get_dataset
 from rs_core.dual.router import RADII, expert_confidences, level_shares, project, survival, true_class_shares
 from rs_core.models.checkpoints import load_checkpoint
 from rs_core.smoothing.sampling import sample_counts_many
-from rs_core.training.classifier import _tensors
 
 CHECKPOINTS = Path(__file__).resolve().parent.parent / "checkpoints"
 EXPERTS = {"mnist": "mnist/mnist_cnn", "cifar10-partial": "cifar10-partial/cifar_cnn"}
@@ -43,10 +42,10 @@ def main() -> None:
     sigmas = [0.25, 0.5, 1.0]
     experts = {s: load_checkpoint(CHECKPOINTS / EXPERTS[args.dataset] / f"noise_{s:.2f}" / "checkpoint.pth.tar").model
                for s in sigmas}
-    xs, ys = _tensors(get_dataset(args.dataset, "train"))
+    xs, ys = dataset_tensors(get_dataset(args.dataset, "train"))
     xs, ys = xs[:args.max_train], ys[:args.max_train]
     # Seeds as train-sigma --router --seed 0 uses them, so its fit and these rows see the same draws.
-    shares = true_class_shares(experts, xs, ys, args.label_n, seed=1)
+    shares = true_class_shares(experts, xs, ys, args.label_n, seed=0)
     rows = []
     for path in args.estimators:
         est = load_checkpoint(path)

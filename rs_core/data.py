@@ -140,6 +140,18 @@ def get_dataset(name: str, split: str = "test", *, download: bool = False,
         raise FileNotFoundError(f"dataset: {name} ({split}) not found under {base}{hint}: {err}") from err
 
 
+def dataset_tensors(dataset: Dataset) -> tuple[torch.Tensor, torch.Tensor]:
+    """The whole data set as one image tensor [N, C, H, W] (values in [0, 1]) and one int64 label tensor [N], read
+    once, so that training batches are plain indexing afterwards.
+
+    >>> xs, ys = dataset_tensors(TensorImages(np.zeros((2, 4, 4, 1), np.uint8), np.array([3, 1]), np.arange(2)))
+    >>> tuple(xs.shape), ys.tolist()
+    ((2, 1, 4, 4), [3, 1])
+    """
+    xs, ys = zip(*(dataset[i] for i in range(len(dataset))), strict=True)
+    return torch.stack(xs), torch.tensor(ys, dtype=torch.int64)
+
+
 def center_digit(image: Image.Image, size: int = 28, box: int = 20) -> Image.Image:
     """A drawn digit (light on dark) → MNIST's framing: the ink's bounding box scaled to fit
     ``box``×``box`` (aspect kept), placed on a ``size``×``size`` black square with its centre of

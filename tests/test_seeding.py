@@ -7,7 +7,16 @@ from oracles import devices
 from scipy import stats
 
 from rs_core import sample_counts
-from rs_core.smoothing.seeding import SEED_LIMIT, cpu_state_layout_ok, derive_seed, fresh_seed, make_generator
+from rs_core.smoothing.seeding import (
+    SEED_LIMIT,
+    SeedPath,
+    cpu_state_layout_ok,
+    derive_seed,
+    example_seed,
+    fresh_seed,
+    make_generator,
+    predict_seed,
+)
 
 
 def _draw(seed, device="cpu", k=8):
@@ -65,3 +74,49 @@ def test_fresh_seeds_are_in_range_and_differ():
     # draws of 63 bits: probability <= C(100, 2) / 2**63 ≈ 5e-16 per run.
     seeds = {fresh_seed() for _ in range(100)}
     assert len(seeds) == 100 and all(0 <= s < 2**63 for s in seeds)
+
+
+def test_example_i_keeps_seed_plus_i_and_overflow_is_refused():
+    assert [example_seed(7, i) for i in range(4)] == [7, 8, 9, 10]
+    assert example_seed(SEED_LIMIT - 5, 4) == SEED_LIMIT - 1 and example_seed(0, 0) == 0
+    with pytest.raises(ValueError, match=r"^seed: example 5 uses seed \+ 5 = 18446744073709551616, outside"):
+        example_seed(SEED_LIMIT - 5, 5)
+    for index in (-1, 1.0, True, "2"):
+        with pytest.raises(ValueError, match="^index:"):
+            example_seed(0, index)
+    with pytest.raises(ValueError, match="^seed:"):
+        example_seed(-1, 0)
+
+
+def test_named_paths_give_distinct_seeds_for_every_purpose():
+    seed = 12345
+    assert predict_seed(seed) == derive_seed(seed, SeedPath.PREDICT)
+    named = {p: derive_seed(seed, p) for p in SeedPath}
+    # PREDICT after CERTIFY: not CERTIFY's own seed, nor any example's, nor a training stream's.
+    assert predict_seed(seed) not in {seed, seed + 1, example_seed(seed, 1)}
+    # Every named path, the sweep's σ paths (i,), dual RS's stage paths (1 | 2, k): all different.
+    stages = [derive_seed(seed, stage, k) for stage in (1, 2) for k in range(4)]
+    sweep = [derive_seed(seed, i) for i in range(32)]
+    experts = [derive_seed(seed, SeedPath.EXPERT_VOTES, j) for j in range(4)]
+    rounds = [derive_seed(seed, SeedPath.ROUTE, k) for k in range(1, 4)]
+    finetune = [derive_seed(seed, SeedPath.FINETUNE, k, j) for k in range(1, 4) for j in range(3)]
+    every = [*named.values(), *stages, *sweep, *experts, *rounds, *finetune]
+    assert len(set(every)) == len(every) and all(0 <= v < SEED_LIMIT for v in every)
+    assert derive_seed(seed, SeedPath.FINETUNE, 1, 2) != derive_seed(seed, SeedPath.FINETUNE, 2, 1)
+    # The values are fixed: a change of derivation must be deliberate (it changes every later run's noise and, for
+    # the labels of dual RS, must bump rs_core.dual.estimator's label format).
+    assert [int(p) for p in SeedPath] == [1001, 1002, 1003, 1101, 1102, 1103, 1201, 1202, 1203]
+    assert named[SeedPath.PREDICT] == derive_seed(seed, 1001)
+
+
+def test_training_streams_are_seeded_apart_and_reproducibly():
+    from rs_core.training.loop import Streams
+
+    a, b, other = Streams.seeded(3), Streams.seeded(3), Streams.seeded(4)
+    draws = [torch.randn(8, generator=g) for g in (a.shuffle, a.noise, a.augment)]
+    assert len({tuple(d.tolist()) for d in draws}) == 3  # three different streams
+    assert torch.equal(draws[1], torch.randn(8, generator=b.noise))  # the same seed: the same noise
+    assert not torch.equal(draws[1], torch.randn(8, generator=other.noise))
+    assert a.shuffle.initial_seed() == derive_seed(3, SeedPath.TRAIN_SHUFFLE)
+    assert a.noise.initial_seed() == derive_seed(3, SeedPath.TRAIN_NOISE)
+    assert a.augment.initial_seed() == derive_seed(3, SeedPath.TRAIN_AUGMENT)

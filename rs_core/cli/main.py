@@ -20,6 +20,7 @@ from rs_core.data import DATASETS
 from rs_core.logs.certify_logs import CERTIFY_HEADER, PREDICT_HEADER
 from rs_core.logs.resumable import ResumableLogs
 from rs_core.rounding import floor_str
+from rs_core.smoothing.seeding import example_seed
 
 
 def _add_train(sub) -> None:
@@ -139,38 +140,12 @@ def _add_train_sigma(sub) -> None:
     p.add_argument("--no-progress", action="store_true")
 
 
-def _fit_confidence_router(args, experts: dict, paths: dict, arch: str, xs, ys) -> int:
-    """train-sigma --router confidence: choose the thresholds on the training images and save the router."""
-    from rs_core.dual.estimator import save_sigma_estimator
-    from rs_core.dual.router import build_router, expert_confidences, fit_router, true_class_shares
-
-    sigmas = sorted(experts)
-    top = sigmas[-1]
-    say = (lambda msg: None) if args.no_progress else (lambda msg: print(msg, file=sys.stderr, flush=True))
-    say(f"router: confidences of the σ = {top:g} expert on {len(xs):,} images × {args.router_samples} copies at "
-        f"σ_e = {args.sigma_e:g}")
-    conf = expert_confidences(experts[top], xs, args.sigma_e, args.router_samples, seed=args.seed)
-    say(f"router: each expert's true-class share from {args.label_n:,} samples per image")
-    shares = true_class_shares(experts, xs, ys, args.label_n, seed=args.seed + 1)
-    fit = fit_router(conf, shares, sigmas, args.sigma_e, n=args.fit_N, alpha=args.fit_alpha)
-    router, router_arch = build_router(experts[top], arch, fit.thresholds)
-    summary = {"router": "confidence", "routing_expert_sigma": top, "epochs": 0, "train_images": len(xs),
-               "seed": args.seed, "fit": fit.to_dict()}
-    save_sigma_estimator(args.out, router, router_arch, dataset=args.dataset, sigma_e=args.sigma_e,
-                         expert_paths=paths, summary=summary, label_n=args.label_n)
-    thresholds = ", ".join(f"{t:.4f}" for t in fit.thresholds[1:])
-    print(f"wrote {args.out}: thresholds {thresholds}; projected min over radii of dual − best single σ "
-          f"{fit.objective:+.3f} (training images, not a certificate)")
-    return 0
-
-
 def _train_sigma(args) -> int:
-    import torch
-
-    from rs_core.data import get_dataset
-    from rs_core.dual.estimator import cached_expert_radii, save_sigma_estimator, train_sigma_estimator
-    from rs_core.models.checkpoints import load_checkpoint, save_checkpoint
-    from rs_core.training.classifier import _tensors
+    """train-sigma: check the options, load the experts and the training images, make the σ-estimator
+    (:mod:`rs_core.dual.rounds`) and say what was written."""
+    from rs_core.data import dataset_tensors, get_dataset
+    from rs_core.dual.rounds import fit_confidence_router, train_estimator
+    from rs_core.models.checkpoints import load_checkpoint
 
     if args.router:  # before anything is loaded
         for flag, value, default in (("--consistency", args.consistency, 0.0), ("--rounds", args.rounds, 0),
@@ -188,55 +163,26 @@ def _train_sigma(args) -> int:
             raise ValueError(f"experts: two experts for σ = {loaded.sigma}")
         experts[loaded.sigma], paths[loaded.sigma], archs[loaded.sigma] = loaded.model, path, loaded.arch
     arch = args.arch or archs[max(archs)]
-    xs, ys = _tensors(get_dataset(args.dataset, "train"))
+    xs, ys = dataset_tensors(get_dataset(args.dataset, "train"))
     if args.max_train or args.router:
         xs, ys = xs[:args.max_train or 2000], ys[:args.max_train or 2000]
+    common = {"out": args.out, "dataset": args.dataset, "sigma_e": args.sigma_e, "arch": arch,
+              "label_n": args.label_n, "seed": args.seed, "progress": not args.no_progress}
     if args.router:
-        return _fit_confidence_router(args, experts, paths, arch, xs, ys)
-    cache = Path(args.cache) if args.cache else Path(args.out).parent / "labels_cache"
-    radii = cached_expert_radii(cache, experts, xs, ys, args.label_n, batch_size=1000, seed=args.seed,
-                                progress=not args.no_progress)
-    from rs_core.dual.estimator import cap_radii, finetune_expert, label_ceiling, route
-
-    if args.label_cap is None:
-        cap = None
-    elif args.label_cap == "auto":  # one ceiling for every σ: the smallest σ's at --label-n samples
-        cap = label_ceiling(min(experts), args.label_n)
-    else:
-        cap = args.label_cap
-
-    def fit(radii):
-        return train_sigma_estimator(xs, cap_radii(radii, cap), args.sigma_e, arch, epochs=args.epochs,
-                                     batch_size=args.batch, lr=args.lr, temperature=args.temperature,
-                                     seed=args.seed, device=args.device, progress=not args.no_progress,
-                                     consistency=args.consistency, copies=args.copies, hard_labels=args.hard_labels)
-
-    model, summary = fit(radii)
-    history = []
-    for k in range(1, args.rounds + 1):  # Sun et al.'s iterative scheme (their §5)
-        sigmas = sorted(experts)
-        routed = route(model, xs, args.sigma_e, sigmas, seed=args.seed + 7919 * k)
-        for s in sigmas:
-            mine = torch.as_tensor(routed == s)
-            src = load_checkpoint(paths[s], args.device, dataset=args.dataset)
-            tuned = finetune_expert(src.model, xs[mine], ys[mine], s, epochs=args.finetune_epochs,
-                                    lr=args.finetune_lr, seed=args.seed + k, device=args.device)
-            out = Path(args.out).parent / f"experts_round{k}" / f"noise_{s:.2f}" / "checkpoint.pth.tar"
-            save_checkpoint(out, tuned, src.arch, epoch=args.finetune_epochs, meta={
-                **{k_: v for k_, v in src.meta.items() if k_ != "accuracy"}, "recipe": {"finetuned_from": str(paths[s]), "from_sha256": src.sha256, "round": k,
-                                       "routed_images": int(mine.sum()), "epochs": args.finetune_epochs,
-                                       "lr": args.finetune_lr, "noise_sigma": s}})
-            experts[s], paths[s] = tuned, out
-        history.append({"round": k, "routed_share": [float((routed == s).mean()) for s in sigmas]})
-        radii = cached_expert_radii(cache, experts, xs, ys, args.label_n, batch_size=1000, seed=args.seed,
-                                    progress=not args.no_progress)  # new experts: a new cache key
-        model, summary = fit(radii)
-    summary["mean_radius_per_sigma"] = cap_radii(radii, cap).mean(0).tolist()
-    summary["label_cap"] = cap
-    summary["rounds"] = history
-    save_sigma_estimator(args.out, model, arch, dataset=args.dataset, sigma_e=args.sigma_e, expert_paths=paths,
-                         summary=summary, label_n=args.label_n)
-    shares = ", ".join(f"σ = {s:g}: {v:.2f}" for s, v in zip(sorted(paths), summary["best_sigma_share"]))
+        written = fit_confidence_router(experts, paths, xs, ys, samples=args.router_samples, fit_n=args.fit_N,
+                                        fit_alpha=args.fit_alpha, **common)
+        thresholds = ", ".join(f"{t:.4f}" for t in written.fit.thresholds[1:])
+        print(f"wrote {args.out}: thresholds {thresholds}; projected min over radii of dual − best single σ "
+              f"{written.fit.objective:+.3f} (training images, not a certificate)")
+        return 0
+    written = train_estimator(experts, paths, xs, ys, cache=args.cache, epochs=args.epochs, batch_size=args.batch,
+                              lr=args.lr, temperature=args.temperature, consistency=args.consistency,
+                              copies=args.copies, hard_labels=args.hard_labels, label_cap=args.label_cap,
+                              rounds=args.rounds, finetune_epochs=args.finetune_epochs, finetune_lr=args.finetune_lr,
+                              device=args.device, **common)
+    summary = written.meta["training"]
+    shares = ", ".join(f"σ = {s:g}: {v:.2f}" for s, v in zip(sorted(written.expert_paths),
+                                                             summary["best_sigma_share"], strict=True))
     print(f"wrote {args.out}: best-σ shares {shares}; final loss {summary['final_loss']:.4f}")
     return 0
 
@@ -306,7 +252,7 @@ def _certify_dual(args) -> int:
             for i, x, label in examples:
                 start = time.perf_counter()
                 c = certify_dual(est.model, models, x, float(est.meta["sigma_e"]), args.N0, args.N, args.alpha,
-                                 args.batch, alpha_split=args.alpha_split, seed=args.seed + i)
+                                 args.batch, alpha_split=args.alpha_split, seed=example_seed(args.seed, i))
                 elapsed = str(datetime.timedelta(seconds=time.perf_counter() - start))
                 correct = int(c.prediction == label and not c.abstained)
                 logs.write(out, [i, label, c.prediction, floor_str(c.radius), correct, elapsed])
@@ -514,7 +460,7 @@ def _certify_radii(args) -> int:
         def inputs():
             for idx, x, label in examples:
                 labels[idx] = label
-                yield idx, x, args.seed + idx
+                yield idx, x, example_seed(args.seed, idx)
 
         with _bar(total, not args.no_progress and rank.is_main, "certify --radii") as bar:
             for idx, c in certifier.certify_stream(inputs()):
@@ -543,8 +489,8 @@ def _predict(args) -> int:
         with _bar(total, not args.no_progress and rank.is_main, "predict") as bar:
             for idx, x, label in examples:
                 before = time.time()
-                prediction = predict(model, x, args.sigma, args.N, args.alpha, args.batch, seed=args.seed + idx,
-                                     autocast=args.autocast)
+                prediction = predict(model, x, args.sigma, args.N, args.alpha, args.batch,
+                                     seed=example_seed(args.seed, idx), autocast=args.autocast)
                 elapsed = datetime.timedelta(seconds=time.time() - before)
                 logs.write(args.outfile, [idx, label, prediction, int(prediction == label), elapsed])
                 bar.update(1)

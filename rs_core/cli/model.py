@@ -68,7 +68,8 @@ def add_certify_image(sub) -> None:
                    help="grey models: invert intensities (dark ink on white → MNIST's light on dark)")
     p.add_argument("--frame-digit", action="store_true", help="grey models: crop, scale and center like MNIST")
     p.add_argument("--predict", type=A.count, default=None, metavar="N",
-                   help="also run PREDICT with N fresh samples (seed + 1), as the app does")
+                   help="also run PREDICT with N fresh samples (seed derived from --seed, independent of CERTIFY's), "
+                        "as the app does")
     p.add_argument("--no-progress", action="store_true")
 
 
@@ -146,9 +147,10 @@ def certify_image(args) -> int:
     prediction = None
     if args.predict and cert.stop_reason != "stopped":
         from rs_core.smoothing.certify import predict_result
+        from rs_core.smoothing.seeding import predict_seed
 
         prediction = predict_result(model, xd, args.sigma, n=args.predict, alpha=args.alpha,
-                                    batch_size=cert.batch_size, seed=args.seed + 1)
+                                    batch_size=cert.batch_size, seed=predict_seed(args.seed))
     counts = cert.counts if cert.n else cert.counts_selection
     warning = noise_robustness_warning(clean, counts, args.sigma, trained_sigma=loaded.sigma)
     doc = certificate_document(

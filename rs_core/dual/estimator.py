@@ -28,26 +28,33 @@ from rs_core.checks import check_count, check_sigma
 from rs_core.dual.smooth import sigma_label_radii
 from rs_core.models.architectures import get_architecture
 from rs_core.smoothing.sampling import sample_counts_many
+from rs_core.smoothing.seeding import SeedPath, derive_seed, example_seed
 from rs_core.smoothing.stats import clopper_pearson_lower
+from rs_core.training.classifier import noisy_loss
+from rs_core.training.loop import Streams, fit
 
 
 def expert_radii(experts: Mapping[float, nn.Module], xs: torch.Tensor, ys: torch.Tensor, n: int = 100,
                  alpha: float = 0.001, batch_size: int = 1000, *, seed: int = 0) -> np.ndarray:
     """[N, m] radius each expert (σ ascending) certifies for the true class of each input:
     σ Φ⁻¹(p_lower) with p_lower the one-sided Clopper–Pearson bound on the true class's votes
-    out of n, or 0 when p_lower ≤ ½. A training label, not a certificate."""
+    out of n, or 0 when p_lower ≤ ½. A training label, not a certificate. Expert j's noise comes from
+    ``derive_seed(seed, SeedPath.EXPERT_VOTES, j)``."""
     n = check_count(n, "n")
     sigmas = sorted(experts)
     ys = torch.as_tensor(ys).long().numpy()
     out = np.zeros((len(xs), len(sigmas)))
     for j, sigma in enumerate(sigmas):
-        counts = sample_counts_many(experts[sigma], xs, sigma, n, batch_size, seed=seed + j)
+        counts = sample_counts_many(experts[sigma], xs, sigma, n, batch_size,
+                                    seed=derive_seed(seed, SeedPath.EXPERT_VOTES, j))
         p_low = np.atleast_1d(clopper_pearson_lower(counts[np.arange(len(ys)), ys], n, alpha))
         out[:, j] = np.where(p_low > 0.5, sigma * stats.norm.ppf(np.clip(p_low, 0.5, 1.0)), 0.0)
     return out
 
 
-_LABEL_FORMAT = 2  # bump when what a label means changes (e.g. the seed derivation of rs_core.smoothing.seeding)
+# Bump when what a label means changes (e.g. the seed derivation of rs_core.smoothing.seeding). 3: expert j's label
+# noise is derive_seed(chunk seed, SeedPath.EXPERT_VOTES, j), no longer chunk seed + j.
+_LABEL_FORMAT = 3
 
 
 def module_fingerprint(model: nn.Module) -> str:
@@ -88,7 +95,8 @@ def cached_expert_radii(cache: str | Path, experts: Mapping[float, nn.Module], x
     """:func:`expert_radii` in chunks saved as ``cache/radii_<start>_<key>.npy``; existing chunks are reused.
 
     The key (:func:`label_key`) covers everything that determines a chunk's labels, so a cache
-    filled with other experts, images, n, α, batch size or seed is never read back.
+    filled with other experts, images, n, α, batch size or seed is never read back. The chunk starting at
+    example i is labelled with the example's seed ``example_seed(seed, i)`` (= seed + i).
     """
     from tqdm import tqdm
 
@@ -99,13 +107,14 @@ def cached_expert_radii(cache: str | Path, experts: Mapping[float, nn.Module], x
     bar = tqdm(total=len(xs), desc="σ labels", unit="img", disable=not progress, file=log)
     for start in range(0, len(xs), chunk):
         stop = min(start + chunk, len(xs))
-        key = label_key(prints, xs[start:stop], ys[start:stop], n, alpha, batch_size, seed + start)
+        chunk_seed = example_seed(seed, start)
+        key = label_key(prints, xs[start:stop], ys[start:stop], n, alpha, batch_size, chunk_seed)
         path = cache / f"radii_{start:07d}_{key[:32]}.npy"
         if path.exists():
             part = np.load(path, allow_pickle=False)
         else:
             part = expert_radii(experts, xs[start:stop], ys[start:stop], n, alpha, batch_size=batch_size,
-                                seed=seed + start)
+                                seed=chunk_seed)
             np.save(path.with_suffix(".tmp.npy"), part)
             path.with_suffix(".tmp.npy").replace(path)
         parts.append(part)
@@ -170,9 +179,8 @@ def train_sigma_estimator(xs: torch.Tensor, radii: np.ndarray, sigma_e: float, a
     each input is noised ``copies`` times and λ · mean_j KL(p̄ ‖ p_j) pulls the copies' predicted σ-distributions
     p_j towards their mean p̄, so that the smoothed estimator's votes under σ_e concentrate (a larger R_σ).
     ``hard_labels``: one-hot labels for the σ with the largest radius, ties to the smallest σ (with a common
-    ``cap_radii`` ceiling: the smallest σ that reaches it); inputs no expert certifies keep the uniform label."""
-    from tqdm import tqdm
-
+    ``cap_radii`` ceiling: the smallest σ that reaches it); inputs no expert certifies keep the uniform label.
+    Trained by :func:`rs_core.training.loop.fit` (shuffling and noise streams derived from ``seed``), in memory."""
     sigma_e = check_sigma(sigma_e, "sigma_e")
     check_count(epochs, "epochs")
     if isinstance(consistency, bool) or not isinstance(consistency, (int, float)) or not math.isfinite(consistency) \
@@ -189,40 +197,30 @@ def train_sigma_estimator(xs: torch.Tensor, radii: np.ndarray, sigma_e: float, a
         labels = torch.where(certified[:, None], one_hot, labels)
     weights, share = sigma_class_weights(radii)
     m = labels.shape[1]
-    torch.manual_seed(seed)
+    torch.manual_seed(seed)  # weight initialization: the global generator, seeded with the seed itself
     dev = torch.device(device)
     model = get_architecture(arch, m).to(dev)
     opt = torch.optim.SGD(model.parameters(), lr=lr, momentum=0.9, weight_decay=5e-4, nesterov=True)
     steps = epochs * ((len(xs) + batch_size - 1) // batch_size)
     sched = torch.optim.lr_scheduler.CosineAnnealingLR(opt, steps)
-    gen = torch.Generator(device=dev).manual_seed(seed)
     start = time.perf_counter()
-    bar = tqdm(total=steps, desc="σ-estimator", disable=not progress, file=log)
-    losses = []
-    for _ in range(epochs):
-        model.train()
-        order = torch.randperm(len(xs), generator=torch.Generator().manual_seed(seed + len(losses)))
-        total = 0.0
-        for s in range(0, len(xs), batch_size):
-            idx = order[s:s + batch_size]
-            x = xs[idx].to(dev).repeat(copies, 1, 1, 1)  # copy-major: rows j·B … (j+1)·B − 1 are copy j
-            x = x + sigma_e * torch.randn(x.shape, generator=gen, device=dev)
-            logp = F.log_softmax(model(x), dim=1)
-            w, y = weights[idx].to(dev).repeat(copies), labels[idx].to(dev).repeat(copies, 1)
-            loss = -(w * (y * logp).sum(1)).mean()
-            if consistency > 0:
-                logp = logp.view(copies, len(idx), -1)
-                mean_p = logp.exp().mean(0)
-                kl = (mean_p * (mean_p.clamp_min(1e-12).log() - logp)).sum(-1).mean()  # mean_j KL(p̄ ‖ p_j)
-                loss = loss + consistency * kl
-            opt.zero_grad()
-            loss.backward()
-            opt.step()
-            sched.step()
-            total += float(loss.detach()) * len(idx)
-            bar.update(1)
-        losses.append(total / len(xs))
-    bar.close()
+
+    def loss(batch: tuple[torch.Tensor, ...], streams: Streams) -> torch.Tensor:
+        xb, w, y = batch
+        x = xb.to(dev).repeat(copies, 1, 1, 1)  # copy-major: rows j·B … (j+1)·B − 1 are copy j
+        x = x + sigma_e * torch.randn(x.shape, generator=streams.noise, device=dev)
+        logp = F.log_softmax(model(x), dim=1)
+        w, y = w.to(dev).repeat(copies), y.to(dev).repeat(copies, 1)
+        value = -(w * (y * logp).sum(1)).mean()
+        if consistency > 0:
+            logp = logp.view(copies, len(xb), -1)
+            mean_p = logp.exp().mean(0)
+            kl = (mean_p * (mean_p.clamp_min(1e-12).log() - logp)).sum(-1).mean()  # mean_j KL(p̄ ‖ p_j)
+            value = value + consistency * kl
+        return value
+
+    losses = fit(model, (xs, weights, labels), loss, opt, sched, epochs=epochs, batch_size=batch_size, seed=seed,
+                 device=dev, progress=progress, log=log, desc="σ-estimator epoch").losses
     model.eval()
     summary = {"epochs": epochs, "batch_size": batch_size, "lr": lr, "temperature": temperature, "seed": seed,
                "consistency": consistency, "copies": copies, "hard_labels": hard_labels,
@@ -243,26 +241,22 @@ def route(estimator: nn.Module, xs: torch.Tensor, sigma_e: float, sigmas: list[f
 def finetune_expert(model: nn.Module, xs: torch.Tensor, ys: torch.Tensor, sigma: float, *, epochs: int = 1,
                     batch_size: int = 128, lr: float = 0.01, seed: int = 0, device: str = "cpu") -> nn.Module:
     """Sun et al.'s expert fine-tuning: a copy of ``model`` trained further with Gaussian noise σ on the inputs
-    routed to it (SGD with momentum, constant small learning rate); returned in eval mode."""
+    routed to it (SGD with momentum, constant small learning rate); returned in eval mode. Trained by
+    :func:`rs_core.training.loop.fit` (shuffling and noise streams derived from ``seed``), in memory."""
     import copy
-
-    from rs_core.training.classifier import Recipe, _loss
 
     check_count(epochs, "epochs")
     model = copy.deepcopy(model).to(device).train()
     if len(xs) == 0:
         return model.eval()
     opt = torch.optim.SGD(model.parameters(), lr=lr, momentum=0.9, weight_decay=5e-4)
-    recipe = Recipe(dataset="", arch="", sigma=float(sigma), epochs=epochs, batch_size=batch_size, lr=lr, seed=seed)
-    gen = torch.Generator(device=device).manual_seed(seed)
-    for epoch in range(epochs):
-        order = torch.randperm(len(xs), generator=torch.Generator().manual_seed(seed + epoch))
-        for s in range(0, len(xs), batch_size):
-            idx = order[s:s + batch_size]
-            loss = _loss(model, xs[idx].to(device), ys[idx].to(device), recipe, gen)
-            opt.zero_grad()
-            loss.backward()
-            opt.step()
+    sigma = float(sigma)
+
+    def loss(batch: tuple[torch.Tensor, ...], streams: Streams) -> torch.Tensor:
+        return noisy_loss(model, batch[0].to(device), batch[1].to(device), sigma, streams.noise)
+
+    fit(model, (xs, torch.as_tensor(ys)), loss, opt, epochs=epochs, batch_size=batch_size, seed=seed, device=device,
+        progress=False)
     return model.eval()
 
 

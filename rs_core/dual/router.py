@@ -33,7 +33,7 @@ from rs_core.checks import check_alpha, check_count, check_images, check_sigma
 from rs_core.models.architectures import ARCHITECTURES, ConfidenceRouter
 from rs_core.models.device import model_device
 from rs_core.smoothing.sampling import sample_counts_many
-from rs_core.smoothing.seeding import make_generator
+from rs_core.smoothing.seeding import SeedPath, derive_seed, make_generator
 from rs_core.smoothing.stats import clopper_pearson_lower
 
 RADII = (0.0, 0.25, 0.5, 0.75, 1.0, 1.5, 2.0)
@@ -60,12 +60,14 @@ def expert_confidences(expert: nn.Module, xs: torch.Tensor, sigma_e: float, samp
 
 def true_class_shares(experts: Mapping[float, nn.Module], xs: torch.Tensor, ys: torch.Tensor, n: int = 1000,
                       batch_size: int = 1000, *, seed: int = 0) -> np.ndarray:
-    """[N, m] each expert's (σ ascending) share of votes for the true class out of ``n`` noisy copies at its σ."""
+    """[N, m] each expert's (σ ascending) share of votes for the true class out of ``n`` noisy copies at its σ;
+    expert j's noise comes from ``derive_seed(seed, SeedPath.EXPERT_VOTES, j)`` (as the σ-estimator's labels)."""
     n = check_count(n, "n")
     ys = torch.as_tensor(ys).long().numpy()
     out = np.zeros((len(xs), len(experts)))
     for j, sigma in enumerate(sorted(experts)):
-        counts = sample_counts_many(experts[sigma], xs, sigma, n, batch_size, seed=seed + j)
+        counts = sample_counts_many(experts[sigma], xs, sigma, n, batch_size,
+                                    seed=derive_seed(seed, SeedPath.EXPERT_VOTES, j))
         out[:, j] = counts[np.arange(len(ys)), ys] / n
     return out
 

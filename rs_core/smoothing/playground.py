@@ -37,7 +37,7 @@ from torch import nn
 from rs_core.checks import check_alpha, check_count, check_sigma
 from rs_core.smoothing.bounds import cohen_radius, lecuyer_radius, li_radius
 from rs_core.smoothing.results import ABSTAIN
-from rs_core.smoothing.seeding import make_generator
+from rs_core.smoothing.seeding import SeedPath, derive_seed, make_generator
 from rs_core.smoothing.smooth import Smooth
 
 LIM = 3.0
@@ -103,7 +103,7 @@ def base_classifier(preset: str, seed: int = 0) -> nn.Module:
         raise ValueError(f"preset: must be one of {sorted(PRESETS)}, got {preset!r}")
     if preset == "half-plane":
         return HalfPlane().eval()
-    g = torch.Generator().manual_seed(seed)
+    g = make_generator(derive_seed(seed, SeedPath.TRAIN_SHUFFLE))  # which points each step's batch takes
     rng = np.random.default_rng(seed)
     points = rng.uniform(-LIM, LIM, size=(6000, 2))
     labels = torch.from_numpy(_labels(preset, points))
@@ -241,7 +241,8 @@ def certify_point(model: nn.Module, point: tuple[float, float], sigma: float, n0
     radius_exact = float(sigma * stats.norm.ppf(p_exact)) if p_exact > 0.5 else 0.0
     p = cert.p_lower
     ok = cert.prediction != ABSTAIN
-    noise = (torch.randn(show, 2, generator=make_generator(seed + 1), dtype=torch.float64) * sigma
+    noise = (torch.randn(show, 2, generator=make_generator(derive_seed(seed, SeedPath.PLAYGROUND_NOISE)),
+                         dtype=torch.float64) * sigma
              + torch.tensor(point, dtype=torch.float64)).numpy()
     return PointCertificate(
         prediction=int(cert.prediction), radius=float(cert.radius) if ok else 0.0, p_lower=float(p),

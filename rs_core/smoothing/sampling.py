@@ -27,7 +27,7 @@ from torch import nn
 
 from rs_core.checks import check_count, check_images, check_seed, check_sigma
 from rs_core.models.device import AUTOCAST_DTYPES, Autocast, check_autocast, check_model, model_device, model_dtype
-from rs_core.smoothing.seeding import fresh_seed, make_generator
+from rs_core.smoothing.seeding import SeedPath, derive_seed, fresh_seed, make_generator
 
 
 def _is_oom(err: BaseException) -> bool:
@@ -336,13 +336,14 @@ def sample_counts_many(
 def noisy_views(x: torch.Tensor, sigma: float, k: int = 6, *, seed: int = 0) -> torch.Tensor:
     """k draws of x + ε, ε ~ N(0, σ²I), for showing what the base classifier sees: [k, C, H, W] on x's device.
 
-    Display only: CERTIFY draws its own noise. Not clipped (neither is the noise the classifier sees).
+    Display only: CERTIFY draws its own noise (the views use ``derive_seed(seed, SeedPath.NOISY_VIEWS)``, not the
+    seed itself). Not clipped (neither is the noise the classifier sees).
 
     >>> noisy_views(torch.zeros(1, 2, 2), 0.5, k=3).shape
     torch.Size([3, 1, 2, 2])
     """
     sigma = check_sigma(sigma)
     k = check_count(k, "k")
-    g = torch.Generator(device=x.device).manual_seed(int(seed))
+    g = make_generator(derive_seed(seed, SeedPath.NOISY_VIEWS), x.device)
     eps = torch.randn((k, *x.shape), generator=g, device=x.device, dtype=torch.float32)
     return x.float().unsqueeze(0) + sigma * eps

@@ -12,10 +12,14 @@ the same noise.
   :func:`cpu_state_layout_ok`).
 - CUDA / MPS (Philox, a 64-bit key): the key is ``SeedSequence(seed)``'s first 64 bits.
 
-Seeds of sub-runs (the two stages of dual RS, expert k of stage 2, example i of
-a data set) are derived by :func:`derive_seed` from the parent seed and a path of
-small integers (SeedSequence's spawn key), so every caller that runs the same
-sub-run draws the same noise.
+Seeds of sub-runs (the two stages of dual RS, expert k of stage 2, PREDICT after
+CERTIFY, the streams of a training run, …) are derived by :func:`derive_seed` from
+the parent seed and a path of small integers (SeedSequence's spawn key), so every
+caller that runs the same sub-run draws the same noise. Index paths use small
+integers: σ i of a sweep is ``(i,)``, dual RS's stages ``(1, k)`` and ``(2, k)``;
+the named paths of :class:`SeedPath` start at 1000, so they meet none of them. The
+one exception is example i of a data set, which keeps ``seed + i``
+(:func:`example_seed`): Cohen et al.'s scripts and the shipped logs use it.
 
 >>> derive_seed(7, 2, 0) == derive_seed(7, 2, 0) != derive_seed(7, 2, 1)
 True
@@ -26,7 +30,9 @@ False
 
 from __future__ import annotations
 
+import enum
 import functools
+import numbers
 import secrets
 import warnings
 
@@ -61,6 +67,62 @@ def derive_seed(seed: int, *path: int) -> int:
         raise ValueError("seed: a child seed needs a parent seed, got None")
     words = np.random.SeedSequence(seed, spawn_key=tuple(int(p) for p in path)).generate_state(2, np.uint32)
     return int(words[0]) | (int(words[1]) << 32)
+
+
+class SeedPath(enum.IntEnum):
+    """What a sub-seed is for: the first word of a named :func:`derive_seed` path, ``derive_seed(seed, path, *index)``.
+
+    Changing a path (or what is drawn from it) changes the noise of every later run that uses it; caches keyed by
+    such seeds must then change their key (e.g. ``rs_core.dual.estimator``'s label format).
+    """
+
+    PREDICT = 1001
+    """PREDICT's own samples after CERTIFY on the same input (the app's Certify page, ``certify-image --predict``)."""
+    NOISY_VIEWS = 1002
+    """The noisy copies x + ε shown next to an input (display only, :func:`~rs_core.smoothing.sampling.noisy_views`)."""
+    PLAYGROUND_NOISE = 1003
+    """The noise points drawn around the playground's point (display only)."""
+    TRAIN_SHUFFLE = 1101
+    """Training: the order of the training examples, one permutation per epoch (a CPU generator)."""
+    TRAIN_NOISE = 1102
+    """Training: the Gaussian noise added to the batches (a generator on the training device)."""
+    TRAIN_AUGMENT = 1103
+    """Training: random crops and flips of the batches (a CPU generator)."""
+    EXPERT_VOTES = 1201
+    """Dual RS training: expert j's (σ ascending) votes for the labels, path ``(EXPERT_VOTES, j)``."""
+    ROUTE = 1202
+    """Dual RS training rounds: routing the training inputs with the estimator of round k, ``(ROUTE, k)``."""
+    FINETUNE = 1203
+    """Dual RS training rounds: fine-tuning expert j (σ ascending) in round k, ``(FINETUNE, k, j)``."""
+
+
+def predict_seed(seed: int) -> int:
+    """The seed of PREDICT's own samples after CERTIFY ran with ``seed`` on the same input: independent of
+    CERTIFY's noise, reproducible with it.
+
+    >>> predict_seed(5) == derive_seed(5, SeedPath.PREDICT) != 5
+    True
+    """
+    return derive_seed(seed, SeedPath.PREDICT)
+
+
+def example_seed(seed: int, index: int) -> int:
+    """The seed of example ``index`` of a data set: ``seed + index`` (Cohen et al.'s scripts, the shipped logs and
+    merged ``torchrun`` logs depend on this value), refused when it leaves [0, 2**64).
+
+    >>> example_seed(7, 3)
+    10
+    """
+    seed = check_seed(seed)
+    if seed is None:
+        raise ValueError("seed: an example's seed needs a parent seed, got None")
+    if isinstance(index, bool) or not isinstance(index, numbers.Integral) or index < 0:
+        raise ValueError(f"index: must be an integer >= 0, got {index!r}")
+    child = seed + int(index)
+    if child >= SEED_LIMIT:
+        raise ValueError(f"seed: example {int(index)} uses seed + {int(index)} = {child}, outside [0, 2**64); "
+                         f"use a seed below {SEED_LIMIT - int(index)}")
+    return child
 
 
 def _mt_init(seed32: int) -> np.ndarray:
@@ -126,4 +188,5 @@ def make_generator(seed: int, device: str | torch.device = "cpu") -> torch.Gener
     return g
 
 
-__all__ = ["SEED_LIMIT", "cpu_state_layout_ok", "derive_seed", "fresh_seed", "make_generator"]
+__all__ = ["SEED_LIMIT", "SeedPath", "cpu_state_layout_ok", "derive_seed", "example_seed", "fresh_seed",
+           "make_generator", "predict_seed"]

@@ -38,6 +38,7 @@ from rs_core.checks import check_alpha, check_count, check_images, check_sigma
 from rs_core.models.device import Autocast, check_autocast, check_model, model_device
 from rs_core.smoothing.results import ABSTAIN, Certificate, Prediction, decide
 from rs_core.smoothing.sampling import NoiseSampler
+from rs_core.smoothing.seeding import example_seed
 from rs_core.smoothing.stats import DEFAULT_MIXTURE, BetaMixture, binomial_pvalue, clopper_pearson_lower_complement
 from rs_core.smoothing.stream import CertifyStream
 
@@ -200,9 +201,9 @@ class Smooth:
         """CERTIFY each labelled example; yields log rows ``(idx, label, predict, radius, correct, seconds)``.
 
         ``examples`` yields ``(idx, x [C,H,W], label)``. Example ``idx`` uses seed
-        ``seed + idx``, so a row can be re-run alone; when n0 + n is small
-        (≤ batch_size / 2), consecutive examples are packed into shared forward
-        batches and share the seed of the first (the rows of Cohen et al.'s log format).
+        ``seed + idx`` (:func:`~rs_core.smoothing.seeding.example_seed`), so a row can be re-run alone; when
+        n0 + n is small (≤ batch_size / 2), consecutive examples are packed into shared forward batches and share
+        the seed of the first (the rows of Cohen et al.'s log format).
         """
         n0, n, alpha = check_count(n0, "n0"), check_count(n, "n"), check_alpha(alpha)
         per_group = self.examples_per_group(n0, n)
@@ -210,7 +211,8 @@ class Smooth:
 
         def flush() -> Iterator[LogRow]:
             start = time.perf_counter()
-            certs = self.certify_many(torch.stack([x for _, x, _ in group]), n0, n, alpha, seed=seed + group[0][0])
+            certs = self.certify_many(torch.stack([x for _, x, _ in group]), n0, n, alpha,
+                                      seed=example_seed(seed, group[0][0]))
             seconds = (time.perf_counter() - start) / len(group)
             for (idx, _, label), cert in zip(group, certs, strict=True):
                 correct = int(cert.prediction == label and cert.prediction != ABSTAIN)

@@ -2,10 +2,8 @@
 
 from __future__ import annotations
 
-import csv
 import math
 import sys
-import time
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
@@ -16,8 +14,10 @@ from torch import nn
 
 from rs_core.checks import check_count, check_sigma
 from rs_core.data import dataset_info, get_dataset
-from rs_core.models.checkpoints import load_checkpoint, save_checkpoint
+from rs_core.models.checkpoints import load_checkpoint
 from rs_core.models.denoisers import DENOISER_ARCHITECTURES, DENOISER_KIND, load_denoiser
+from rs_core.smoothing.seeding import make_generator
+from rs_core.training.loop import Checkpointing, EpochReport, Streams, fit
 
 
 @dataclass
@@ -63,8 +63,6 @@ def train_denoiser(recipe: DenoiserRecipe, out: str | Path, *, device: str = "cp
     noise generators), resumable after any epoch with ``resume=True``; ``stop_after=k`` ends this run after epoch
     k (a later ``resume=True`` continues exactly as if it had not stopped). Returns the checkpoint's metadata.
     """
-    from rs_core.training.classifier import _progress
-
     recipe.sigma = check_sigma(recipe.sigma)
     check_count(recipe.epochs, "epochs")
     check_count(recipe.batch_size, "batch_size")
@@ -87,12 +85,10 @@ def train_denoiser(recipe: DenoiserRecipe, out: str | Path, *, device: str = "cp
         for p in classifier.parameters():
             p.requires_grad_(False)
         recipe.classifier_sha256 = loaded.sha256
-    out = Path(out)
-    csv_path = out.with_name("train_log.csv")
     x_train = _images(get_dataset(recipe.dataset, "train"), recipe.max_train)
     x_test = _images(get_dataset(recipe.dataset, "test"), 1000)
 
-    torch.manual_seed(recipe.seed)
+    torch.manual_seed(recipe.seed)  # weight initialization: the global generator, seeded with the seed itself
     model = DENOISER_ARCHITECTURES[recipe.arch][0](0).to(dev)
     if recipe.init:
         try:
@@ -106,71 +102,29 @@ def train_denoiser(recipe: DenoiserRecipe, out: str | Path, *, device: str = "cp
     opt = torch.optim.Adam(model.parameters(), lr=recipe.lr)
     steps = recipe.epochs * math.ceil(len(x_train) / recipe.batch_size)
     sched = torch.optim.lr_scheduler.CosineAnnealingLR(opt, T_max=steps)
-    shuffle_gen = torch.Generator().manual_seed(recipe.seed + 1)
-    noise_gen = torch.Generator(device=dev).manual_seed(recipe.seed + 2)
-    start_epoch, elapsed = 0, 0.0
-    if resume and out.exists():
-        state = torch.load(out, map_location=dev, weights_only=True)
-        if state.get("meta", {}).get("recipe") != asdict(recipe):
-            raise ValueError(f"resume: {out} was trained with another recipe; remove it or drop --resume")
-        if int(state["epoch"]) >= recipe.epochs:
-            print(f"{out} has finished all {recipe.epochs} epochs; nothing to resume", file=log)
-            return state["meta"]
-        model.load_state_dict(state["state_dict"])
-        opt.load_state_dict(state["optimizer"])
-        sched.load_state_dict(state["scheduler"])
-        shuffle_gen.set_state(state["rng"]["shuffle"])
-        noise_gen.set_state(state["rng"]["noise"].to(noise_gen.get_state().device))
-        start_epoch, elapsed = int(state["epoch"]), float(state["meta"]["train_seconds"])
-        print(f"resuming {out} after epoch {start_epoch}", file=log)
-    else:
-        csv_path.parent.mkdir(parents=True, exist_ok=True)
-        with open(csv_path, "w", newline="") as f:
-            csv.writer(f).writerow(["epoch", "lr", "train_loss", "test_mse_noisy", "test_mse_denoised",
-                                    "test_agreement", "seconds"])
-    meta: dict[str, Any] = {}
-    last = recipe.epochs if stop_after is None else min(recipe.epochs, check_count(stop_after, "stop_after"))
-    for epoch in range(start_epoch, last):
-        t0 = time.perf_counter()
-        model.train()
-        order = torch.randperm(len(x_train), generator=shuffle_gen)
-        total, seen = 0.0, 0
-        bar = _progress(math.ceil(len(order) / recipe.batch_size), f"epoch {epoch + 1}/{recipe.epochs}", progress,
-                        log)
-        for s in range(0, len(order), recipe.batch_size):
-            xb = x_train[order[s:s + recipe.batch_size]].to(dev)
-            loss = _loss(model, classifier, xb, recipe, noise_gen)
-            opt.zero_grad(set_to_none=True)
-            loss.backward()
-            opt.step()
-            sched.step()
-            total += float(loss.detach()) * len(xb)
-            seen += len(xb)
-            bar.update(1)
-        bar.close()
+
+    def loss(batch: tuple[torch.Tensor, ...], streams: Streams) -> torch.Tensor:
+        return _loss(model, classifier, batch[0].to(dev), recipe, streams.noise)
+
+    def report(epoch: int, train_loss: float) -> EpochReport:
         model.eval()
         noisy_mse, denoised_mse, agreement = evaluate_denoiser(model, x_test, recipe.sigma, dev, classifier)
-        elapsed += time.perf_counter() - t0
-        with open(csv_path, "a", newline="") as f:
-            csv.writer(f).writerow([epoch + 1, f"{opt.param_groups[0]['lr']:.6f}", f"{total / seen:.5f}",
-                                    f"{noisy_mse:.5f}", f"{denoised_mse:.5f}",
-                                    "" if agreement is None else f"{agreement:.4f}", f"{time.perf_counter() - t0:.1f}"])
-        print(f"epoch {epoch + 1}: loss {total / seen:.5f}, test MSE per pixel {noisy_mse:.5f} noisy → "
-              f"{denoised_mse:.5f} denoised" + ("" if agreement is None else f", f agrees {agreement:.4f}"),
-              file=log, flush=True)
-        meta = {"kind": DENOISER_KIND, "dataset": recipe.dataset, "sigma": recipe.sigma,
-                "input_shape": list(info.input_shape), "objective": recipe.objective, "recipe": asdict(recipe),
-                "train_seconds": round(elapsed, 1), "epochs_done": epoch + 1,
-                "test": {"mse_noisy": noisy_mse, "mse_denoised": denoised_mse, "classifier_agreement": agreement,
-                         "n_eval": len(x_test)},
-                "torch": str(torch.__version__), "device": str(dev)}
-        if epoch + 1 < recipe.epochs:
-            save_checkpoint(out, model, recipe.arch, epoch=epoch + 1, optimizer=opt.state_dict(), meta=meta,
-                            extra={"scheduler": sched.state_dict(),
-                                   "rng": {"shuffle": shuffle_gen.get_state(), "noise": noise_gen.get_state().cpu()}})
-        else:
-            save_checkpoint(out, model, recipe.arch, epoch=epoch + 1, meta=meta)
-    return meta
+        return EpochReport(
+            row=[f"{opt.param_groups[0]['lr']:.6f}", f"{train_loss:.5f}", f"{noisy_mse:.5f}", f"{denoised_mse:.5f}",
+                 "" if agreement is None else f"{agreement:.4f}"],
+            message=f"loss {train_loss:.5f}, test MSE per pixel {noisy_mse:.5f} noisy → {denoised_mse:.5f} denoised"
+                    + ("" if agreement is None else f", f agrees {agreement:.4f}"),
+            meta={"kind": DENOISER_KIND, "dataset": recipe.dataset, "sigma": recipe.sigma,
+                  "input_shape": list(info.input_shape), "objective": recipe.objective, "recipe": asdict(recipe),
+                  "test": {"mse_noisy": noisy_mse, "mse_denoised": denoised_mse,
+                           "classifier_agreement": agreement, "n_eval": len(x_test)},
+                  "torch": str(torch.__version__), "device": str(dev)})
+
+    header = ["lr", "train_loss", "test_mse_noisy", "test_mse_denoised", "test_agreement"]
+    return fit(model, (x_train,), loss, opt, sched, epochs=recipe.epochs, batch_size=recipe.batch_size,
+               seed=recipe.seed, device=dev, report=report,
+               checkpoint=Checkpointing(Path(out), recipe.arch, header, asdict(recipe), resume=resume),
+               stop_after=stop_after, progress=progress, log=log).meta
 
 
 @torch.inference_mode()
@@ -179,7 +133,7 @@ def evaluate_denoiser(denoiser: nn.Module, x: torch.Tensor, sigma: float, device
                       batch_size: int = 500) -> tuple[float, float, float | None]:
     """Mean squared error per pixel of x + ε and of D(x + ε) against x (one noise draw each, seeded), and — with a
     classifier — how often f(D(x + ε)) equals f(x)."""
-    gen = torch.Generator(device=device).manual_seed(seed)
+    gen = make_generator(seed, device)
     noisy_se = denoised_se = 0.0
     agree = 0
     for s in range(0, len(x), batch_size):
