@@ -80,10 +80,11 @@ def test_certify_packs_small_n_and_predict_writes_its_log(mnist_checkpoint, tmp_
 def test_train_one_tiny_epoch_and_resume(tmp_path):
     out = tmp_path / "mnist" / "mnist_cnn" / "noise_0.25" / "checkpoint.pth.tar"
     args = ["train", "--dataset", "mnist", "--arch", "mnist_cnn", "--sigma", 0.25, "--epochs", 1, "--max-train", 512,
-            "--batch", 64, "--out", out, "--no-progress"]
+            "--batch", 64, "--out", out, "--no-progress", "--max-eval", 300]
     run(*args)
     loaded = load_checkpoint(out, dataset="mnist")
     assert loaded.sigma == 0.25 and loaded.meta["epochs_done"] == 1 and loaded.meta["recipe"]["max_train"] == 512
+    assert loaded.meta["recipe"]["max_eval"] == 300 == loaded.meta["accuracy"]["n_eval"]
     assert 0.0 <= loaded.meta["accuracy"]["test_noisy"] <= 1.0
     csv_lines = (out.parent / "train_log.csv").read_text().splitlines()
     assert csv_lines[0].startswith("epoch,lr,train_loss") and len(csv_lines) == 2

@@ -117,7 +117,7 @@ def _loss_column(csv_path: Path) -> list[float]:
 @needs_mnist
 @pytest.mark.parametrize("objective", ["mse", "stability"])
 def test_training_lowers_the_loss_and_resuming_gives_the_same_weights(tmp_path, objective):
-    kw = {"dataset": "mnist", "sigma": 0.5, "objective": objective, "batch_size": 64, "max_train": 256,
+    kw = {"dataset": "mnist", "sigma": 0.5, "objective": objective, "batch_size": 64, "max_train": 256, "max_eval": 200,
           "classifier": str(MNIST_CLEAN) if objective == "stability" else None, "seed": 0}
     # At this size (4 batches per epoch) the stability objective's epoch loss is noisy: whether it falls over three
     # epochs depends on the seed (about 5 seeds in 6 with the training streams of rs_core.training.loop).

@@ -39,6 +39,8 @@ def _add_train(sub) -> None:
     p.add_argument("--augment", action="store_true", help="random crop and flip (CIFAR)")
     p.add_argument("--consistency", type=A.nonnegative_float, default=0.0, help="λ of consistency regularization (0 = off)")
     p.add_argument("--max-train", type=A.count, default=None, help="use only the first N training images")
+    p.add_argument("--max-eval", type=A.count, default=2000,
+                   help="training and test images scored after each epoch (default 2000)")
     p.add_argument("--seed", type=A.seed, default=0)
     p.add_argument("--device", type=A.device, default="cpu")
     p.add_argument("--resume", action="store_true", help="continue from --out if it exists")
@@ -52,7 +54,7 @@ def _train(args) -> int:
     recipe = Recipe(dataset=args.dataset, arch=args.arch, sigma=args.sigma, epochs=args.epochs,
                     batch_size=args.batch, lr=args.lr, momentum=args.momentum, weight_decay=args.weight_decay,
                     schedule=args.schedule, seed=args.seed, augment=args.augment,
-                    consistency=args.consistency, max_train=args.max_train)
+                    consistency=args.consistency, max_train=args.max_train, max_eval=args.max_eval)
     meta = train(recipe, args.out, device=args.device, resume=args.resume, progress=not args.no_progress,
                  download=args.download)
     print(f"wrote {args.out}: test accuracy clean {meta['accuracy']['test_clean']:.4f}, "
@@ -74,6 +76,7 @@ def _add_train_denoiser(sub) -> None:
     p.add_argument("--batch", type=A.count, default=128)
     p.add_argument("--lr", type=A.positive_float, default=1e-3)
     p.add_argument("--max-train", type=A.count, default=None, help="use only the first N training images")
+    p.add_argument("--max-eval", type=A.count, default=1000, help="test images scored after each epoch (default 1000)")
     p.add_argument("--init", default=None, help="start from this denoiser's weights (e.g. stability after MSE, "
                    "Salman et al.'s best recipe)")
     p.add_argument("--seed", type=A.seed, default=0)
@@ -87,7 +90,7 @@ def _train_denoiser(args) -> int:
 
     recipe = DenoiserRecipe(dataset=args.dataset, sigma=args.sigma, objective=args.objective, epochs=args.epochs,
                             arch=args.arch or "", batch_size=args.batch, lr=args.lr, seed=args.seed,
-                            classifier=args.classifier, max_train=args.max_train,
+                            classifier=args.classifier, max_train=args.max_train, max_eval=args.max_eval,
                             init=args.init)
     meta = train_denoiser(recipe, args.out, device=args.device, resume=args.resume, progress=not args.no_progress)
     t = meta["test"]
@@ -163,9 +166,8 @@ def _train_sigma(args) -> int:
             raise ValueError(f"experts: two experts for σ = {loaded.sigma}")
         experts[loaded.sigma], paths[loaded.sigma], archs[loaded.sigma] = loaded.model, path, loaded.arch
     arch = args.arch or archs[max(archs)]
-    xs, ys = dataset_tensors(get_dataset(args.dataset, "train"))
-    if args.max_train or args.router:
-        xs, ys = xs[:args.max_train or 2000], ys[:args.max_train or 2000]
+    # A router is fitted on 2,000 training images unless --max-train says otherwise; a network on all of them.
+    xs, ys = dataset_tensors(get_dataset(args.dataset, "train"), args.max_train or (2000 if args.router else None))
     common = {"out": args.out, "dataset": args.dataset, "sigma_e": args.sigma_e, "arch": arch,
               "label_n": args.label_n, "seed": args.seed, "progress": not args.no_progress}
     if args.router:

@@ -46,6 +46,7 @@ class Recipe:
     consistency: float = 0.0  # λ of Jeong & Shin (2020); 0 = plain Gaussian augmentation
     entropy: float = 0.5      # η, used only with consistency > 0
     max_train: int | None = None
+    max_eval: int = 2000  # training and test images scored after each epoch (the CSV's accuracy columns)
 
 
 def _augment(x: torch.Tensor, gen: torch.Generator, pad: int = 4) -> torch.Tensor:
@@ -119,11 +120,9 @@ def train(recipe: Recipe, out: str | Path, *, device: str = "cpu", resume: bool 
         raise ValueError(f"arch: {recipe.arch} takes {ARCHITECTURES[recipe.arch][1]} inputs, "
                          f"{recipe.dataset} has {info.input_shape}")
     dev = torch.device(device)
-    x_train, y_train = dataset_tensors(get_dataset(recipe.dataset, "train", download=download))
-    if recipe.max_train:
-        x_train, y_train = x_train[:recipe.max_train], y_train[:recipe.max_train]
-    x_test, y_test = dataset_tensors(get_dataset(recipe.dataset, "test", download=download))
-    x_test, y_test = x_test[:2000], y_test[:2000]
+    check_count(recipe.max_eval, "max_eval")
+    x_train, y_train = dataset_tensors(get_dataset(recipe.dataset, "train", download=download), recipe.max_train)
+    x_test, y_test = dataset_tensors(get_dataset(recipe.dataset, "test", download=download), recipe.max_eval)
 
     torch.manual_seed(recipe.seed)  # weight initialization: the global generator, seeded with the seed itself
     model = get_architecture(recipe.arch, info.num_classes).to(dev)
@@ -147,7 +146,7 @@ def train(recipe: Recipe, out: str | Path, *, device: str = "cpu", resume: bool 
                           consistency=recipe.consistency, entropy=recipe.entropy)
 
     def report(epoch: int, train_loss: float) -> EpochReport:
-        _, noisy_train = evaluate(model, x_train[:2000], y_train[:2000], recipe.sigma, dev)
+        _, noisy_train = evaluate(model, x_train[:recipe.max_eval], y_train[:recipe.max_eval], recipe.sigma, dev)
         clean, noisy = evaluate(model, x_test, y_test, recipe.sigma, dev)
         lr = opt.param_groups[0]["lr"]
         return EpochReport(

@@ -13,7 +13,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from rs_core.checks import check_count, check_sigma
-from rs_core.data import dataset_info, get_dataset
+from rs_core.data import dataset_info, dataset_tensors, get_dataset
 from rs_core.models.checkpoints import load_checkpoint
 from rs_core.models.denoisers import DENOISER_ARCHITECTURES, DENOISER_KIND, load_denoiser
 from rs_core.smoothing.seeding import make_generator
@@ -33,14 +33,9 @@ class DenoiserRecipe:
     classifier: str | None = None  # path of the frozen classifier (stability)
     classifier_sha256: str | None = None
     max_train: int | None = None
+    max_eval: int = 1000  # test images scored after each epoch (the CSV's MSE and agreement columns)
     init: str | None = None  # path of a denoiser to start from (Salman et al.'s "Stab+MSE": stability after MSE)
     init_sha256: str | None = None
-
-
-def _images(dataset, limit: int | None) -> torch.Tensor:
-    """The first ``limit`` images of a data set (all when None) as one tensor, read once."""
-    n = len(dataset) if limit is None else min(limit, len(dataset))
-    return torch.stack([dataset[i][0] for i in range(n)])
 
 
 def _loss(denoiser: nn.Module, classifier: nn.Module | None, x: torch.Tensor, recipe: DenoiserRecipe,
@@ -85,8 +80,9 @@ def train_denoiser(recipe: DenoiserRecipe, out: str | Path, *, device: str = "cp
         for p in classifier.parameters():
             p.requires_grad_(False)
         recipe.classifier_sha256 = loaded.sha256
-    x_train = _images(get_dataset(recipe.dataset, "train"), recipe.max_train)
-    x_test = _images(get_dataset(recipe.dataset, "test"), 1000)
+    check_count(recipe.max_eval, "max_eval")
+    x_train = dataset_tensors(get_dataset(recipe.dataset, "train"), recipe.max_train)[0]
+    x_test = dataset_tensors(get_dataset(recipe.dataset, "test"), recipe.max_eval)[0]
 
     torch.manual_seed(recipe.seed)  # weight initialization: the global generator, seeded with the seed itself
     model = DENOISER_ARCHITECTURES[recipe.arch][0](0).to(dev)
