@@ -59,22 +59,6 @@ def test_every_url_path_is_the_one_the_pages_folder_mode_derives_from_the_file_n
         "Certify", "Compare_sigma", "Bounds", "Certified_accuracy", "Dual_RS", "Playground"], "old links keep working"
 
 
-def test_the_widgets_package_has_no_import_circle():
-    import ast
-
-    graph: dict[str, set[str]] = {}  # module → the widgets modules it imports (at the top or inside a function)
-    for path in (ROOT / "widgets").glob("*.py"):
-        graph[path.stem] = set()
-        for node in ast.walk(ast.parse(path.read_text())):
-            if isinstance(node, ast.ImportFrom) and node.level == 1:  # from . import a, b / from .a import x
-                graph[path.stem] |= {node.module} if node.module else {alias.name for alias in node.names}
-
-    def reaches(start, goal, seen=()):
-        return any(nxt == goal or (nxt not in seen and reaches(nxt, goal, (*seen, nxt))) for nxt in graph.get(start, ()))
-
-    assert [m for m in graph if reaches(m, m)] == []
-
-
 def test_home_page_rejects_probabilities_summing_above_one():
     at = _run(p_a=0.8, p_b=0.5)
     assert not at.exception
