@@ -197,7 +197,7 @@ def prepare_input(image: Image.Image, input_shape: tuple[int, int, int], *, inve
     ((1, 28, 28), 1.0, 0.0)
     """
     c, h, w = input_shape
-    img = _normalize_mode(ImageOps.exif_transpose(image), c)
+    img = normalize_mode(ImageOps.exif_transpose(image), c)
     if invert is None:
         invert = float(np.asarray(img.convert("L"), dtype=np.float64).mean()) > 127.5
     if invert:
@@ -310,7 +310,7 @@ def _plain_mode(img: Image.Image) -> Image.Image:
     return out
 
 
-def _normalize_mode(img: Image.Image, channels: int) -> Image.Image:
+def normalize_mode(img: Image.Image, channels: int) -> Image.Image:
     """Any decoded mode → "L" or "RGB": :func:`_plain_mode` (16-bit rescaled, palettes expanded), then
     transparency composited on white."""
     img = _plain_mode(img)
@@ -340,7 +340,7 @@ def preprocess_image(image: Image.Image, input_shape: tuple[int, int, int]) -> t
     c, h, w = input_shape
     if c not in (1, 3):
         raise ValueError(f"input_shape: need 1 or 3 channels, got {input_shape}")
-    img = _normalize_mode(ImageOps.exif_transpose(image), c)
+    img = normalize_mode(ImageOps.exif_transpose(image), c)
     scale = max(w / img.width, h / img.height)  # the factor that makes the image cover h × w
     cw, ch = w / scale, h / scale  # the source region that lands on the model's input
     box = ((img.width - cw) / 2, (img.height - ch) / 2, (img.width + cw) / 2, (img.height + ch) / 2)

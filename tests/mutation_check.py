@@ -167,7 +167,7 @@ MUTANTS = [
            "        if False:\n            raise ValueError(f\"model: refused {name}: a TorchScript",
            ("tests/test_formats.py::test_torchscript_is_refused_unless_trusted",)),
     Mutant("σ-estimator: consistency term computed but not added", "rs_core/dual/estimator.py",
-           "                loss = loss + consistency * kl", "                loss = loss + 0 * kl",
+           "            value = value + consistency * kl", "            value = value + 0 * kl",
            ("tests/test_sigma_estimator.py::test_consistency_regularization_concentrates_the_estimators_votes_under_its_noise",)),
     Mutant("analyze --versus: unpaired (best of the others taken per image)", "rs_core/logs/certify_logs.py",
            "        d = ok[0] - ok[1 + j]", "        d = ok[0] - np.max(ok[1:], axis=0)",

@@ -1,4 +1,4 @@
-"""Checkpoint files: safe loading, our metadata, and the registry of shipped checkpoints.
+"""Checkpoint files: safe loading, our metadata, and `checkpoints/index.json` (read by :mod:`rs_core.models.shipped`).
 
 Format (Cohen et al.'s, which loads unmodified): ``{'arch': str, 'state_dict': {...},
 'epoch': int, 'optimizer': {...}}``; ours adds ``'meta'``, a dict of plain
@@ -87,7 +87,7 @@ def _unpickler_detail(err: BaseException) -> str:
     return (hits or lines or [type(err).__name__])[0][:300]
 
 
-def _check_container(path: Path, max_bytes: int, name: str) -> None:
+def check_torch_container(path: Path, max_bytes: int, name: str) -> None:
     """Sizes first: the file, and for the zip format every member's declared size.
 
     ``torch.load`` inflates a deflated zip member completely before comparing it with the
@@ -114,9 +114,9 @@ def _check_container(path: Path, max_bytes: int, name: str) -> None:
         raise ValueError(f"checkpoint: {name} declares more data than the file holds (corrupt or truncated)")
 
 
-def _read(path: Path, map_location, max_bytes: int = MAX_CHECKPOINT_BYTES, name: str | None = None) -> Any:
+def read_weights_only(path: Path, map_location, max_bytes: int = MAX_CHECKPOINT_BYTES, name: str | None = None) -> Any:
     name = name or path.name
-    _check_container(path, max_bytes, name)
+    check_torch_container(path, max_bytes, name)
     try:
         return torch.load(path, map_location=map_location, weights_only=True)
     except pickle.UnpicklingError as err:
@@ -143,7 +143,7 @@ def _final_layer_classes(state: dict[str, torch.Tensor]) -> int | None:
     return int(state[weights[-1]].shape[0]) if weights else None
 
 
-def _check_state(state: Any, name: str) -> dict[str, torch.Tensor]:
+def check_state_dict(state: Any, name: str) -> dict[str, torch.Tensor]:
     """A state dict: string keys, dense tensors of a real dtype with finite values."""
     if not isinstance(state, dict) or not state:
         raise ValueError(f"checkpoint: {name}: 'state_dict' must be a non-empty dict of tensors")
@@ -163,7 +163,7 @@ def _check_state(state: Any, name: str) -> dict[str, torch.Tensor]:
     return state
 
 
-def _check_meta(meta: Any, name: str) -> dict[str, Any]:
+def check_meta(meta: Any, name: str) -> dict[str, Any]:
     """The fields of ``meta`` that the tool uses, checked for type and range (the rest is shown as it is)."""
     if meta is None:
         return {}
@@ -212,7 +212,7 @@ def load_checkpoint(path: str | os.PathLike, device: str | torch.device = "cpu",
     if not path.is_file():
         raise ValueError(f"checkpoint: no such file: {path}")
     name = name or path.name
-    obj = _read(path, map_location="cpu", max_bytes=max_bytes, name=name)
+    obj = read_weights_only(path, map_location="cpu", max_bytes=max_bytes, name=name)
     if isinstance(obj, dict) and "state_dict" in obj:
         state, arch = obj["state_dict"], obj.get("arch", arch)
         meta = obj.get("meta")
@@ -221,8 +221,8 @@ def load_checkpoint(path: str | os.PathLike, device: str | torch.device = "cpu",
     else:
         raise ValueError("checkpoint: expected {'arch', 'state_dict', ...} or a bare state dict of tensors, "
                          f"got {type(obj).__name__}")
-    state = _check_state(state, name)
-    meta = _check_meta(meta, name)
+    state = check_state_dict(state, name)
+    meta = check_meta(meta, name)
     if arch is None:
         raise ValueError("arch: the file does not name its architecture; pass arch=…")
     if not isinstance(arch, str) or arch not in ARCHITECTURES:

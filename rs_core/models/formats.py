@@ -42,12 +42,12 @@ from torch import nn
 from rs_core.models.architectures import ARCHITECTURES, get_architecture
 from rs_core.models.checkpoints import (
     LoadedModel,
-    _check_container,
-    _check_meta,
-    _check_state,
-    _read,
+    check_meta,
+    check_state_dict,
+    check_torch_container,
     file_sha256,
     load_checkpoint,
+    read_weights_only,
 )
 from rs_core.models.preprocess import IMAGENET_MEAN, IMAGENET_STD, Preprocess, parse_input_size
 from rs_core.untrusted import MAX_CHECKPOINT_BYTES, MAX_CLASSES, check_size, first_line, reading
@@ -296,7 +296,7 @@ def check_pt2(path: Path, name: str) -> None:
     """Refuse a ``.pt2`` archive that could make ``torch.export.load`` (or the loaded module) run anything but aten
     operators: unknown members, pickled payloads, custom objects, guard code, non-aten call targets, symbolic
     expressions other than plain symbols. Sizes are checked first (no compressed members)."""
-    _check_container(path, MAX_CHECKPOINT_BYTES, name)
+    check_torch_container(path, MAX_CHECKPOINT_BYTES, name)
     with reading(f"pt2: {name}", "not a readable .pt2 archive (corrupt or truncated)"), zipfile.ZipFile(path) as z:
         names = z.namelist()
         roots = {n.split("/", 1)[0] for n in names}
@@ -581,7 +581,7 @@ def load_model(path: str | os.PathLike, *, arch: str | None = None, num_classes:
             state, declared = _load_safetensors(path, name)
         else:
             try:
-                obj = _read(path, map_location="cpu", name=name)
+                obj = read_weights_only(path, map_location="cpu", name=name)
             except ValueError as err:
                 if "Python objects" in str(err) or "arbitrary pickle" in str(err):
                     raise ValueError(f"{err}. A pickled model is code and is never loaded; {EXPORT_TO}") from None
@@ -604,9 +604,9 @@ def load_model(path: str | os.PathLike, *, arch: str | None = None, num_classes:
                     if isinstance(obj.get(key), dict):
                         obj = obj[key]
                         break
-            state = _check_state(obj, name)
+            state = check_state_dict(obj, name)
             fmt = "state dict"
-        state = _check_state(state, name)
+        state = check_state_dict(state, name)
         spec = spec or parse_arch(declared.get("arch"))
         if spec is None:
             raise ValueError(f"arch: {name} holds weights only and does not name its architecture; give arch "
@@ -642,7 +642,7 @@ def _finish(net: nn.Module, arch: str, fmt: str, path: Path, name: str, dev: tor
             num_classes: int | None, class_names, imagenet_default: bool) -> LoadedModel:
     """Preprocessing from (in order) the caller, the file's declaration, the graph/weights, a named architecture's
     reference weights; then one clean forward pass checks the input and counts the classes."""
-    meta = _check_meta({k: v for k, v in declared.items() if k not in ("preprocess",)}, name)
+    meta = check_meta({k: v for k, v in declared.items() if k not in ("preprocess",)}, name)
     pre = declared.get("preprocess") if isinstance(declared.get("preprocess"), dict) else {}
     channels = found.get("channels") or (pre.get("input_shape") or [None])[0] or 3
     hw = size or (tuple(pre["input_shape"][1:]) if pre.get("input_shape") else None) or found.get("size") \

@@ -147,10 +147,10 @@ class Preprocess:
         resampling step (work bounded by the model's size, whatever the image's aspect ratio)."""
         from torchvision.transforms.functional import to_tensor
 
-        from rs_core.data import _normalize_mode
+        from rs_core.data import normalize_mode
 
         c, h, w = self.input_shape
-        img = _normalize_mode(ImageOps.exif_transpose(image), c)
+        img = normalize_mode(ImageOps.exif_transpose(image), c)
         if self.resize is None:
             scale = max(w / img.width, h / img.height)  # the factor that makes the image cover h × w
         else:
