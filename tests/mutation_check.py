@@ -91,7 +91,7 @@ MUTANTS = [
            "self.noise_dtype = self.model_dtype",
            ("tests/test_sampling.py::test_noise_is_drawn_and_added_in_float32_and_cast_after_adding",)),
     Mutant("radii rounded to nearest", "rs_core/rounding.py",
-           "rounding=ROUND_FLOOR", "rounding=ROUND_HALF_EVEN", ("tests/test_fmt.py",)),
+           "rounding=ROUND_FLOOR", "rounding=ROUND_HALF_EVEN", ("tests/test_rounding.py",)),
     # The error contract for user input: each guard removed must be caught by the fuzz tests.
     Mutant("checkpoint: decoder errors other than UnpicklingError escape", "rs_core/models/checkpoints.py",
            "    except Exception as err:  # KeyError, IndexError, RuntimeError, … from hostile bytes",
@@ -171,7 +171,7 @@ MUTANTS = [
            ("tests/test_sigma_estimator.py::test_consistency_regularization_concentrates_the_estimators_votes_under_its_noise",)),
     Mutant("analyze --versus: unpaired (best of the others taken per image)", "rs_core/logs/certify_logs.py",
            "        d = ok[0] - ok[1 + j]", "        d = ok[0] - np.max(ok[1:], axis=0)",
-           ("tests/test_analyze.py::test_the_dual_rs_comparison_in_the_model_cards_is_recomputed_from_the_shipped_logs",)),
+           ("tests/test_certify_logs.py::test_the_dual_rs_comparison_in_the_model_cards_is_recomputed_from_the_shipped_logs",)),
 ]
 
 
