@@ -189,18 +189,23 @@ def _train_sigma(args) -> int:
     return 0
 
 
-def _add_certify_dual(sub) -> None:
-    p = sub.add_parser("certify-dual", help="dual randomized smoothing CERTIFY of each example; Cohen et al.'s log "
-                       "format (plus OUTFILE.dual.tsv with both stages)")
-    p.add_argument("dataset", choices=DATASETS)
-    p.add_argument("estimator", help="σ-estimator checkpoint (train-sigma); its experts are read from it")
-    p.add_argument("outfile", help="tab-separated log to write")
+def _add_examples(p) -> None:
+    """Which examples of the data set a data-set command runs on, and in batches of what size (Cohen et al.'s flags)."""
     p.add_argument("--batch", type=A.count, default=1000, help="batch size")
     p.add_argument("--skip", type=A.count, default=1, help="how many examples to skip")
     p.add_argument("--max", "--max-examples", dest="max", type=A.limit, default=-1,
                    help="stop before this example index (Cohen et al.'s --max); under torchrun write --max-examples: "
                         "torchrun reads --max as its own --max-restarts")
     p.add_argument("--split", choices=["train", "test"], default="test", help="train or test set")
+
+
+def _add_certify_dual(sub) -> None:
+    p = sub.add_parser("certify-dual", help="dual randomized smoothing CERTIFY of each example; Cohen et al.'s log "
+                       "format (plus OUTFILE.dual.tsv with both stages)")
+    p.add_argument("dataset", choices=DATASETS)
+    p.add_argument("estimator", help="σ-estimator checkpoint (train-sigma); its experts are read from it")
+    p.add_argument("outfile", help="tab-separated log to write")
+    _add_examples(p)
     p.add_argument("--N0", type=A.count, default=100, help="selection samples per stage")
     p.add_argument("--N", type=A.count, default=10_000, help="estimation samples per stage")
     p.add_argument("--alpha", type=A.probability, default=0.001, help="total failure probability of both stages")
@@ -276,12 +281,7 @@ def _add_sampling(p, certify: bool) -> None:
                                            ".safetensors or a state dict (see the model options)")
     p.add_argument("sigma", type=A.positive_float, help="noise level")
     p.add_argument("outfile", help="tab-separated log to write")
-    p.add_argument("--batch", type=A.count, default=1000, help="batch size")
-    p.add_argument("--skip", type=A.count, default=1, help="how many examples to skip")
-    p.add_argument("--max", "--max-examples", dest="max", type=A.limit, default=-1,
-                   help="stop before this example index (Cohen et al.'s --max); under torchrun write --max-examples: "
-                        "torchrun reads --max as its own --max-restarts")
-    p.add_argument("--split", choices=["train", "test"], default="test", help="train or test set")
+    _add_examples(p)
     if certify:
         p.add_argument("--N0", type=A.count, default=100)
         p.add_argument("--radii", nargs="+", type=A.positive_float, default=None, metavar="R",

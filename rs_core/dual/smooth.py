@@ -30,7 +30,7 @@ import threading
 import time
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
-from typing import Any, Literal
+from typing import Any, Literal, TypedDict, Unpack
 
 import numpy as np
 import torch
@@ -226,63 +226,52 @@ class DualSmooth:
         return DualStream._from_dual(self, x, n0, n_max, alpha, alpha_split=alpha_split, seed=seed)
 
 
-def certify_dual_many(
-    estimator: nn.Module,
-    experts: Mapping[float, nn.Module],
-    xs: torch.Tensor,
-    sigma_e: float,
-    n0: int = 100,
-    n: int = 10_000,
-    alpha: float = 0.001,
-    batch_size: int = 1000,
-    *,
-    alpha_split: float = 0.5,
-    seed: int | None = None,
-    autocast: Autocast = None,
-) -> list[DualCertificate]:
-    """Dual-RS CERTIFY for inputs [N, C, H, W]; see :meth:`DualSmooth.certify_many`."""
-    return DualSmooth(estimator, experts, sigma_e, batch_size, autocast=autocast).certify_many(
-        xs, n0, n, alpha, alpha_split=alpha_split, seed=seed)
+class DualOptions(TypedDict, total=False):
+    """The keyword-only options of the dual-RS functions, passed through to :class:`DualSmooth` and its methods.
+
+    - ``alpha_split``: the share of α spent on stage 1 (the σ certificate); stage 2 gets the rest (default ½).
+    - ``seed``: int or None (a fresh seed, recorded); each stage and expert derives its own from it.
+    - ``autocast``: ``"bf16"``, ``"fp16"`` or None, for both stages' forward passes.
+    """
+
+    alpha_split: float
+    seed: int | None
+    autocast: Autocast
 
 
-def certify_dual(
-    estimator: nn.Module,
-    experts: Mapping[float, nn.Module],
-    x: torch.Tensor,
-    sigma_e: float,
-    n0: int = 100,
-    n: int = 10_000,
-    alpha: float = 0.001,
-    batch_size: int = 1000,
-    *,
-    alpha_split: float = 0.5,
-    seed: int | None = None,
-    autocast: Autocast = None,
-) -> DualCertificate:
+def _dual(estimator: nn.Module, experts: Mapping[float, nn.Module], sigma_e: float, batch_size: int,
+          options: DualOptions) -> tuple[DualSmooth, dict]:
+    """The ``DualSmooth`` these options describe, and the options left for its method (alpha_split, seed)."""
+    options = dict(options)
+    return DualSmooth(estimator, experts, sigma_e, batch_size, autocast=options.pop("autocast", None)), options
+
+
+def certify_dual_many(estimator: nn.Module, experts: Mapping[float, nn.Module], xs: torch.Tensor, sigma_e: float,
+                      n0: int = 100, n: int = 10_000, alpha: float = 0.001, batch_size: int = 1000,
+                      **options: Unpack[DualOptions]) -> list[DualCertificate]:
+    """Dual-RS CERTIFY for inputs [N, C, H, W]; see :meth:`DualSmooth.certify_many` (options: :class:`DualOptions`)."""
+    dual, rest = _dual(estimator, experts, sigma_e, batch_size, options)
+    return dual.certify_many(xs, n0, n, alpha, **rest)
+
+
+def certify_dual(estimator: nn.Module, experts: Mapping[float, nn.Module], x: torch.Tensor, sigma_e: float,
+                 n0: int = 100, n: int = 10_000, alpha: float = 0.001, batch_size: int = 1000,
+                 **options: Unpack[DualOptions]) -> DualCertificate:
     """Dual-RS CERTIFY for one input x [C, H, W]; see :meth:`DualSmooth.certify_many` and the module docstring.
 
-    The paper's setting: N0 = 100, N = 10,000 per stage, α = 0.001 split equally (0.0005 each).
+    The paper's setting: N0 = 100, N = 10,000 per stage, α = 0.001 split equally (0.0005 each). Options:
+    :class:`DualOptions`.
     """
-    return DualSmooth(estimator, experts, sigma_e, batch_size, autocast=autocast).certify(
-        x, n0, n, alpha, alpha_split=alpha_split, seed=seed)
+    dual, rest = _dual(estimator, experts, sigma_e, batch_size, options)
+    return dual.certify(x, n0, n, alpha, **rest)
 
 
-def predict_dual(
-    estimator: nn.Module,
-    experts: Mapping[float, nn.Module],
-    x: torch.Tensor,
-    sigma_e: float,
-    n: int = 1000,
-    alpha: float = 0.001,
-    batch_size: int = 1000,
-    *,
-    alpha_split: float = 0.5,
-    seed: int | None = None,
-    autocast: Autocast = None,
-) -> DualPrediction:
-    """Dual-RS PREDICT; see :meth:`DualSmooth.predict`."""
-    return DualSmooth(estimator, experts, sigma_e, batch_size, autocast=autocast).predict(
-        x, n, alpha, alpha_split=alpha_split, seed=seed)
+def predict_dual(estimator: nn.Module, experts: Mapping[float, nn.Module], x: torch.Tensor, sigma_e: float,
+                 n: int = 1000, alpha: float = 0.001, batch_size: int = 1000,
+                 **options: Unpack[DualOptions]) -> DualPrediction:
+    """Dual-RS PREDICT; see :meth:`DualSmooth.predict` (options: :class:`DualOptions`)."""
+    dual, rest = _dual(estimator, experts, sigma_e, batch_size, options)
+    return dual.predict(x, n, alpha, **rest)
 
 
 @dataclass
@@ -403,5 +392,5 @@ def sigma_label_radii(radii: np.ndarray, temperature: float = 1.0) -> np.ndarray
     return e / e.sum(axis=1, keepdims=True)
 
 
-__all__ = ["DualCertificate", "DualSmooth", "stage_seed", "DualPrediction", "DualSnapshot", "DualStream", "certify_dual", "certify_dual_many",
-           "predict_dual", "sigma_label_radii"]
+__all__ = ["DualCertificate", "DualOptions", "DualPrediction", "DualSmooth", "DualSnapshot", "DualStream",
+           "certify_dual", "certify_dual_many", "predict_dual", "sigma_label_radii", "stage_seed"]

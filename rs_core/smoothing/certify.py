@@ -16,35 +16,34 @@ certify many inputs with one model and σ.
 from __future__ import annotations
 
 from collections.abc import Iterable, Iterator
+from typing import Unpack
 
 import torch
 from torch import nn
 
 from rs_core.models.device import Autocast
 from rs_core.smoothing.results import ABSTAIN, Bound, Certificate, Prediction, Snapshot, StopReason
+from rs_core.smoothing.sampling import SamplingOptions
 from rs_core.smoothing.smooth import LogRow, Smooth
 from rs_core.smoothing.stream import CertifyStream
 
 
-def certify_many(
-    model: nn.Module,
-    xs: torch.Tensor,
-    sigma: float,
-    n0: int = 100,
-    n: int = 100_000,
-    alpha: float = 0.001,
-    batch_size: int = 1000,
-    *,
-    seed: int | None = None,
-    generator: torch.Generator | None = None,
-    autocast: Autocast = None,
-) -> list[Certificate]:
+def _smooth(model: nn.Module, sigma: float, batch_size: int, options: SamplingOptions) -> tuple[Smooth, dict]:
+    """The ``Smooth`` these options describe, and the options left for its method (seed, generator)."""
+    options = dict(options)
+    return Smooth(model, sigma, batch_size, autocast=options.pop("autocast", None)), options
+
+
+def certify_many(model: nn.Module, xs: torch.Tensor, sigma: float, n0: int = 100, n: int = 100_000,
+                 alpha: float = 0.001, batch_size: int = 1000,
+                 **options: Unpack[SamplingOptions]) -> list[Certificate]:
     """CERTIFY for several inputs [N, C, H, W], their samples packed into shared batches.
 
-    See :meth:`Smooth.certify_many <rs_core.smoothing.smooth.Smooth.certify_many>`.
+    See :meth:`Smooth.certify_many <rs_core.smoothing.smooth.Smooth.certify_many>`; options:
+    :class:`SamplingOptions`.
     """
-    return Smooth(model, sigma, batch_size, autocast=autocast).certify_many(
-        xs, n0, n, alpha, seed=seed, generator=generator)
+    smooth, draw = _smooth(model, sigma, batch_size, options)
+    return smooth.certify_many(xs, n0, n, alpha, **draw)
 
 
 def certify_examples(
@@ -61,24 +60,14 @@ def certify_examples(
 ) -> Iterator[LogRow]:
     """CERTIFY each labelled example; yields log rows ``(idx, label, predict, radius, correct, seconds)``.
 
+    Example i uses seed ``seed + i`` (a data set's rows are re-run one by one), so there is no generator option.
     See :meth:`Smooth.certify_examples <rs_core.smoothing.smooth.Smooth.certify_examples>`.
     """
     return Smooth(model, sigma, batch_size, autocast=autocast).certify_examples(examples, n0, n, alpha, seed=seed)
 
 
-def certify(
-    model: nn.Module,
-    x: torch.Tensor,
-    sigma: float,
-    n0: int = 100,
-    n: int = 100_000,
-    alpha: float = 0.001,
-    batch_size: int = 1000,
-    *,
-    seed: int | None = None,
-    generator: torch.Generator | None = None,
-    autocast: Autocast = None,
-) -> Certificate:
+def certify(model: nn.Module, x: torch.Tensor, sigma: float, n0: int = 100, n: int = 100_000, alpha: float = 0.001,
+            batch_size: int = 1000, **options: Unpack[SamplingOptions]) -> Certificate:
     """CERTIFY (Cohen et al. Algorithm 2): the smoothed class of x [C, H, W] and a certified ℓ2 radius.
 
     1. c_A = argmax of the votes of n0 noisy samples (selection);
@@ -86,49 +75,31 @@ def certify(
     3. abstain if p_lower < ½, else return c_A with radius σΦ⁻¹(p_lower).
 
     Guarantee: with probability ≥ 1 − α, if a class is returned, the smoothed
-    classifier returns it everywhere within the radius. See :class:`Certificate`.
+    classifier returns it everywhere within the radius. See :class:`Certificate`; options (seed, generator,
+    autocast): :class:`SamplingOptions`.
     """
-    return Smooth(model, sigma, batch_size, autocast=autocast).certify(x, n0, n, alpha, seed=seed,
-                                                                       generator=generator)
+    smooth, draw = _smooth(model, sigma, batch_size, options)
+    return smooth.certify(x, n0, n, alpha, **draw)
 
 
-def predict_result(
-    model: nn.Module,
-    x: torch.Tensor,
-    sigma: float,
-    n: int = 1000,
-    alpha: float = 0.001,
-    batch_size: int = 1000,
-    *,
-    seed: int | None = None,
-    generator: torch.Generator | None = None,
-    autocast: Autocast = None,
-) -> Prediction:
+def predict_result(model: nn.Module, x: torch.Tensor, sigma: float, n: int = 1000, alpha: float = 0.001,
+                   batch_size: int = 1000, **options: Unpack[SamplingOptions]) -> Prediction:
     """PREDICT (Cohen et al. Algorithm 1) with its votes and p-value; see :func:`predict`."""
-    return Smooth(model, sigma, batch_size, autocast=autocast).predict_result(x, n, alpha, seed=seed,
-                                                                              generator=generator)
+    smooth, draw = _smooth(model, sigma, batch_size, options)
+    return smooth.predict_result(x, n, alpha, **draw)
 
 
-def predict(
-    model: nn.Module,
-    x: torch.Tensor,
-    sigma: float,
-    n: int = 1000,
-    alpha: float = 0.001,
-    batch_size: int = 1000,
-    *,
-    seed: int | None = None,
-    generator: torch.Generator | None = None,
-    autocast: Autocast = None,
-) -> int:
+def predict(model: nn.Module, x: torch.Tensor, sigma: float, n: int = 1000, alpha: float = 0.001,
+            batch_size: int = 1000, **options: Unpack[SamplingOptions]) -> int:
     """PREDICT (Cohen et al. Algorithm 1): the smoothed class of x [C, H, W], or ``ABSTAIN``.
 
     Counts n votes; returns the top class when the two-sided binomial test of
     the top two counts at p = ½ has p-value ≤ α. Guarantee: returns a class
-    other than g(x) with probability at most α (Hung & Fithian 2019).
+    other than g(x) with probability at most α (Hung & Fithian 2019). Options: :class:`SamplingOptions`.
     """
-    return Smooth(model, sigma, batch_size, autocast=autocast).predict(x, n, alpha, seed=seed, generator=generator)
+    smooth, draw = _smooth(model, sigma, batch_size, options)
+    return smooth.predict(x, n, alpha, **draw)
 
 
-__all__ = ["ABSTAIN", "Bound", "Certificate", "CertifyStream", "Prediction", "Snapshot", "StopReason", "certify",
-           "certify_examples", "certify_many", "predict", "predict_result"]
+__all__ = ["ABSTAIN", "Bound", "Certificate", "CertifyStream", "Prediction", "SamplingOptions", "Snapshot",
+           "StopReason", "certify", "certify_examples", "certify_many", "predict", "predict_result"]

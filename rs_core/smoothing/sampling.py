@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import contextlib
 from collections.abc import Iterator
+from typing import TypedDict, Unpack
 
 import numpy as np
 import torch
@@ -28,6 +29,22 @@ from torch import nn
 from rs_core.checks import check_count, check_images, check_seed, check_sigma
 from rs_core.models.device import AUTOCAST_DTYPES, Autocast, check_autocast, check_model, model_device, model_dtype
 from rs_core.smoothing.seeding import SeedPath, derive_seed, fresh_seed, make_generator
+
+
+class SamplingOptions(TypedDict, total=False):
+    """The keyword-only options of every sampling function (``sample_counts``, ``certify``, ``predict`` …), documented
+    once here and passed through unchanged to :class:`NoiseSampler` (or :class:`~rs_core.smoothing.smooth.Smooth`).
+
+    - ``seed``: int in [0, 2**64) or None (a fresh seed, recorded in the result). The votes are a function of the
+      model, the input, σ, the counts and the seed: not of the batch size, the timing or other users.
+    - ``generator``: draw the noise from this ``torch.Generator`` (on the model's device) instead of a seed.
+    - ``autocast``: ``"bf16"`` or ``"fp16"`` for a reduced-precision forward pass, or None (fp32). The noise is
+      drawn in float32 either way.
+    """
+
+    seed: int | None
+    generator: torch.Generator | None
+    autocast: Autocast
 
 
 def _is_oom(err: BaseException) -> bool:
@@ -263,17 +280,8 @@ def time_batch_size(model: nn.Module, x: torch.Tensor, max_batch: int, target_s:
     return max_batch
 
 
-def sample_counts(
-    model: nn.Module,
-    x: torch.Tensor,
-    sigma: float,
-    num: int,
-    batch_size: int = 1000,
-    *,
-    seed: int | None = None,
-    generator: torch.Generator | None = None,
-    autocast: Autocast = None,
-) -> np.ndarray:
+def sample_counts(model: nn.Module, x: torch.Tensor, sigma: float, num: int, batch_size: int = 1000,
+                  **options: Unpack[SamplingOptions]) -> np.ndarray:
     """Votes of ``model`` on ``num`` noisy copies x + ε, ε ~ N(0, σ²I) (Cohen et al. SampleUnderNoise).
 
     Args: x [C, H, W] in [0, 1]. Returns: int64 numpy array [K] summing to ``num``.
@@ -286,50 +294,32 @@ def sample_counts(
     (dtype('int64'), (3,), 100)
     """
     check_images(x, 3)
-    sampler = NoiseSampler(model, x, sigma, batch_size, seed=seed, generator=generator, autocast=autocast)
+    sampler = NoiseSampler(model, x, sigma, batch_size, **options)
     return sampler.sample(num)[0].cpu().numpy()
 
 
-def iter_counts(
-    model: nn.Module,
-    x: torch.Tensor,
-    sigma: float,
-    num: int,
-    batch_size: int = 1000,
-    *,
-    seed: int | None = None,
-    generator: torch.Generator | None = None,
-    autocast: Autocast = None,
-) -> Iterator[np.ndarray]:
+def iter_counts(model: nn.Module, x: torch.Tensor, sigma: float, num: int, batch_size: int = 1000,
+                **options: Unpack[SamplingOptions]) -> Iterator[np.ndarray]:
     """Like :func:`sample_counts`, streamed: yields cumulative counts [K] after each batch.
 
     One host synchronization per yielded batch; the final yield equals
     ``sample_counts`` with the same arguments (same seed → same counts on CPU).
     """
     check_images(x, 3)
-    sampler = NoiseSampler(model, x, sigma, batch_size, seed=seed, generator=generator, autocast=autocast)
+    sampler = NoiseSampler(model, x, sigma, batch_size, **options)
     for acc in sampler.stream(num):
         yield acc[0].cpu().numpy()
 
 
-def sample_counts_many(
-    model: nn.Module,
-    xs: torch.Tensor,
-    sigma: float,
-    num: int,
-    batch_size: int = 1000,
-    *,
-    seed: int | None = None,
-    generator: torch.Generator | None = None,
-    autocast: Autocast = None,
-) -> np.ndarray:
+def sample_counts_many(model: nn.Module, xs: torch.Tensor, sigma: float, num: int, batch_size: int = 1000,
+                       **options: Unpack[SamplingOptions]) -> np.ndarray:
     """Votes for several inputs [N, C, H, W] at once: int64 numpy array [N, K], each row summing to ``num``.
 
     Samples of consecutive inputs share forward batches, so a small ``num``
     (e.g. CERTIFY's n0 = 100) still fills a batch of 1000.
     """
     check_images(xs, 4, "xs")
-    sampler = NoiseSampler(model, xs, sigma, batch_size, seed=seed, generator=generator, autocast=autocast)
+    sampler = NoiseSampler(model, xs, sigma, batch_size, **options)
     return sampler.sample(num).cpu().numpy()
 
 
