@@ -2,13 +2,16 @@
 
 Every check raises ``ValueError`` whose message starts with the parameter's name,
 so a caller (the app, the CLI, a user's script) can show it as it is. Nothing is
-clamped or coerced silently.
+clamped or coerced silently. The one exception, :func:`check_options`, raises ``TypeError`` for an
+unknown keyword, as Python itself does.
 """
 
 from __future__ import annotations
 
 import math
 import numbers
+from collections.abc import Mapping
+from typing import Any
 
 import torch
 
@@ -53,6 +56,19 @@ def check_seed(seed: int | None) -> int | None:
     if not (0 <= seed < 2**64):
         raise ValueError(f"seed: must be in [0, 2**64), got {seed}")
     return seed
+
+
+def check_options(options: Mapping[str, Any], declared: type) -> dict[str, Any]:
+    """``**options`` as a plain dict, when every name in it is a key of the ``TypedDict`` ``declared``.
+
+    An unknown name raises ``TypeError`` (as an unknown keyword argument does), before anything is built or run.
+    """
+    allowed = declared.__required_keys__ | declared.__optional_keys__
+    unknown = sorted(set(options) - allowed)
+    if unknown:
+        raise TypeError(f"unexpected keyword argument {', '.join(map(repr, unknown))}; "
+                        f"the options are {', '.join(sorted(allowed))}")
+    return dict(options)
 
 
 def check_images(x: torch.Tensor, ndim: int, name: str = "x") -> torch.Tensor:

@@ -153,8 +153,9 @@ MUTANTS = [
            "        if drawn < self.n0:  # stopped during selection", "        if False:  # stopped during selection",
            ("tests/test_stream.py::test_stop_during_selection_ends_promptly_and_abstains",)),
     Mutant("batch-size probe draws from the run's generator", "rs_core/smoothing/stream.py",
-           "            sampler._buffer = None\n",
-           "            sampler._buffer = None\n            sampler.sample(1)\n",
+           "                                                 self.batch_seconds, autocast=sampler.autocast)\n",
+           "                                                 self.batch_seconds, autocast=sampler.autocast)\n"
+           "            sampler.sample(1)\n",
            ("tests/test_stream.py::test_selection_in_batches_draws_the_same_noise_as_one_call_and_a_recorded_batch_reproduces",)),
     Mutant(".pt2 check lets any call target through", "rs_core/models/formats.py",
            "bad = sorted(t for t in targets if not _SAFE_TARGET.fullmatch(t))", "bad = []",

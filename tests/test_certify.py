@@ -7,6 +7,7 @@ from oracles import RecordingModel, devices, make_oracle
 from scipy import stats
 
 from rs_core import ABSTAIN, Certificate, certify, certify_many, predict, predict_result
+from rs_core.smoothing.seeding import make_generator
 from rs_core.smoothing.stats import clopper_pearson_lower
 
 
@@ -133,3 +134,16 @@ def test_certify_invalid_parameters(kwargs, name):
     args.update(kwargs)
     with pytest.raises(ValueError, match=f"^{name}:"):
         certify(**args)
+
+
+def test_options_are_keywords_passed_through_and_an_unknown_one_is_a_type_error():
+    model, x = make_oracle(0.9, 0.5)
+    a = certify(model, x, 0.5, 10, 100, 0.01, 100, generator=make_generator(3), autocast=None)
+    b = certify(model, x, 0.5, 10, 100, 0.01, 100, seed=3)
+    assert a.autocast is None
+    np.testing.assert_array_equal(a.counts, b.counts)
+    for fn in (certify, certify_many, predict, predict_result):
+        with pytest.raises(TypeError, match="'sed'"):
+            fn("not a model", x, 0.5, sed=0)  # refused before the model is even looked at
+    with pytest.raises(TypeError):
+        certify(model, x, 0.5, 10, 100, 0.01, 100, 0)  # the options are keyword-only

@@ -36,7 +36,7 @@ import numpy as np
 import torch
 from torch import nn
 
-from rs_core.checks import check_alpha, check_count, check_images, check_seed, check_sigma
+from rs_core.checks import check_alpha, check_count, check_images, check_options, check_seed, check_sigma
 from rs_core.models.device import Autocast
 from rs_core.smoothing.results import ABSTAIN, Certificate, Prediction, Snapshot
 from rs_core.smoothing.seeding import derive_seed, fresh_seed
@@ -242,7 +242,7 @@ class DualOptions(TypedDict, total=False):
 def _dual(estimator: nn.Module, experts: Mapping[float, nn.Module], sigma_e: float, batch_size: int,
           options: DualOptions) -> tuple[DualSmooth, dict]:
     """The ``DualSmooth`` these options describe, and the options left for its method (alpha_split, seed)."""
-    options = dict(options)
+    options = check_options(options, DualOptions)
     return DualSmooth(estimator, experts, sigma_e, batch_size, autocast=options.pop("autocast", None)), options
 
 

@@ -448,19 +448,22 @@ def detect_format(path: Path) -> str:
     return "checkpoint"
 
 
+def _imagenet_class_names() -> list[str]:
+    """The 1,000 ImageNet-1k class names in index order, from torchvision's public weight metadata (no download)."""
+    from torchvision.models import ResNet50_Weights
+
+    return list(ResNet50_Weights.IMAGENET1K_V1.meta["categories"])
+
+
 def _classes(value: str | os.PathLike | Sequence[str] | None, k: int, *, imagenet_default: bool) -> tuple[list[str], str]:
     """Class names: a list, a text file (one per line) or JSON file (a list, or {index: name}), "imagenet", or
     none (indices; ImageNet-1k's names for a 1000-class model of a named architecture)."""
     if value is None:
         if imagenet_default and k == 1000:
-            from torchvision.models._meta import _IMAGENET_CATEGORIES
-
-            return list(_IMAGENET_CATEGORIES), "ImageNet-1k (torchvision's list; assumed for 1,000 classes)"
+            return _imagenet_class_names(), "ImageNet-1k (torchvision's list; assumed for 1,000 classes)"
         return [str(i) for i in range(k)], "indices"
     if isinstance(value, str) and value.strip().lower() == "imagenet":
-        from torchvision.models._meta import _IMAGENET_CATEGORIES
-
-        names, source = list(_IMAGENET_CATEGORIES), "ImageNet-1k (torchvision's list)"
+        names, source = _imagenet_class_names(), "ImageNet-1k (torchvision's list)"
     elif isinstance(value, (str, os.PathLike)):
         p = Path(value)
         if not p.is_file():

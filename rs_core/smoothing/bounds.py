@@ -17,7 +17,7 @@ import math
 from collections.abc import Callable
 
 import numpy as np
-from scipy import stats
+from scipy import special, stats
 
 from rs_core.checks import check_alpha, check_count, check_probability, check_sigma
 
@@ -46,7 +46,7 @@ def radius_from_p_lower(p_lower, sigma: float, complement=None):
     """
     sigma = check_sigma(sigma)
     q = 1.0 - check_probability(p_lower, "p_lower") if complement is None else check_probability(complement, "complement")
-    r = np.where(q < 0.5, sigma * stats.norm.isf(q), 0.0)
+    r = np.where(q < 0.5, sigma * -special.ndtri(q), 0.0)  # Φ̄⁻¹(q): scipy's norm.isf is −ndtri, at 1/200 the cost
     return _out(np.asarray(r, dtype=float), np.ndim(r) == 0)
 
 
@@ -190,5 +190,5 @@ def max_certifiable_radius(n, alpha: float, sigma: float):
     elif not np.issubdtype(n_arr.dtype, np.integer) or np.any(n_arr < 1):
         raise ValueError(f"n: must be integers >= 1, got {n!r}")
     q = -np.expm1(math.log(alpha) / n_arr.astype(float))
-    r = np.where(q < 0.5, sigma * stats.norm.isf(q), 0.0)
+    r = np.where(q < 0.5, sigma * -special.ndtri(q), 0.0)  # Φ̄⁻¹(q): scipy's norm.isf is −ndtri, at 1/200 the cost
     return _out(np.asarray(r, dtype=float), n_arr.ndim == 0)

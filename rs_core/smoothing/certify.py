@@ -21,6 +21,7 @@ from typing import Unpack
 import torch
 from torch import nn
 
+from rs_core.checks import check_options
 from rs_core.models.device import Autocast
 from rs_core.smoothing.results import ABSTAIN, Bound, Certificate, Prediction, Snapshot, StopReason
 from rs_core.smoothing.sampling import SamplingOptions
@@ -30,7 +31,7 @@ from rs_core.smoothing.stream import CertifyStream
 
 def _smooth(model: nn.Module, sigma: float, batch_size: int, options: SamplingOptions) -> tuple[Smooth, dict]:
     """The ``Smooth`` these options describe, and the options left for its method (seed, generator)."""
-    options = dict(options)
+    options = check_options(options, SamplingOptions)
     return Smooth(model, sigma, batch_size, autocast=options.pop("autocast", None)), options
 
 

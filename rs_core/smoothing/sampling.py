@@ -97,9 +97,11 @@ class NoiseSampler:
                     check_autocast(autocast), seed, generator)
 
     @classmethod
-    def _prechecked(cls, model: nn.Module, x: torch.Tensor, sigma: float, batch_size: int, autocast: Autocast,
-                    seed: int | None, generator: torch.Generator | None) -> NoiseSampler:
-        """For :class:`~rs_core.smoothing.smooth.Smooth`, which validated model, σ, batch size and autocast once."""
+    def from_checked(cls, model: nn.Module, x: torch.Tensor, sigma: float, batch_size: int, autocast: Autocast,
+                     seed: int | None, generator: torch.Generator | None) -> NoiseSampler:
+        """A sampler whose model, σ, batch size and autocast the caller has already validated (as
+        :class:`~rs_core.smoothing.smooth.Smooth` does once for all its calls); x, seed and generator are checked here.
+        """
         self = cls.__new__(cls)
         self._setup(model, x, sigma, batch_size, autocast, seed, generator)
         return self

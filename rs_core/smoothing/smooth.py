@@ -82,7 +82,7 @@ class Smooth:
     def sampler(self, x: torch.Tensor, *, seed: int | None = None,
                 generator: torch.Generator | None = None) -> NoiseSampler:
         """A :class:`~rs_core.smoothing.sampling.NoiseSampler` for x [C, H, W] or [N, C, H, W] with this σ and model."""
-        return NoiseSampler._prechecked(self.model, x, self.sigma, self.batch_size, self.autocast, seed, generator)
+        return NoiseSampler.from_checked(self.model, x, self.sigma, self.batch_size, self.autocast, seed, generator)
 
     def _learn(self, sampler: NoiseSampler) -> None:
         self.batch_size = min(self.batch_size, sampler.batch_size)  # keep a size that fitted
@@ -178,8 +178,8 @@ class Smooth:
         ``batch_seconds``: size the batches (at most ``batch_size``) to take about that long each, so that Stop is
         answered promptly on a slow model (:func:`~rs_core.smoothing.sampling.time_batch_size`)."""
         check_images(x, 3)
-        return CertifyStream._from_sampler(self.sampler(x, seed=seed, generator=generator), n0, n_max, alpha,
-                                           target_radius=target_radius, mixture=mixture, batch_seconds=batch_seconds)
+        return CertifyStream.from_sampler(self.sampler(x, seed=seed, generator=generator), n0, n_max, alpha,
+                                          target_radius=target_radius, mixture=mixture, batch_seconds=batch_seconds)
 
     def certify_radii(self, x: torch.Tensor, radii: Sequence[float], n0: int = 100, n_max: int = 100_000,
                       alpha: float = 0.001, *, seed: int | None = None) -> RadiusCertificate:

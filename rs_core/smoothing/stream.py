@@ -80,10 +80,11 @@ class CertifyStream:
                     n0, n_max, alpha, target_radius=target_radius, mixture=mixture, batch_seconds=batch_seconds)
 
     @classmethod
-    def _from_sampler(cls, sampler: NoiseSampler, n0: int, n_max: int, alpha: float, *,
-                      target_radius: float | None, mixture: BetaMixture,
-                      batch_seconds: float | None = None) -> CertifyStream:
-        """For :meth:`Smooth.stream <rs_core.smoothing.smooth.Smooth.stream>`, whose sampler is already checked."""
+    def from_sampler(cls, sampler: NoiseSampler, n0: int, n_max: int, alpha: float, *,
+                     target_radius: float | None, mixture: BetaMixture,
+                     batch_seconds: float | None = None) -> CertifyStream:
+        """A stream drawing from ``sampler`` (one input, checked by its maker), as
+        :meth:`Smooth.stream <rs_core.smoothing.smooth.Smooth.stream>` builds it; the other arguments as in the class."""
         self = cls.__new__(cls)
         self._setup(sampler, n0, n_max, alpha, target_radius=target_radius, mixture=mixture,
                     batch_seconds=batch_seconds)
@@ -175,7 +176,6 @@ class CertifyStream:
             # run and recorded, so a rerun with that batch size and the seed reproduces the counts.
             sampler.batch_size = time_batch_size(sampler.model, sampler.inputs[0], sampler.batch_size,
                                                  self.batch_seconds, autocast=sampler.autocast)
-            sampler._buffer = None
         # Selection in batches, each followed by a snapshot: Stop is answered here too, and the votes show at once.
         # Whole batches followed by the rest draw the same noise as one sample(n0) call.
         selection = np.zeros(sampler.num_classes, dtype=np.int64)
