@@ -112,6 +112,7 @@ def _log_mass(a: float, b: float, c: float):
         return _integrate(_log_density_dt(mp.mpf(a), mp.mpf(b)), t_c, [t_c + 1, t_c + 10, t_c + 100])
 
 
+@functools.cache  # a pure function of its arguments: the law at α and at 2α ask for many of the same points
 def mixture_log_m(k: int, n: int, p: float, a: float = 1.0, b: float = 0.1, floor: float = 0.5) -> float:
     """log M_n(p) of the one-sided beta-binomial mixture, by numerical integration of its definition.
 
