@@ -90,9 +90,9 @@ def test_predict_adaptive_certify_and_certify_dual_under_torchrun_give_the_one_p
 @needs_mnist
 @pytest.mark.slow
 def test_a_killed_rank_is_resumed_by_rerunning_the_command(tmp_path):
-    # Four examples, two per rank, each slow enough (N = 30,000) for rank 1 to be killed during its second (its part
+    # Four examples, two per rank, each slow enough (N = 20,000) for rank 1 to be killed during its second (its part
     # file has no header: one line is one example done).
-    common = ["--skip", "2500", "--N0", "50", "--N", "30000", "--batch", "1000", "--device", "cpu", "--no-progress"]
+    common = ["--skip", "2500", "--N0", "50", "--N", "20000", "--batch", "1000", "--device", "cpu", "--no-progress"]
     cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", "2", "-m", "rs_core",
            "certify", "mnist", MODEL, "0.5", str(tmp_path / "log"), *common]
     proc = subprocess.Popen(cmd, cwd=ROOT, env=ENV, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
