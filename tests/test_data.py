@@ -16,6 +16,7 @@ from rs_core.data import (
     load_image,
     prepare_input,
     preprocess_image,
+    read_idx,
 )
 from rs_core.models.checkpoints import CHECKPOINTS_DIR, load_checkpoint
 
@@ -49,6 +50,36 @@ def test_mnist_from_rs_data_dir():
     ds = get_dataset("mnist", "test")
     x, y = ds[0]
     assert len(ds) == 10_000 and x.shape == (1, 28, 28) and 0 <= float(x.min()) and float(x.max()) <= 1 and y == 7
+
+
+@needs_data
+def test_mnist_read_from_its_idx_files_equals_torchvisions_reading():
+    from torchvision.datasets import MNIST
+    from torchvision.transforms.functional import to_tensor
+
+    ours, theirs = get_dataset("mnist", "test"), MNIST(str(data_dir() / "mnist"), train=False)
+    assert len(ours) == len(theirs)
+    for i in (0, 1, 4321, 9999):
+        img, label = theirs[i]
+        x, y = ours[i]
+        assert torch.equal(x, to_tensor(img)) and y == label and ours.original_index(i) == i
+
+
+def test_idx_files_that_are_not_what_they_say_are_refused(tmp_path):
+    good = bytes([0, 0, 8, 3]) + np.array([2, 2, 3], ">u4").tobytes() + bytes(range(12))
+    (tmp_path / "ok").write_bytes(good)
+    assert read_idx(tmp_path / "ok", 3).tolist() == np.arange(12).reshape(2, 2, 3).tolist()
+    for name, raw, dims in [("magic", bytes([0, 0, 9, 3]) + good[4:], 3), ("dims", good, 1),
+                            ("short", good[:-1], 3), ("long", good + b"x", 3), ("tiny", good[:5], 3)]:
+        (tmp_path / name).write_bytes(raw)
+        with pytest.raises(ValueError, match=f"^{name}: "):
+            read_idx(tmp_path / name, dims)
+    raw = tmp_path / "mnist" / "MNIST" / "raw"
+    raw.mkdir(parents=True)
+    (raw / "t10k-images-idx3-ubyte").write_bytes(good)
+    (raw / "t10k-labels-idx1-ubyte").write_bytes(bytes([0, 0, 8, 1]) + np.array([3], ">u4").tobytes() + bytes(3))
+    with pytest.raises(ValueError, match=r"^dataset: .*raw: not readable MNIST files \(2 images but 3 labels\)"):
+        get_dataset("mnist", "test", root=tmp_path)
 
 
 @pytest.mark.skipif(not (data_dir() / "cifar10-partial").exists(), reason="no cifar10-partial under RS_DATA_DIR")
