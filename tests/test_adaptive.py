@@ -191,6 +191,7 @@ needs_mnist = pytest.mark.skipif(not (data_dir() / "mnist" / "MNIST" / "raw").ex
                                  reason=f"no MNIST under RS_DATA_DIR={data_dir()}")
 
 
+@pytest.mark.slow
 @needs_mnist
 def test_cli_certify_with_radii_logs_levels_and_samples_and_resumes(tmp_path):
     out = tmp_path / "log"

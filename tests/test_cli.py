@@ -33,6 +33,7 @@ def mnist_checkpoint(tmp_path_factory):
     return path
 
 
+@pytest.mark.slow
 @needs_mnist
 def test_certify_writes_cohen_format_log_and_analyze_reads_it(mnist_checkpoint, tmp_path):
     out = tmp_path / "sigma_0.50"
@@ -64,6 +65,7 @@ def test_certify_writes_cohen_format_log_and_analyze_reads_it(mnist_checkpoint, 
     assert len(html) > 1_000_000 and not re.search(r"<script[^>]+src=[\"']https?://", html)
 
 
+@pytest.mark.slow
 @needs_mnist
 def test_certify_packs_small_n_and_predict_writes_its_log(mnist_checkpoint, tmp_path):
     out = tmp_path / "packed"
@@ -76,6 +78,7 @@ def test_certify_packs_small_n_and_predict_writes_its_log(mnist_checkpoint, tmp_
     assert lines[0] == "idx\tlabel\tpredict\tcorrect\ttime" and len(lines) == 3
 
 
+@pytest.mark.slow
 @needs_mnist
 def test_train_one_tiny_epoch_and_resume(tmp_path):
     out = tmp_path / "mnist" / "mnist_cnn" / "noise_0.25" / "checkpoint.pth.tar"
@@ -146,6 +149,7 @@ def test_analyze_common_refuses_logs_of_different_data_sets():
 SHIPPED_MNIST = [CHECKPOINTS_DIR / f"mnist/mnist_cnn/noise_{s}/checkpoint.pth.tar" for s in ("0.25", "0.50", "1.00")]
 
 
+@pytest.mark.slow
 @needs_mnist
 def test_train_sigma_then_certify_dual_end_to_end_on_mnist(tmp_path):
     """Labels (cached, resumable) → σ-estimator → certify-dual log that analyze reads next to single-σ logs."""
@@ -189,6 +193,7 @@ def test_certify_dual_refuses_a_base_classifier_as_estimator(tmp_path):
     assert proc.returncode == 2 and "error: estimator:" in proc.stderr and "not a σ-estimator" in proc.stderr
 
 
+@pytest.mark.slow
 @needs_mnist
 def test_train_sigma_rounds_fine_tune_the_experts_relabel_and_the_result_certifies(tmp_path):
     """Sun et al.'s iterative scheme: the round's fine-tuned experts are written next to the estimator, which names
@@ -214,6 +219,7 @@ def test_train_sigma_rounds_fine_tune_the_experts_relabel_and_the_result_certifi
     assert read_certify_log(out, "dual").idx.tolist() == [0, 5000]
 
 
+@pytest.mark.slow
 @needs_mnist
 def test_train_sigma_router_fits_thresholds_and_the_router_certifies(tmp_path):
     """--router confidence: no training; the thresholds and the projection they were chosen by are recorded, the

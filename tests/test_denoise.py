@@ -146,6 +146,7 @@ def test_training_refuses_bad_recipes(tmp_path):
         train_denoiser(DenoiserRecipe(dataset="mnist", sigma=0.5, objective="stability", epochs=1), tmp_path / "x")
 
 
+@pytest.mark.slow
 @needs_mnist
 def test_cli_certify_with_a_denoiser_records_it_and_refuses_a_denoiser_as_classifier(tmp_path):
     den = tmp_path / "den.pth.tar"
@@ -231,6 +232,7 @@ def test_stability_training_can_start_from_an_mse_denoiser_and_refuses_a_classif
         train_denoiser(DenoiserRecipe(init=str(MNIST_050), **kw), tmp_path / "x" / "c.pth.tar", progress=False)
 
 
+@pytest.mark.slow
 @needs_mnist
 def test_cli_certify_dual_with_denoisers_records_them(tmp_path):
     den = tmp_path / "den.pth.tar"

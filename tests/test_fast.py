@@ -58,6 +58,7 @@ def test_bf16_autocast_agrees_with_fp32_in_vote_distribution(device):
     assert np.abs(plain - fast).sum() / 2 <= 0.03
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("device", devices())
 def test_compiled_model_gives_the_same_votes(device):
     if device == "cpu" and shutil.which("cc") is None:
@@ -70,6 +71,7 @@ def test_compiled_model_gives_the_same_votes(device):
     assert np.abs(plain - fast).sum() / 2 <= 0.005
 
 
+@pytest.mark.slow
 @pytest.mark.skipif(not (data_dir() / "mnist" / "MNIST" / "raw").exists(), reason="no MNIST under RS_DATA_DIR")
 def test_cli_records_the_fast_path_and_will_not_resume_a_log_made_with_another(tmp_path):
     cmd = [sys.executable, "-m", "rs_core", "certify", "mnist",

@@ -286,6 +286,7 @@ def test_a_malicious_or_garbage_checkpoint_is_refused(kind):
     assert any("evil.pth" in i.value for i in at.info)  # the page says why it cannot certify
 
 
+@pytest.mark.slow
 def test_several_sessions_certify_at_once_each_get_their_own_result():
     """Three sessions (AppTest instances: one process, the cached model and the device lock shared) certify at
     once; each result equals a solo run with its seed. (AppTest itself is not thread-safe, so the Start clicks
