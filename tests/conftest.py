@@ -40,10 +40,6 @@ def pytest_collection_modifyitems(config, items):
             item.add_marker(pytest.mark.xdist_group("browser"))
         elif name == "test_app.py" or name.startswith("test_page_"):
             item.add_marker(pytest.mark.apptest)
-    # Longest first (the browser group, then the slow tests, each in file order), so that under xdist no worker is
-    # left alone with a long test at the end. Tests do not depend on their order (one random state per test).
-    items.sort(key=lambda item: 0 if item.get_closest_marker("browser")
-               else 1 if item.get_closest_marker("slow") else 2)
 
 
 @pytest.fixture(autouse=True)
