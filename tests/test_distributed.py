@@ -13,6 +13,7 @@ from pathlib import Path
 
 import pytest
 
+from rs_core.cli.main import main
 from rs_core.data import data_dir
 from rs_core.logs.distributed import Rank, rank_from_env
 from rs_core.models.checkpoints import CHECKPOINTS_DIR
@@ -46,9 +47,11 @@ def _torchrun(*args, nproc: int = 2, **kw) -> subprocess.CompletedProcess:
                           env=ENV, timeout=300, **kw, check=False)
 
 
-def _one(*args) -> subprocess.CompletedProcess:
-    return subprocess.run([sys.executable, "-m", "rs_core", *map(str, args)], capture_output=True, text=True,
-                          cwd=ROOT, env=ENV, timeout=300, check=True)
+def _one(*args) -> None:
+    """The one-process reference, run in this process (the CLI's own subprocess behaviour is tested in test_cli.py;
+    here the reference only has to be the same computation, and a Python start per reference costs seconds)."""
+    assert "WORLD_SIZE" not in os.environ
+    assert main([*map(str, args)]) == 0
 
 
 def _rows(path: Path) -> list[list[str]]:
@@ -60,6 +63,8 @@ def _rows(path: Path) -> list[list[str]]:
 @pytest.mark.slow
 @pytest.mark.parametrize("batch", [1100, 4400])  # 4400: four examples packed per batch, sharded by whole groups
 def test_two_processes_give_the_one_process_log(tmp_path, batch):
+    # A reference per batch size: packed examples share the first one's seed, so a log made with --batch 4400 is not
+    # the log made with --batch 1100 (see Smooth.certify_examples).
     common = ["--skip", "1000", "--N0", "50", "--N", "500", "--batch", batch, "--device", "cpu", "--no-progress"]
     two = _torchrun("certify", "mnist", MODEL, 0.5, tmp_path / "two", *common)
     assert two.returncode == 0, two.stderr[-2000:]
