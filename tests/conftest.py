@@ -9,6 +9,7 @@
 
 import os
 import random
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -85,3 +86,25 @@ def _apptest_runs_through_the_entrypoint(monkeypatch):
 def tiny_cnn():
     torch.manual_seed(0)
     return nn.Sequential(nn.Conv2d(1, 4, 3), nn.ReLU(), nn.Flatten(), nn.Linear(4 * 6 * 6, 5)).eval()
+
+
+def write_idx(path: Path, array: np.ndarray) -> None:
+    """``array`` (uint8) as an IDX file of unsigned bytes (LeCun's format, what rs_core.data.read_idx reads): magic
+    bytes 0, 0, 8, D, then D big-endian uint32 sizes, then the data."""
+    array = np.ascontiguousarray(array, dtype=np.uint8)
+    path.write_bytes(bytes([0, 0, 8, array.ndim]) + np.array(array.shape, ">u4").tobytes() + array.tobytes())
+
+
+@pytest.fixture
+def synthetic_mnist(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A tiny MNIST for ``RS_DATA_DIR`` (CI has no real data set): under ``mnist/MNIST/raw/`` the uncompressed IDX
+    files rs_core.data reads, 10 test images (labels 0–9 in order) and 16 training images (labels i % 10), random
+    28×28 bytes. Returns the folder to put in ``RS_DATA_DIR``."""
+    root = tmp_path_factory.mktemp("data")
+    raw = root / "mnist" / "MNIST" / "raw"
+    raw.mkdir(parents=True)
+    rng = np.random.default_rng(0)
+    for prefix, n in (("t10k", 10), ("train", 16)):
+        write_idx(raw / f"{prefix}-images-idx3-ubyte", rng.integers(0, 256, (n, 28, 28), dtype=np.uint8))
+        write_idx(raw / f"{prefix}-labels-idx1-ubyte", np.arange(n, dtype=np.uint8) % 10)
+    return root

@@ -3,6 +3,7 @@ certificates ≤ α at a data-dependent stopping time), and refilled batches giv
 
 from __future__ import annotations
 
+import functools
 import json
 import math
 import subprocess
@@ -22,6 +23,9 @@ from rs_core.logs.certify_logs import read_certify_log
 from rs_core.models.checkpoints import CHECKPOINTS_DIR
 from rs_core.smoothing.adaptive import UPPER_MIXTURE, RadiusCertifier, check_radii
 from rs_core.smoothing.stats import DEFAULT_MIXTURE, anytime_lower_bound_complement
+
+# The exact laws ask for the same bounds over and over (both classes, every level, the forecast at n_max).
+_bound = functools.cache(anytime_lower_bound_complement)
 
 
 def _schedule(first: int, growth: float, max_chunk: int, n_max: int) -> list[int]:
@@ -61,9 +65,8 @@ def exact_adaptive_law(p: float, sigma: float, radii, n0: int, n_max: int, alpha
                         new[lv, fl] = np.convolve(mass[lv, fl], pmf)
             mass = np.zeros_like(new)
             ks = np.arange(n + 1)
-            q_low = np.array([anytime_lower_bound_complement(int(k), n, alpha, DEFAULT_MIXTURE) for k in ks])
-            p_up = np.array([anytime_lower_bound_complement(int(n - k), n, futility_alpha, UPPER_MIXTURE)
-                             for k in ks])
+            q_low = np.array([_bound(int(k), n, alpha, DEFAULT_MIXTURE) for k in ks])
+            p_up = np.array([_bound(int(n - k), n, futility_alpha, UPPER_MIXTURE) for k in ks])
             lvl_now = (q_low[:, None] <= q_levels[None, :]).sum(1) - 1
             false_now = (q_low < 1 - p_top) if not wrong_class else (lvl_now >= 0)
             for lv in range(top + 2):
@@ -76,8 +79,7 @@ def exact_adaptive_law(p: float, sigma: float, radii, n0: int, n_max: int, alpha
                         if not stop:
                             q_next = q_levels[level + 1]
                             k_best = min(k + (n_max - n), math.floor(p_up[k] * n_max))
-                            stop = p_up[k] < 1 - q_next or anytime_lower_bound_complement(
-                                int(k_best), n_max, alpha, DEFAULT_MIXTURE) > q_next
+                            stop = p_up[k] < 1 - q_next or _bound(int(k_best), n_max, alpha, DEFAULT_MIXTURE) > q_next
                         if stop:
                             levels[level + 1] += m[k]
                             false_total += m[k] * flag
@@ -100,17 +102,22 @@ def _certifier(model, batch_size: int, **over) -> RadiusCertifier:
                            futility_alpha=c["futility_alpha"])
 
 
-@pytest.mark.parametrize(("true_r", "over"), [
-    (0.48, {}),  # just below the listed 0.5, where a false certificate at r = 0.5 is most likely
+@pytest.mark.parametrize(("true_r", "over", "repeats"), [
+    (0.48, {}, 3000),  # just below the listed 0.5, where a false certificate at r = 0.5 is most likely
     # p_A = 0.57: the selection picks the wrong class often, so reusing its votes would show.
-    (0.09, {"radii": (0.05, 0.1), "n0": 20}),
+    (0.09, {"radii": (0.05, 0.1), "n0": 20}, 3000),
+    # The certificate at α = 0.001, the futility rule at 0.2: the two levels told apart. Exact law: P(false
+    # certificate) = 5.5e-5, E[samples] = 306 (sd 91). By the same dynamic programme, the certificate's bound read at
+    # 0.2 gives P(false) = 0.0101 (> α; the count's test at 1e-4 rejects it with probability 0.9976 at 1000 repeats)
+    # and E[samples] = 229; the futility bound read at α gives E[samples] = 386. Either mean lies over 20 standard
+    # errors (≤ 3.2 samples) from 306, where the test allows 5.
+    pytest.param(0.48, {"alpha": 0.001, "futility_alpha": 0.2}, 1000, marks=pytest.mark.slow, id="futility_alpha"),
 ])
-def test_adaptive_false_certificates_follow_their_exact_law(true_r, over):
+def test_adaptive_false_certificates_follow_their_exact_law(true_r, over, repeats):
     config = CONFIG | over
     p = float(stats.norm.cdf(true_r / config["sigma"]))
     model, x = make_oracle(p, config["sigma"])
     assert model.true_radius(x) == pytest.approx(true_r, rel=1e-9)
-    repeats = 3000
     certs = [c for _, c in _certifier(model, 4096, **over).certify_stream((i, x, 10_000 + i) for i in range(repeats))]
     false = sum((c.prediction not in (ABSTAIN, 1)) or (c.prediction == 1 and c.radius_anytime > true_r)
                 for c in certs)
@@ -125,6 +132,71 @@ def test_adaptive_false_certificates_follow_their_exact_law(true_r, over):
     used = np.array([c.samples for c in certs])
     assert abs(used.mean() - mean_samples) < 5 * used.std() / math.sqrt(repeats)
     assert all(c.n0 + c.n == c.samples and c.samples <= config["n0"] + config["n_max"] for c in certs)
+
+
+class ShareVotes(nn.Module):
+    """Votes class 1 on the rows i of every batch with i mod 10 < share and class 0 on the others, whatever the input:
+    certifying one input with batches longer than any chunk, each forward pass is one chunk, so the votes at every
+    reading of the bound are known in advance."""
+
+    def __init__(self, share: int) -> None:
+        super().__init__()
+        self.share = share
+        self.sizes: list[int] = []
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        self.sizes.append(x.shape[0])
+        rows = torch.arange(x.shape[0], device=x.device)
+        return nn.functional.one_hot((rows % 10 < self.share).long(), 2).to(x.dtype)
+
+
+def _restated_stop(ks: list[int], ns: list[int], q_levels: np.ndarray, n_max: int, alpha: float,
+                   futility_alpha: float) -> tuple[int, str, int, float, float]:
+    """The stop the module docstring's rules give for ks[t] votes for c_A of ns[t] at the readings of the bound:
+    (n, reason, level, p_lower, p_upper), the lower bound at α (running max), the futility rule's upper bound at
+    futility_alpha."""
+    top, q_lower = len(q_levels) - 1, 1.0
+    for k, n in zip(ks, ns, strict=True):
+        q_lower = min(q_lower, anytime_lower_bound_complement(k, n, alpha, DEFAULT_MIXTURE))
+        p_upper = anytime_lower_bound_complement(n - k, n, futility_alpha, UPPER_MIXTURE)
+        level = int(np.sum(q_lower <= q_levels)) - 1
+        if level == top or n >= n_max:
+            return n, "top_radius" if level == top else "n_max", level, 1 - q_lower, p_upper
+        q_next = q_levels[level + 1]
+        k_best = min(k + n_max - n, math.floor(p_upper * n_max))  # p_A at its upper bound, forecast to n_max
+        if p_upper < 1 - q_next or anytime_lower_bound_complement(k_best, n_max, alpha, DEFAULT_MIXTURE) > q_next:
+            return n, "futile", level, 1 - q_lower, p_upper
+    raise AssertionError("the schedule ends at n_max")
+
+
+@pytest.mark.parametrize(("alpha", "futility_alpha"), [(0.001, 0.2), (0.2, 0.001)])
+def test_the_futility_rule_gives_up_at_its_own_level_and_the_certificate_keeps_alpha(alpha, futility_alpha):
+    """Deterministic votes (8 in 10 for class 1): r = 0.25 (needs p_A > 0.69) is certified and r = 0.5 (needs
+    p_A > 0.84) is out of reach, so the input is given up on at the first reading where the futility rule fires —
+    a sample count that depends on futility_alpha, and differs when the rule reads its bound at α."""
+    sigma, radii, n0, n_max, first, growth, max_chunk = 0.5, (0.25, 0.5), 10, 10_000, 64, 0.25, 4096
+    share = 8
+    model = ShareVotes(share).eval()
+    c = RadiusCertifier(model, sigma, radii, n0, n_max, alpha, batch_size=max_chunk, first_chunk=first,
+                        growth=growth, max_chunk=max_chunk, futility_alpha=futility_alpha).certify(
+        torch.zeros(1, 2, 2), seed=0)
+    ns = _schedule(first, growth, max_chunk, n_max)
+    chunks = np.diff([0, *ns]).tolist()
+    ks = np.cumsum([share * (m // 10) + min(m % 10, share) for m in chunks]).tolist()  # class-1 votes so far
+    q_levels = np.array([0.5, *stats.norm.sf(np.array(radii) / sigma)])
+    n, reason, level, p_lower, p_upper = _restated_stop(ks, ns, q_levels, n_max, alpha, futility_alpha)
+    assert (reason, level) == ("futile", 1) and n < n_max
+    looks = ns.index(n) + 1
+    # The test tells the levels apart: read at α, the futility bound would stop at another reading (α = 0.001,
+    # futility_alpha = 0.2: n = 500 here, 1223 at α; swapped: 1529, 625 at α); the certificate's bound read at
+    # futility_alpha would be another number.
+    assert _restated_stop(ks, ns, q_levels, n_max, alpha, alpha)[0] != n
+    p_lower_wrong = 1 - min(anytime_lower_bound_complement(k, m, futility_alpha) for k, m in zip(ks[:looks], ns))
+    assert p_lower_wrong != pytest.approx(p_lower, rel=1e-3)
+    assert (c.prediction, c.level, c.radius, c.stop_reason, c.n) == (1, level, radii[0], "futile", n)
+    assert model.sizes == [1, n0, *chunks[:looks]]  # the probe, the selection, one pass per chunk
+    assert c.counts.tolist() == [n - ks[looks - 1], ks[looks - 1]]
+    assert c.p_lower == pytest.approx(p_lower, rel=1e-9) and c.p_upper == pytest.approx(p_upper, rel=1e-9)
 
 
 def test_refilled_batches_give_each_input_its_own_votes():

@@ -53,16 +53,44 @@ def test_certify_on_linear_oracle_matches_exact_law(device, p_a, sigma, n0, n, a
     assert abs(ratios.mean() - mean_wrong) > 5 * se
 
 
-def test_predict_on_linear_oracle_errs_at_most_alpha_as_exactly_computed():
-    p_a, sigma, n, alpha = 0.55, 0.5, 100, 0.1
+def exact_predict_law(p_a: float, n: int, alpha: float) -> tuple[float, float]:
+    """Exact law of PREDICT on a two-class linear oracle whose top class (1) has probability p_a, n odd (no ties).
+
+    With K ~ Binomial(n, p_a) votes for class 1, PREDICT returns the class with more votes iff the two-sided
+    binomial test of max(K, n − K) of n at ½ has p-value ≤ α. Returns (P(it returns the wrong class 0),
+    P(it abstains)).
+    """
+    k = np.arange(n + 1)
+    pvals = np.array([stats.binomtest(int(max(i, n - i)), n, 0.5).pvalue for i in k])
+    pmf = stats.binom.pmf(k, n, p_a)
+    return float(pmf[(k < n - k) & (pvals <= alpha)].sum()), float(pmf[pvals > alpha].sum())
+
+
+def rejection_probability(repeats: int, q: float, q_true: float, level: float = 1e-4) -> float:
+    """P(the two-sided exact binomial test against q rejects at ``level``) for a count ~ Binomial(repeats, q_true)."""
+    counts = np.arange(repeats + 1)
+    reject = np.array([stats.binomtest(int(c), repeats, q).pvalue <= level for c in counts])
+    return float(stats.binom.pmf(counts, repeats, q_true)[reject].sum())
+
+
+def test_predict_on_linear_oracle_follows_its_exact_law_at_alpha_and_not_at_2alpha():
+    # n = 39 puts the critical counts where α and 2α part: at α = 0.1 PREDICT answers only when the top class has
+    # ≥ 26 of the 39 votes (two-sided p-value 0.053; 25 gives 0.108), at 2α from 24 on (p-value 0.1996). At
+    # p_A = 0.51 the law at α is P(wrong) = 0.0198, P(abstain) = 0.945; at 2α: 0.0796, 0.797. With 500 repeats,
+    # each count's exact test at 1e-4 accepts the law at α with probability ≥ 1 − 1e-4 and rejects the 2α law with
+    # probability 0.9963 (wrong answers) and 1 − 2e-10 (abstentions): computed and asserted below.
+    p_a, sigma, n, alpha, repeats = 0.51, 0.5, 39, 0.1, 500
     model, x = make_oracle(p_a, sigma)
-    repeats = 1500
-    wrong = sum(predict(model, x, sigma, n, alpha, batch_size=100, seed=s) == 0 for s in range(repeats))
-    k1 = np.arange(n + 1)
-    pvals = np.array([stats.binomtest(int(max(k, n - k)), n, 0.5).pvalue for k in k1])
-    exact_wrong = stats.binom.pmf(k1, n, p_a)[(k1 < n - k1) & (pvals <= alpha)].sum()
-    assert exact_wrong <= alpha
-    assert stats.binomtest(int(wrong), repeats, exact_wrong).pvalue > 1e-4
+    outcomes = [predict(model, x, sigma, n, alpha, batch_size=100, seed=s) for s in range(repeats)]
+    assert set(outcomes) <= {0, 1, ABSTAIN}
+    wrong, abstained = outcomes.count(0), outcomes.count(ABSTAIN)
+    exact_wrong, exact_abstain = exact_predict_law(p_a, n, alpha)
+    wrong_2a, abstain_2a = exact_predict_law(p_a, n, 2 * alpha)
+    assert exact_wrong <= alpha  # Hung & Fithian's guarantee, here exactly
+    assert rejection_probability(repeats, exact_wrong, wrong_2a) >= 0.99
+    assert rejection_probability(repeats, exact_abstain, abstain_2a) >= 0.99
+    assert stats.binomtest(wrong, repeats, exact_wrong).pvalue > 1e-4, (wrong, exact_wrong, wrong_2a)
+    assert stats.binomtest(abstained, repeats, exact_abstain).pvalue > 1e-4, (abstained, exact_abstain, abstain_2a)
 
 
 def test_certificate_contract_and_json_round_trip():

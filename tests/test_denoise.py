@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import csv
 import json
+import os
 import subprocess
 import sys
 from pathlib import Path
@@ -17,8 +18,10 @@ from test_certify import exact_certify_law
 from torch import nn
 
 from rs_core import ABSTAIN, certify, certify_many
-from rs_core.data import data_dir
+from rs_core.cli.main import main
+from rs_core.data import data_dir, get_dataset
 from rs_core.dual.smooth import certify_dual
+from rs_core.models.architectures import get_architecture
 from rs_core.models.checkpoints import CHECKPOINTS_DIR, LoadedModel, load_checkpoint, save_checkpoint
 from rs_core.models.denoisers import DENOISER_KIND, Denoised, DnCNN, Identity, denoise_experts, denoised, load_denoiser
 from rs_core.training.denoiser import DenoiserRecipe, train_denoiser
@@ -170,6 +173,79 @@ def test_cli_certify_with_a_denoiser_records_it_and_refuses_a_denoiser_as_classi
     bad = subprocess.run([sys.executable, "-m", "rs_core", "certify", "mnist", str(den), "0.5", str(tmp_path / "b")],
                          capture_output=True, text=True, cwd=ROOT, check=False)
     assert bad.returncode == 2 and "is a denoiser; pass it as --denoiser" in bad.stderr
+
+
+def _threshold_classifier(path: Path, dark: int, bright: int, threshold: float) -> None:
+    """An mnist_cnn checkpoint that answers ``bright`` when the 7×7 pixels at (4i, 4j) of the normalized image,
+    each clipped at 0, add up to more than ``threshold``, and ``dark`` otherwise (every other class far behind)."""
+    model = get_architecture("mnist_cnn")
+    net = model[1]  # model[0] normalizes: (x − 0.1307) / 0.3081
+    with torch.no_grad():
+        for p in model.parameters():
+            p.zero_()
+        net.features[0].weight[0, 0, 2, 2] = 1.0  # channel 0: the pixel at (2i, 2j) (5×5, padding 2, stride 2)
+        net.features[2].weight[0, 0, 1, 1] = 1.0  # channel 0 again at (2i, 2j) (3×3, padding 1, stride 2)
+        net.classifier[1].weight[0, :49] = 1.0  # hidden unit 0: the sum of channel 0's 7×7 map (flattened first)
+        net.classifier[3].bias.fill_(-1e6)
+        net.classifier[3].bias[dark] = threshold
+        net.classifier[3].bias[bright] = 0.0
+        net.classifier[3].weight[bright, 0] = 1.0
+    save_checkpoint(path, model, "mnist_cnn", epoch=0, meta={"dataset": "mnist", "sigma": 0.25})
+
+
+def _shifting_denoiser(path: Path, shift: float, sigma: float) -> None:
+    """A dncnn_mnist checkpoint with D(x) = x + shift: all weights 0 and the last bias −shift (D = x − body(x))."""
+    den = DnCNN(1, 6, 32)
+    with torch.no_grad():
+        for p in den.parameters():
+            p.zero_()
+        den.body[-1].bias.fill_(-shift)
+    save_checkpoint(path, den, "dncnn_mnist", epoch=1, meta={"kind": DENOISER_KIND, "sigma": sigma, "objective": "mse",
+                                                              "dataset": "mnist", "input_shape": [1, 28, 28]})
+
+
+@pytest.mark.slow
+def test_cli_certify_applies_the_denoiser_on_a_synthetic_data_set(tmp_path: Path, synthetic_mnist: Path,
+                                                                   monkeypatch: pytest.MonkeyPatch) -> None:
+    """``certify --denoiser`` smooths f∘D, not f: f answers ``dark`` for images in [0, 1] and ``bright`` for
+    images shifted by +10, and D shifts by +10, so every row predicts ``bright`` with D and ``dark`` without it.
+    Runs on the synthetic MNIST of conftest.py (CI has no data set)."""
+    sigma, n0, n, alpha, dark, bright = 0.25, 10, 50, 0.001, 7, 3
+    # Without D the 49 clipped normalized pixels add up to about 49·(0.5 − 0.13)/0.31 ≈ 60 (noise: ± 6); with it to
+    # about 49·(10.5 − 0.13)/0.31 ≈ 1,640. A threshold of 500 is tens of standard deviations from both, so every
+    # noisy sample votes the one class and both logs are known in advance.
+    model, den = tmp_path / "f.pth.tar", tmp_path / "den.pth.tar"
+    _threshold_classifier(model, dark, bright, threshold=500.0)
+    _shifting_denoiser(den, shift=10.0, sigma=sigma)
+    args = ["certify", "mnist", str(model), str(sigma)]
+    common = ["--N0", str(n0), "--N", str(n), "--alpha", str(alpha), "--device", "cpu", "--no-progress"]
+    proc = subprocess.run([sys.executable, "-m", "rs_core", *args, str(tmp_path / "with"), "--denoiser", str(den),
+                           *common], capture_output=True, text=True, cwd=ROOT, timeout=300, check=False,
+                          env=os.environ | {"RS_DATA_DIR": str(synthetic_mnist), "OMP_NUM_THREADS": "1"})
+    assert proc.returncode == 0, proc.stderr
+    assert "the denoiser was trained for" not in proc.stderr  # D's σ is the σ certified at: no warning
+    # The reference without D runs in this process (a second Python start would cost seconds; the subprocess above
+    # already covers the command line itself).
+    monkeypatch.setenv("RS_DATA_DIR", str(synthetic_mnist))
+    assert main([*args, str(tmp_path / "plain"), *common]) == 0
+    logs = {name: [line.split("\t") for line in (tmp_path / name).read_text().splitlines()]
+            for name in ("with", "plain")}
+    test_set = get_dataset("mnist", "test", root=synthetic_mnist)
+    labels = [test_set[i][1] for i in range(len(test_set))]
+    assert {dark, bright} <= set(labels) and len(set(labels)) > 2  # so neither run's correct column is constant
+    # All n votes for one class: the Clopper–Pearson bound is α^(1/n), the radius σ·Φ⁻¹(α^(1/n)), in both runs.
+    radius = sigma * stats.norm.ppf(alpha ** (1 / n))
+    for name, predicted in (("with", bright), ("plain", dark)):
+        header, *rows = logs[name]
+        assert header == ["idx", "label", "predict", "radius", "correct", "time"]
+        assert [(int(r[0]), int(r[1]), int(r[2]), int(r[4])) for r in rows] == \
+            [(i, y, predicted, int(y == predicted)) for i, y in enumerate(labels)]
+        assert all(float(r[3]) == pytest.approx(radius, abs=1e-4) for r in rows)
+    record = json.loads((tmp_path / "with.meta.json").read_text())
+    assert record["denoiser"] == {"file": "den.pth.tar", "sha256": load_checkpoint(den).sha256, "arch": "dncnn_mnist",
+                                  "sigma_trained": sigma, "objective": "mse"}
+    assert record["base_classifier"]["sha256"] == load_checkpoint(model).sha256
+    assert "denoiser" not in json.loads((tmp_path / "plain.meta.json").read_text())
 
 
 def _loaded_denoiser(model: nn.Module, sigma: float | None, path: str = "d.pth.tar") -> LoadedModel:

@@ -12,10 +12,11 @@ import time
 from pathlib import Path
 
 import pytest
+import torch
 
 from rs_core.cli.main import main
 from rs_core.data import data_dir
-from rs_core.logs.distributed import Rank, rank_from_env
+from rs_core.logs.distributed import Rank, rank_device, rank_from_env
 from rs_core.models.checkpoints import CHECKPOINTS_DIR
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -39,6 +40,47 @@ def test_shares_cover_every_item_once():
     items = list(range(11))
     shares = [Rank(r, 3, r).share(items) for r in range(3)]
     assert sorted(i for s in shares for i in s) == items and [len(s) for s in shares] == [4, 4, 3]
+
+
+# torchrun --nnodes 2 --nproc_per_node 2: what each of the four processes finds in its environment. Node n's process
+# p is global rank 2n + p with local rank p, so global and local ranks differ on the second node.
+TWO_BY_TWO = [{"WORLD_SIZE": "4", "RANK": str(2 * node + proc), "LOCAL_RANK": str(proc), "LOCAL_WORLD_SIZE": "2",
+               "GROUP_RANK": str(node), "GROUP_WORLD_SIZE": "2", "ROLE_RANK": str(2 * node + proc),
+               "ROLE_WORLD_SIZE": "4", "MASTER_ADDR": "node0", "MASTER_PORT": "29500"}
+              for node in range(2) for proc in range(2)]
+
+
+def test_rank_from_env_reads_a_two_node_layout() -> None:
+    ranks = [rank_from_env(env) for env in TWO_BY_TWO]
+    assert ranks == [Rank(int(env["RANK"]), 4, int(env["LOCAL_RANK"])) for env in TWO_BY_TWO]
+    assert [r.is_main for r in ranks] == [True, False, False, False]  # one main process, not one per node
+
+
+@pytest.mark.parametrize("count", [0, 1, 3, 4, 5, 10, 13])  # none, fewer than ranks, a multiple, uneven
+def test_shares_over_two_nodes_of_two_processes_cover_every_item_once(count: int) -> None:
+    items = [f"example {i}" for i in range(count)]
+    shares = [rank_from_env(env).share(items) for env in TWO_BY_TWO]
+    assert sorted(i for share in shares for i in share) == sorted(items)  # none lost, none twice
+    assert max(map(len, shares)) - min(map(len, shares)) <= 1  # balanced
+
+
+def test_each_rank_takes_the_gpu_of_its_local_rank(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Two GPUs per node: node 1's processes (global ranks 2, 3) take cuda:0 and cuda:1 of their own node. Nothing
+    touches a GPU: rank_device only builds torch.device objects, so the GPU count is patched."""
+    ranks = [rank_from_env(env) for env in TWO_BY_TWO]
+    monkeypatch.setattr(torch.cuda, "device_count", lambda: 2)
+    assert [rank_device("cuda", r) for r in ranks] == [torch.device("cuda", r.local_rank) for r in ranks]
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: True)  # the default device is then cuda
+    assert [rank_device(None, r) for r in ranks] == [torch.device("cuda", r.local_rank) for r in ranks]
+    # An explicit device is the user's choice, kept on every rank.
+    assert {rank_device("cuda:1", r) for r in ranks} == {torch.device("cuda", 1)}
+    assert {rank_device("cpu", r) for r in ranks} == {torch.device("cpu")}
+    # One GPU per node: the second process of each node has none of its own; refused naming its ranks.
+    monkeypatch.setattr(torch.cuda, "device_count", lambda: 1)
+    assert [rank_device("cuda", r) for r in ranks[::2]] == [torch.device("cuda", 0)] * 2
+    for r in ranks[1::2]:
+        with pytest.raises(ValueError, match=f"^device: rank {r.rank} has LOCAL_RANK 1 but this node has 1 GPU"):
+            rank_device("cuda", r)
 
 
 def _torchrun(*args, nproc: int = 2, **kw) -> subprocess.CompletedProcess:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import itertools
 import math
 
 import numpy as np
@@ -106,6 +107,72 @@ def test_false_certificates_on_linear_oracles_follow_their_exact_law(p_e, p_c):
     assert all(c.alpha_sigma + c.alpha_class == c.alpha == alpha for c in certs)
 
 
+def _certify_outcomes(p_a: float, sigma: float, n0: int, n: int,
+                      alpha: float) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """The exact law of CERTIFY's certified outcomes on a two-class linear oracle whose class 1 has probability p_a
+    under the noise: arrays (class, radius, probability), one entry per (selected class, estimation count) that
+    certifies; the rest of the mass abstains. Selection picks class 1 only on a strict majority of its n0 votes."""
+    sel_1 = stats.binom.sf(n0 // 2, n0, p_a)
+    k = np.arange(n + 1)
+    p_low = clopper_pearson_lower(k, n, alpha)
+    ok = p_low >= 0.5
+    radius = sigma * stats.norm.ppf(p_low[ok])
+    probs = np.concatenate([sel_1 * stats.binom.pmf(k, n, p_a)[ok], (1 - sel_1) * stats.binom.pmf(k, n, 1 - p_a)[ok]])
+    return np.repeat([1, 0], ok.sum()), np.concatenate([radius, radius]), probs
+
+
+def _binomtest_power(runs: int, p0: float, p1: float, level: float = 1e-3) -> float:
+    """P(the two-sided exact binomial test of p0 rejects at ``level``) when the count is Binomial(runs, p1)."""
+    k = np.arange(runs + 1)
+    rejects = np.array([stats.binomtest(int(j), runs, p0).pvalue <= level for j in k])
+    return float(stats.binom.pmf(k, runs, p1)[rejects].sum())
+
+
+def test_the_final_radius_limited_by_the_sigma_certificate_follows_its_exact_law():
+    """An estimator unsure of σ (p_e = 0.7) routes to a confident expert (p_c = 0.99): R_σ ≈ 0.37 < R_c ≈ 0.95 in
+    almost every run, so the final radius min(R_σ, R_c) is decided by R_σ (every other test has R_σ ≫ R_c).
+
+    Stage 2 runs on fresh noise, independent of stage 1 given the route, so with abstention as radius 0:
+    P(radius > t) = Σ_j P(stage 1 certifies σ_j with R_σ > t) · P(expert j certifies with R_c > t), and
+    P(limited by σ) = Σ_j Σ_{R_σ} P(stage 1 certifies σ_j with that R_σ) · P(expert j certifies with R_c > R_σ).
+    """
+    x, sigma_e, n0, n, alpha = _x(), 1.0, 10, 200, 0.1
+    p_e, p_c, sigmas = 0.7, 0.99, (0.25, 0.5)
+    estimator = _linear_through(x, p_e, sigma_e, seed=4)  # its smoothed class at x: 1 → σ = 0.5
+    experts = {s: _linear_through(x, p_c, s, seed=5 + i) for i, s in enumerate(sigmas)}
+    c1, r1, w1 = _certify_outcomes(p_e, sigma_e, n0, n, alpha / 2)
+    stage2 = [_certify_outcomes(p_c, s, n0, n, alpha / 2)[1:] for s in sigmas]
+
+    def above(j: int, t: list[float] | np.ndarray) -> np.ndarray:
+        """P(expert j certifies with a radius > t), for each t."""
+        r2, w2 = stage2[j]
+        return (w2[None, :] * (r2[None, :] > np.asarray(t, dtype=float)[:, None])).sum(axis=1)
+
+    # t: midway between the two values of R_σ around its median on the likely route, where its law is steepest.
+    route = np.flatnonzero(c1 == 1)
+    route = route[np.argsort(r1[route])]
+    i = int(np.searchsorted(np.cumsum(w1[route]), w1[route].sum() / 2))
+    t = float(r1[route[i]] + r1[route[i + 1]]) / 2
+    on = [c1 == j for j in range(len(sigmas))]
+    exact = sum(w1[on[j] & (r1 > t)].sum() * above(j, [t])[0] for j in range(len(sigmas)))
+    exact_sigma = sum((w1[on[j]] * above(j, r1[on[j]])).sum() for j in range(len(sigmas)))
+    # The broken alternatives: radius = R_c, and radius = max(R_σ, R_c) (both certified, not both ≤ t).
+    broken = {"R_c": sum(w1[on[j]].sum() * above(j, [t])[0] for j in range(len(sigmas))),
+              "max": sum(w1[on[j]].sum() * above(j, [0.0])[0] - w1[on[j] & (r1 <= t)].sum()
+                         * (above(j, [0.0])[0] - above(j, [t])[0]) for j in range(len(sigmas)))}
+    # 40 runs: the test below (two-sided, at 0.001) of exact ≈ 0.402 rejects both alternatives (≈ 0.850) with
+    # probability 0.9986 (0.972 at 30 runs); checked here so that the figure cannot go stale.
+    runs = 40
+    assert min(_binomtest_power(runs, exact, p) for p in broken.values()) >= 0.99, (exact, broken)
+    certs = certify_dual_many(estimator, experts, x.expand(runs, *SHAPE).contiguous(), sigma_e, n0, n, alpha,
+                              batch_size=20_000, seed=8)
+    above_t = sum(c.radius > t for c in certs)
+    assert stats.binomtest(above_t, runs, exact).pvalue > 1e-3, (above_t, runs * exact, t)
+    limited = sum(c.limited_by == "sigma" for c in certs)
+    assert exact_sigma > 0.8 and limited > runs / 2, (limited, runs * exact_sigma)  # R_σ decides in most runs
+    assert stats.binomtest(limited, runs, exact_sigma).pvalue > 1e-3, (limited, runs * exact_sigma)
+
+
 @pytest.mark.parametrize("split", [0.5, 0.2, 0.9])
 def test_alpha_accounting_adds_up(split):
     x = _x()
@@ -194,6 +261,63 @@ def test_stopping_the_stream_in_stage_one_abstains_within_one_batch():
     cert = job.certificate
     assert cert.abstained and cert.limited_by == "not-run" and stream.stage2 is None
     assert cert.stage1.stop_reason == "stopped" and cert.stage1.n < 10_000_000
+
+
+def test_stage_seeds_differ_between_the_stages_the_experts_and_the_parent_seeds():
+    """Stage 1 and stage 2 on each expert must draw independent noise: a shared seed would reuse stage 1's noise
+    in stage 2 (Theorem 4.2 is a union bound, but the exact laws above assume fresh noise) or give two experts the
+    same draws. Every (parent seed, stage, expert) gets its own seed."""
+    parents, m = (0, 1, 7, 7 + 2**32, 2**63, 2**64 - 1), 8
+    seeds = [[stage_seed(s, 1), *(stage_seed(s, 2, k) for k in range(m))] for s in parents]
+    for s, row in zip(parents, seeds, strict=True):
+        assert len(set(row)) == m + 1, (s, row)
+    assert len({v for row in seeds for v in row}) == len(parents) * (m + 1)
+
+
+class RecordingRouter(nn.Module):
+    """Votes class ``k`` of ``m`` whatever the input, and keeps every input batch."""
+
+    def __init__(self, k: int, m: int) -> None:
+        super().__init__()
+        self.k, self.m = k, m
+        self.seen: list[torch.Tensor] = []
+        self.eval()
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        self.seen.append(x.clone())
+        out = torch.zeros(x.shape[0], self.m, device=x.device)
+        out[:, self.k] = 1.0
+        return out
+
+
+def _standard_noise(model: RecordingRouter, sigma: float) -> set[tuple[float, ...]]:
+    """The standard-normal draws ε behind the noisy inputs σ·ε a model saw around x = 0, one tuple per sample
+    (the clean probe, all zeros, left out). σ is a power of two, so dividing by it recovers ε exactly."""
+    rows = torch.cat(model.seen).flatten(1) / sigma
+    return {tuple(r) for r in rows.tolist() if any(r)}
+
+
+@pytest.mark.parametrize("seed", [0, 2**64 - 1])
+def test_each_stage_and_each_expert_draws_its_own_noise(seed: int):
+    """In real certify_dual runs with one seed, routed to each expert in turn: stage 1 draws the same noise
+    whatever it routes to (so the comparison below can see equal draws), and stage 1 and the experts' stage 2
+    share no noise sample. Equal seeds anywhere would repeat whole samples."""
+    sigmas, n0, n = (0.25, 0.5, 1.0), 8, 24
+    stage1: list[set[tuple[float, ...]]] = []
+    stage2: list[set[tuple[float, ...]]] = []
+    for k, sigma in enumerate(sigmas):
+        estimator = RecordingRouter(k, len(sigmas))
+        experts = {s: RecordingRouter(0, 2) for s in sigmas}
+        cert = certify_dual(estimator, experts, torch.zeros(SHAPE), sigma_e=1.0, n0=n0, n=n, alpha=0.1,
+                            batch_size=16, seed=seed)
+        assert cert.sigma == sigma and cert.prediction == 0
+        assert all(not m.seen for s, m in experts.items() if s != sigma)  # only the routed expert ran
+        stage1.append(_standard_noise(estimator, 1.0))
+        stage2.append(_standard_noise(experts[sigma], sigma))
+    assert all(len(d) == n0 + n for d in stage1 + stage2)
+    assert stage1[0] == stage1[1] == stage1[2]
+    for a, b in itertools.combinations([stage1[0], *stage2], 2):
+        assert not a & b, f"{len(a & b)} noise samples drawn in two places"
 
 
 @pytest.mark.parametrize("kwargs, message", [

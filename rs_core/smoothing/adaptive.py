@@ -96,6 +96,8 @@ class RadiusCertificate:
     ``level``: −1 abstain; 0 the class c_A is certified (p_A > ½) but not r₁; j ≥ 1 certified at
     ``radii[j − 1]``. ``radius`` is that listed radius (0.0 below r₁). ``radius_anytime`` = σΦ⁻¹(max L) is the
     radius the same bound gives at the stop — also valid, and ≥ ``radius``. ``n`` estimation samples were drawn, ``samples`` = n0 + n.
+    ``p_upper``: the futility rule's anytime upper bound on p_A after the last chunk, at level ``futility_alpha``
+    (it holds with probability ≥ 1 − futility_alpha and only decides when to stop).
     Guarantee: with probability ≥ 1 − α, if ``prediction`` is not ABSTAIN, the smoothed classifier returns it
     everywhere within ``radius_anytime`` (so within ``radius``).
     """
@@ -331,7 +333,9 @@ class RadiusCertifier:
         q_next = self._q_levels[item.level + 1]
         if n >= self.n_max:
             return self._finish(item, "n_max")
-        if item.p_upper < 1.0 - q_next:  # p_A is below the next level's threshold (w.p. ≥ 1 − α)
+        # p_A is below the next level's threshold, with probability ≥ 1 − futility_alpha (the upper bound's own
+        # level, not α: a wrong call here only gives up early, it certifies nothing).
+        if item.p_upper < 1.0 - q_next:
             return self._finish(item, "futile")
         # Even a p_A as high as its upper bound (and every remaining vote for c_A at most) would leave the bound
         # at n_max short of the next level.
