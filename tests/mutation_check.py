@@ -223,6 +223,28 @@ MUTANTS = [
     Mutant("torchrun GPU count checked against the global rank", "rs_core/logs/distributed.py",
            "if rank.local_rank >= torch.cuda.device_count():", "if rank.rank >= torch.cuda.device_count():",
            ("tests/test_distributed.py::test_each_rank_takes_the_gpu_of_its_local_rank",)),
+    # Certificates that do not depend on the batch sizes (issue 26).
+    Mutant("noise drawn one randn per batch (the batch size shows)", "rs_core/smoothing/sampling.py",
+           "            self.noise.fill(out)\n            return out",
+           "            torch.randn(out.shape, generator=self.generator, out=out)\n            return out",
+           ("tests/test_sampling.py::test_noise_and_votes_do_not_depend_on_the_batch_size_even_when_it_changes_midway",
+            "tests/test_stream.py::test_the_certificate_is_the_same_for_any_batch_sizes_and_a_time_sized_run_whose_"
+            "speed_changes")),
+    Mutant("stream keeps a running maximum over batch boundaries", "rs_core/smoothing/stream.py",
+           "            self._q_lower = anytime_lower_bound_complement(int(self.counts[self.top_class]), self.n, "
+           "self.alpha,\n                                                           self.mixture)",
+           "            self._q_lower = min(self._q_lower, anytime_lower_bound_complement(int(self.counts["
+           "self.top_class]), self.n, self.alpha, self.mixture))",
+           ("tests/test_stream.py::test_the_certificate_is_the_same_for_any_batch_sizes_and_a_time_sized_run_whose_"
+            "speed_changes",)),
+    Mutant("time-sized batches probed once, never re-timed", "rs_core/smoothing/stream.py",
+           "        if self.batch_seconds is None or step != sampler.batch_size:\n            return",
+           "        if True:\n            return",
+           ("tests/test_stream.py::test_the_certificate_is_the_same_for_any_batch_sizes_and_a_time_sized_run_whose_"
+            "speed_changes",)),
+    Mutant("packed data-set examples share the first one's seed", "rs_core/smoothing/smooth.py",
+           "seeds=[example_seed(seed, idx) for idx, _, _ in group])", "seed=example_seed(seed, group[0][0]))",
+           ("tests/test_smooth.py::test_data_set_rows_do_not_depend_on_the_batch_size_or_the_packing",)),
     Mutant(".pt2 check lets any call target through", "rs_core/models/formats.py",
            "bad = sorted(t for t in targets if not _SAFE_TARGET.fullmatch(t))", "bad = []",
            ("tests/test_formats.py::test_a_hostile_pt2_is_refused_before_torch_export_load",)),

@@ -105,8 +105,7 @@ def _rows(path: Path) -> list[list[str]]:
 @pytest.mark.slow
 @pytest.mark.parametrize("batch", [1100, 4400])  # 4400: four examples packed per batch, sharded by whole groups
 def test_two_processes_give_the_one_process_log(tmp_path, batch):
-    # A reference per batch size: packed examples share the first one's seed, so a log made with --batch 4400 is not
-    # the log made with --batch 1100 (see Smooth.certify_examples).
+    # A reference per batch size (a row must not depend on --batch: tests/test_smooth.py checks that in-process).
     common = ["--skip", "1000", "--N0", "50", "--N", "500", "--batch", batch, "--device", "cpu", "--no-progress"]
     two = _torchrun("certify", "mnist", MODEL, 0.5, tmp_path / "two", *common)
     assert two.returncode == 0, two.stderr[-2000:]

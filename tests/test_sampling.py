@@ -6,7 +6,14 @@ import torch
 from oracles import RecordingModel, devices, make_oracle
 from torch import nn
 
-from rs_core.smoothing.sampling import NoiseSampler, iter_counts, sample_counts, sample_counts_many
+from rs_core.smoothing.sampling import (
+    NoiseSampler,
+    NoiseStream,
+    iter_counts,
+    noise_block,
+    sample_counts,
+    sample_counts_many,
+)
 from rs_core.smoothing.seeding import make_generator
 
 
@@ -75,6 +82,47 @@ def test_noise_is_isotropic_gaussian_with_sd_sigma_around_x():
     assert float(per_pixel_sd.min()) > 0.3 and float(per_pixel_sd.max()) < 0.44
     corr = np.corrcoef(eps.flatten(1)[:, :2].T.numpy())[0, 1]
     assert abs(corr) < 0.1
+
+
+class VotesFromNoise(RecordingModel):
+    """Keeps every input batch and votes for the largest of its first three pixels: votes that follow the noise."""
+
+    def forward(self, x):
+        super().forward(x)
+        return x.flatten(1)[:, :3]
+
+
+@pytest.mark.parametrize("shape", [(1, 2, 2), (3, 5, 5), (1, 28, 28), (3, 7, 9)])
+@pytest.mark.parametrize("device", devices())
+def test_noise_and_votes_do_not_depend_on_the_batch_size_even_when_it_changes_midway(shape, device):
+    """Batch sizes 1, 7, 64 and 1,000, changed between calls: the same noise for every sample, so the same votes.
+    (4 and 75 elements per sample: torch's own randn is not split-invariant there; 784: it is, on CPU.)"""
+    x = torch.rand(shape, generator=torch.Generator().manual_seed(1))
+    seen, votes = [], []
+    for batch in (1, 7, 64, 1000):
+        model = VotesFromNoise().to(device).eval()
+        sampler = NoiseSampler(model, x.to(device), 0.5, batch, seed=5)
+        counts = [sampler.sample(130), sampler.sample(77)]
+        sampler.batch_size = 33 if batch != 33 else 5  # as a time-sized run may do between two calls
+        counts.append(sampler.sample(50))
+        seen.append(torch.cat(model.seen[1:]).cpu())  # [0] is the probe of the clean input
+        votes.append(torch.stack(counts).cpu())
+    assert seen[0].shape == (257, *shape)
+    assert all(torch.equal(seen[0], s) for s in seen[1:]) and all(torch.equal(votes[0], v) for v in votes[1:])
+
+
+def test_a_noise_stream_is_split_invariant_across_block_edges():
+    shape = (3, 7, 9)
+    block = noise_block(shape)
+    whole = torch.empty(3 * block + 5, *shape)
+    NoiseStream(torch.Generator().manual_seed(0), shape, torch.float32).fill(whole)
+    parts = torch.empty_like(whole)
+    stream = NoiseStream(torch.Generator().manual_seed(0), shape, torch.float32)
+    cuts = [0, 1, block - 1, block + 2, 3 * block, 3 * block + 5]
+    for a, b in zip(cuts, cuts[1:], strict=False):
+        stream.fill(parts[a:b])
+    assert torch.equal(whole, parts)
+    assert whole.std().item() == pytest.approx(1.0, abs=0.05)
 
 
 class ClassOfInput(nn.Module):

@@ -93,3 +93,21 @@ def test_dual_smooth_holds_one_smooth_per_stage():
     assert dual.sigmas == (0.25, 0.5) and dual.estimator.sigma == 1.0
     assert [s.sigma for s in dual.experts.values()] == [0.25, 0.5]
     assert all(isinstance(s, Smooth) and s.batch_size == 128 for s in (dual.estimator, *dual.experts.values()))
+
+
+def test_data_set_rows_do_not_depend_on_the_batch_size_or_the_packing():
+    """certify_examples packs examples whose n0 + n fit twice in a batch; each still draws from its own seed, so the
+    rows at batch 50 (one example a batch), 400 (four) and 1,000 (ten) are the rows of CERTIFY run on each alone."""
+    g = torch.Generator().manual_seed(0)
+    xs = torch.rand(12, 3, 5, 5, generator=g)  # 75 elements: torch's randn itself is not split-invariant there
+    model = nn.Sequential(nn.Flatten(), nn.Linear(75, 3)).eval()
+    with torch.no_grad():
+        model[1].weight.normal_(0.0, 0.3, generator=g)
+    examples = [(10 * i, x, i % 3) for i, x in enumerate(xs)]
+    rows = {b: [row[:5] for row in Smooth(model, 0.5, b).certify_examples(examples, 10, 40, 0.01, seed=5)]
+            for b in (50, 400, 1000)}
+    assert Smooth(model, 0.5, 1000).examples_per_group(10, 40) == 10
+    alone = [Smooth(model, 0.5, 50).certify(x, 10, 40, 0.01, seed=5 + idx) for idx, x, _ in examples]
+    assert rows[50] == rows[400] == rows[1000]
+    assert [(r[2], r[3]) for r in rows[1000]] == [(c.prediction, c.radius) for c in alone]
+    assert len({r[3] for r in rows[1000]}) > 3  # radii that differ: the comparison is not between constants

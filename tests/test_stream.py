@@ -121,9 +121,9 @@ def _library_guess(p, alpha, mixture):
 
 
 def stream_false_certificate_law(p_a, n0, batch, looks, alpha, mixture):
-    """Exact P(false certificate) of a stream run to n_max = looks · batch on a two-class oracle whose
-    class 1 has probability p_a ≥ ½ — equivalently, of the worst stopping rule (stop as soon as the bound
-    exceeds the truth), since the certificate keeps the running maximum of the bound.
+    """Exact P(false certificate) of a stream on a two-class oracle whose class 1 has probability p_a ≥ ½,
+    under the worst stopping rule (stop at the first look, one per batch up to n_max = looks · batch, where
+    the bound exceeds the truth): a false certificate ⟺ the bound crosses the truth at some look.
 
     False: class 1 certified with p_lower > p_a (radius above the true radius), or class 0 certified at all.
     Class 1 is selected on a strict majority of n0 independent votes (argmax breaks ties to class 0);
@@ -155,8 +155,16 @@ def test_stream_false_certificates_follow_their_exact_law_at_the_batch_granulari
     smooth = Smooth(model, sigma, batch)
     false = 0
     for seed in range(runs):
-        cert = smooth.stream(x, n0, looks * batch, alpha, seed=seed, mixture=mixture).run()
-        assert cert.n == looks * batch and cert.bound == "anytime-beta-mixture"
+        # The worst user: stops at the first snapshot whose certificate is false (class 0 certified, or class 1
+        # with p_lower above p_a), else runs to n_max. A stream's certificate is the bound at its stopping point,
+        # so this user's false certificates are exactly the runs where the bound crosses the truth at some look.
+        stream = smooth.stream(x, n0, looks * batch, alpha, seed=seed, mixture=mixture)
+        for snap in stream:
+            if snap.phase == "estimation" and snap.p_lower > 0.5 and (
+                    snap.top_class == 0 or snap.p_lower > p_a):
+                break
+        cert = stream.certificate()
+        assert cert.bound == "anytime-beta-mixture" and cert.n % batch == 0
         false += cert.prediction == 0 or (cert.prediction == 1 and cert.p_lower > p_a)
     law = stream_false_certificate_law(p_a, n0, batch, looks, alpha, mixture)
     law_2a = stream_false_certificate_law(p_a, n0, batch, looks, 2 * alpha, mixture)
@@ -264,6 +272,73 @@ def test_selection_in_batches_draws_the_same_noise_as_one_call_and_a_recorded_ba
     timed = CertifyStream(model, x, 0.5, n0=250, n_max=3000, batch_size=1000, seed=7, batch_seconds=0.5).run()
     again = CertifyStream(model, x, 0.5, n0=250, n_max=3000, batch_size=timed.batch_size, seed=7).run()
     assert np.array_equal(timed.counts, again.counts) and np.array_equal(timed.counts_selection, again.counts_selection)
+
+
+class FakeClock:
+    """Seconds that advance only when a :class:`_Clocked` model runs."""
+
+    def __init__(self) -> None:
+        self.now = 0.0
+
+    def __call__(self) -> float:
+        return self.now
+
+
+class _Clocked(nn.Module):
+    """``core`` on flattened inputs, each forward pass advancing a fake clock: 1e-4 s per image, 4e-3 s (40× slower:
+    other users arrive) after ``slow_after`` images, 1e-5 s (the load gone) after ``fast_after``."""
+
+    def __init__(self, core: nn.Module, clock: FakeClock, slow_after: int, fast_after: int) -> None:
+        super().__init__()
+        self.core, self.clock, self.seen = core, clock, 0
+        self.slow_after, self.fast_after = slow_after, fast_after
+
+    def forward(self, x):
+        self.seen += x.shape[0]
+        per_image = 1e-5 if self.seen > self.fast_after else 4e-3 if self.seen > self.slow_after else 1e-4
+        self.clock.now += per_image * x.shape[0]
+        return self.core(x.flatten(1))
+
+
+def _fields(cert) -> tuple:
+    """A certificate without its wall-clock and batch-size fields."""
+    return (cert.prediction, cert.radius, cert.p_lower, cert.counts.tolist(), cert.counts_selection.tolist(),
+            cert.n, cert.n0, cert.seed, cert.stop_reason)
+
+
+def test_the_certificate_is_the_same_for_any_batch_sizes_and_a_time_sized_run_whose_speed_changes():
+    """Batch sizes 1, 7, 64, 100, 350 and 1,000, and a run re-timed by a fake clock (then 40× slower, then fast
+    again): one certificate — counts, bound and radius — for all of them, at n_max and when stopped at n = 1,400. The input has
+    75 elements per sample, a size where torch's own randn depends on how its draws are split."""
+    x = torch.rand(3, 5, 5, generator=torch.Generator().manual_seed(3))
+    core = nn.Linear(75, 4)
+    with torch.no_grad():  # class 0 ahead, but noise-dependent votes: pA ≈ 0.8, a radius that moves with every vote
+        core.weight.normal_(0.0, 0.2, generator=torch.Generator().manual_seed(4))
+        core.bias.copy_(torch.tensor([2.0, 0.0, 0.0, 0.0]) - core.weight @ x.flatten())
+    model = nn.Sequential(nn.Flatten(), core).eval()
+    kwargs = dict(sigma=0.5, n0=100, alpha=0.01, seed=11)
+    full = [CertifyStream(model, x, n_max=6000, batch_size=b, **kwargs).run() for b in (64, 1000)]
+    clock = FakeClock()
+    # The first size is probed on the clean input (about 2,000 images in all), so the load arrives after that.
+    clocked = _Clocked(core, clock, slow_after=3000, fast_after=4500).eval()
+    stream = CertifyStream(clocked, x, n_max=6000, batch_size=1000, batch_seconds=0.05, clock=clock, **kwargs)
+    ends = [snap.n for snap in stream if snap.phase == "estimation"]
+    timed = stream.certificate()
+    assert full[0].prediction == 0 and 0 < full[0].radius and 0.6 < full[0].counts[0] / 6000 < 0.95
+    assert all(_fields(c) == _fields(full[0]) for c in [*full[1:], timed])
+    # The batch size followed the clock: down to 0.05 s / 4 ms ≈ 12 images while slow, back up to 1,000 after.
+    sizes = np.diff([0, *ends])[:-1].tolist()  # the estimation batches, the last (a remainder) left out
+    smallest = sizes.index(min(sizes))
+    assert min(sizes) <= 16 and max(sizes[smallest:]) == 1000, sizes
+    assert timed.batch_seconds == 0.05
+    stopped = []
+    for b in (1, 7, 100, 350):  # batch 1 and 7 stopped at 1,400 rather than run to 6,000: the test stays short
+        stream = CertifyStream(model, x, n_max=6000, batch_size=b, **kwargs)
+        for snap in stream:
+            if snap.n >= 1400:
+                break
+        stopped.append(stream.certificate())
+    assert stopped[0].n == 1400 and all(_fields(c) == _fields(stopped[0]) for c in stopped[1:])
 
 
 def test_batch_seconds_is_checked():

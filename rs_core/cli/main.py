@@ -294,8 +294,8 @@ def _add_sampling(p, certify: bool) -> None:
     p.add_argument("--alpha", type=A.probability, default=0.001, help="failure probability")
     p.add_argument("--device", type=A.device, default=None, help="cpu, cuda, cuda:1, mps (default: the best available)")
     p.add_argument("--seed", type=A.seed, default=0,
-                   help="example i uses seed + i; examples packed into one batch (N0 + N <= batch / 2) share the "
-                        "seed of the first")
+                   help="example i uses seed + i, also when examples share a batch (N0 + N <= batch / 2): a row "
+                        "does not depend on --batch")
     p.add_argument("--no-progress", action="store_true")
     p.add_argument("--download", action="store_true", help="fetch MNIST/CIFAR-10 into $RS_DATA_DIR if missing")
     p.add_argument("--denoiser", default=None,

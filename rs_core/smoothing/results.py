@@ -50,7 +50,7 @@ class Certificate:
     n_max: int | None = None
     target_radius: float | None = None
     stop_reason: StopReason | None = None
-    batch_seconds: float | None = None  # batches sized by time (rs_core.smoothing.sampling.time_batch_size); None: by count
+    batch_seconds: float | None = None  # batches sized and re-timed by time (CertifyStream); None: by count
 
     @property
     def abstained(self) -> bool:
@@ -103,9 +103,10 @@ class Prediction:
 class Snapshot:
     """State of a :class:`~rs_core.smoothing.stream.CertifyStream` after a batch.
 
-    ``p_lower`` and ``radius`` are anytime-valid (the running maximum of the
-    confidence sequence): reading them at any snapshot, and stopping there,
-    keeps the 1 − α guarantee. ``top_class`` is c_A from the selection samples
+    ``p_lower`` and ``radius`` are anytime-valid (the confidence sequence at
+    this n, not a maximum over earlier batches, so they may go down as well as
+    up): reading them at any snapshot, and stopping there, keeps the 1 − α
+    guarantee, and they are the certificate a stop here gives. ``top_class`` is c_A from the selection samples
     (``ABSTAIN`` before selection is done).
     """
 

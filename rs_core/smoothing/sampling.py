@@ -47,6 +47,72 @@ class SamplingOptions(TypedDict, total=False):
     autocast: Autocast
 
 
+# Elements per randn call when noise is drawn in blocks: large enough that the calls cost nothing next to a forward
+# pass, fixed by the library (never by the batch size) so that the noise is a function of the seed alone.
+NOISE_BLOCK_ELEMENTS = 1 << 18
+
+
+def noise_block(sample_shape: tuple[int, ...] | torch.Size) -> int:
+    """Samples per noise block for inputs of ``sample_shape`` ([C, H, W]): the unit in which noise is drawn.
+
+    A generator's output depends on how its draws are split into calls (on CUDA always; on CPU unless every call
+    is a multiple of 16 elements), so the sampler draws ε one block of this many samples at a time, whatever the
+    batch size: the votes are then the same for any batch sizes, changed during a run or not.
+
+    >>> noise_block((1, 28, 28)), noise_block((3, 224, 224))
+    (335, 2)
+    """
+    return max(1, -(-NOISE_BLOCK_ELEMENTS // max(1, int(np.prod(sample_shape)))))
+
+
+class NoiseStream:
+    """ε ~ N(0, I) for consecutive samples of one shape from one generator, in blocks (:func:`noise_block`), so that
+    :meth:`fill` returns the same values however the samples are split into calls.
+
+    >>> g1, g2 = torch.Generator().manual_seed(0), torch.Generator().manual_seed(0)
+    >>> a, b = NoiseStream(g1, (3,), torch.float32), NoiseStream(g2, (3,), torch.float32)
+    >>> whole, parts = torch.empty(10, 3), torch.empty(10, 3)
+    >>> a.fill(whole); b.fill(parts[:7]); b.fill(parts[7:])
+    >>> torch.equal(whole, parts)
+    True
+    """
+
+    def __init__(self, generator: torch.Generator, sample_shape: tuple[int, ...] | torch.Size,
+                 dtype: torch.dtype) -> None:
+        self.generator, self.sample_shape, self.dtype = generator, tuple(sample_shape), dtype
+        self.device = torch.device(generator.device)
+        self.block = noise_block(self.sample_shape)
+        # On CPU a draw whose size is a multiple of 16 elements continues the stream exactly where a split draw
+        # would (torch fills normals 16 at a time), so whole requests go straight into the output: the same
+        # values as block by block, without the copies.
+        self._direct = self.device.type == "cpu" and int(np.prod(self.sample_shape)) % 16 == 0
+        self._staged: torch.Tensor | None = None  # the current block
+        self._used = 0  # samples of the current block already served
+
+    def fill(self, out: torch.Tensor) -> None:
+        """Writes the next ``out.shape[0]`` samples of noise into ``out`` [m, *sample_shape] (contiguous)."""
+        if self._direct:
+            torch.randn(out.shape, generator=self.generator, out=out)
+            return
+        m, done = out.shape[0], 0
+        while done < m:
+            if self._staged is not None:
+                take = min(m - done, self.block - self._used)
+                out[done:done + take].copy_(self._staged[self._used:self._used + take])
+                self._used += take
+                done += take
+                if self._used == self.block:
+                    self._staged = None
+            elif m - done >= self.block:  # a whole block: drawn straight into the output
+                torch.randn(out[done:done + self.block].shape, generator=self.generator,
+                            out=out[done:done + self.block])
+                done += self.block
+            else:
+                self._staged = torch.randn((self.block, *self.sample_shape), generator=self.generator,
+                                           device=self.device, dtype=self.dtype)
+                self._used = 0
+
+
 def _is_oom(err: BaseException) -> bool:
     oom = getattr(torch, "OutOfMemoryError", None) or torch.cuda.OutOfMemoryError
     return isinstance(err, oom)
@@ -78,8 +144,9 @@ class NoiseSampler:
     independent votes (CERTIFY's selection and estimation samples). Counts of
     input i are in row i; samples of several inputs are packed into the same
     forward batches (input-major order), which keeps batches full when n is
-    small. Calling ``sample(a)`` then ``sample(b)`` uses the same noise as one
-    ``sample(a + b)`` whenever ``a`` is a multiple of ``batch_size``.
+    small. The noise is drawn in blocks fixed by the library (:class:`NoiseStream`),
+    so the votes do not depend on the batch size, which may change between calls,
+    and ``sample(a)`` then ``sample(b)`` uses the same noise as one ``sample(a + b)``.
     """
 
     def __init__(
@@ -133,6 +200,8 @@ class NoiseSampler:
             self.seed = fresh_seed() if seed is None else seed
             self.generator = make_generator(self.seed, self.device)
         self.num_classes = self._probe()
+        self.noise = NoiseStream(self.generator, self.inputs.shape[1:], self.noise_dtype)
+        self.own_noise: list[NoiseStream] | None = None  # one stream per input (use_own_seeds), else None
         self._buffer: torch.Tensor | None = None
         self._ones_buf: torch.Tensor | None = None
 
@@ -170,12 +239,29 @@ class NoiseSampler:
             raise ValueError(f"model: must score at least 2 classes, got K={scores.shape[1]}")
         return int(scores.shape[1])
 
-    def _noise(self, size: int) -> torch.Tensor:
+    def use_own_seeds(self, seeds: list[int]) -> None:
+        """Draws each input's noise from a generator of its own, seeded with ``seeds[i]``, so that an input's votes
+        are those of a sampler of that input alone with that seed, whatever it is packed with (call before
+        sampling). ``seed`` then stays the first input's."""
+        seeds = [check_seed(s) for s in seeds]
+        if len(seeds) != self.num_inputs or any(s is None for s in seeds):
+            raise ValueError(f"seeds: need one integer seed per input ({self.num_inputs}), got {len(seeds)}")
+        shape = self.inputs.shape[1:]
+        self.own_noise = [NoiseStream(make_generator(s, self.device), shape, self.noise_dtype) for s in seeds]
+        self.seed = seeds[0]
+
+    def _noise(self, start: int, size: int, num: int) -> torch.Tensor:
+        """Noise for samples ``start … start + size`` of a ``sample(num)`` call (input-major order)."""
         shape = (self.batch_size, *self.inputs.shape[1:])
         if self._buffer is None or self._buffer.shape != shape:
             self._buffer = torch.empty(shape, device=self.device, dtype=self.noise_dtype)
         out = self._buffer[:size]
-        torch.randn(out.shape, generator=self.generator, out=out)
+        if self.own_noise is None:
+            self.noise.fill(out)
+            return out
+        for i in range(start // num, (start + size - 1) // num + 1):  # each input's part from its own stream
+            lo, hi = max(start, i * num), min(start + size, (i + 1) * num)
+            self.own_noise[i].fill(out[lo - start:hi - start])
         return out
 
     def _ones(self, size: int) -> torch.Tensor:
@@ -196,7 +282,7 @@ class NoiseSampler:
         total, start = n_in * num, 0
         while start < total:
             size = min(self.batch_size, total - start)
-            batch = self._noise(size).mul_(self.sigma)
+            batch = self._noise(start, size, num).mul_(self.sigma)
             first, last = start // num, (start + size - 1) // num
             if first == last:  # whole batch belongs to one input: broadcast, no gather
                 batch.add_(self.inputs[first])

@@ -97,17 +97,24 @@ class Smooth:
         return counts[0] if x.ndim == 3 else counts
 
     def certify_many(self, xs: torch.Tensor, n0: int = 100, n: int = 100_000, alpha: float = 0.001, *,
-                     seed: int | None = None, generator: torch.Generator | None = None) -> list[Certificate]:
+                     seed: int | None = None, generator: torch.Generator | None = None,
+                     seeds: list[int] | None = None) -> list[Certificate]:
         """CERTIFY (Algorithm 2) for inputs [N, C, H, W], their samples packed into shared batches.
 
         Each certificate carries the 1 − α guarantee on its own (not jointly). ``elapsed_s``
         is the total time divided by N; ``seed`` is the seed of the whole call (repeating it
-        needs the same inputs in the same order).
+        needs the same inputs in the same order). ``seeds`` instead gives each input a seed of
+        its own: its certificate is then the one :meth:`certify` gives it alone with that seed,
+        whatever it is packed with.
         """
         n0, n, alpha = check_count(n0, "n0"), check_count(n, "n"), check_alpha(alpha)
         check_images(xs, 4, "xs")
+        if seeds is not None and (seed is not None or generator is not None):
+            raise ValueError("seeds: give seeds, or seed/generator, not both")
         start = time.perf_counter()
         sampler = self.sampler(xs, seed=seed, generator=generator)
+        if seeds is not None:
+            sampler.use_own_seeds(list(seeds))
         # Selection and estimation votes come from disjoint noise draws, so the
         # class chosen from the first is independent of the counts in the second.
         selection = sampler.sample(n0)
@@ -123,7 +130,7 @@ class Smooth:
             certs.append(Certificate(
                 prediction=int(c) if ok else ABSTAIN, radius=radius, p_lower=p_lower,
                 counts=estimation[i], counts_selection=selection[i], sigma=self.sigma, alpha=alpha,
-                n0=n0, n=n, seed=sampler.seed, device=str(sampler.device),
+                n0=n0, n=n, seed=sampler.seed if seeds is None else int(seeds[i]), device=str(sampler.device),
                 batch_size=sampler.batch_size, elapsed_s=per_input, autocast=self.autocast,
             ))
         return certs
@@ -192,8 +199,8 @@ class Smooth:
                                autocast=self.autocast).certify(x, seed=seed)
 
     def examples_per_group(self, n0: int, n: int) -> int:
-        """How many consecutive examples :meth:`certify_examples` packs into shared forward batches (and one
-        seed): those whose n0 + n samples fit twice in a batch; 1 otherwise."""
+        """How many consecutive examples :meth:`certify_examples` packs into shared forward batches: those whose
+        n0 + n samples fit twice in a batch; 1 otherwise. Each keeps its own seed, so rows do not depend on it."""
         return max(1, self.batch_size // (2 * (check_count(n0, "n0") + check_count(n, "n"))))
 
     def certify_examples(self, examples: Iterable[tuple[int, torch.Tensor, int]], n0: int = 100,
@@ -202,8 +209,8 @@ class Smooth:
 
         ``examples`` yields ``(idx, x [C,H,W], label)``. Example ``idx`` uses seed
         ``seed + idx`` (:func:`~rs_core.smoothing.seeding.example_seed`), so a row can be re-run alone; when
-        n0 + n is small (≤ batch_size / 2), consecutive examples are packed into shared forward batches and share
-        the seed of the first (the rows of Cohen et al.'s log format).
+        n0 + n is small (≤ batch_size / 2), consecutive examples are packed into shared forward batches, each still
+        drawing its noise from its own seed: a row does not depend on the batch size or its neighbours.
         """
         n0, n, alpha = check_count(n0, "n0"), check_count(n, "n"), check_alpha(alpha)
         per_group = self.examples_per_group(n0, n)
@@ -212,7 +219,7 @@ class Smooth:
         def flush() -> Iterator[LogRow]:
             start = time.perf_counter()
             certs = self.certify_many(torch.stack([x for _, x, _ in group]), n0, n, alpha,
-                                      seed=example_seed(seed, group[0][0]))
+                                      seeds=[example_seed(seed, idx) for idx, _, _ in group])
             seconds = (time.perf_counter() - start) / len(group)
             for (idx, _, label), cert in zip(group, certs, strict=True):
                 correct = int(cert.prediction == label and cert.prediction != ABSTAIN)
