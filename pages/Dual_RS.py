@@ -191,7 +191,7 @@ def _compare(run: live.Run) -> None:
             first.model, x, sigmas, n0=s.n0, n_max=s.n_max, alpha=cert.alpha,
             batch_size=s.batch_size, best=False, seed=(s.seed or 0) + 1, batch_seconds=0.5,
             models={v: m.model for v, m in experts.items()}),
-            s.device, inputs.Chosen(run.x, run.source, run.true_label, run.file_sha256), class_names=names,
+            s.device, inputs.Chosen(run.x, run.source, run.true_label, run.file_sha256, run.options), class_names=names,
             params=_params(), extra={"dual_run": run},
             model={"label": "each expert alone", "sha256": "+".join(experts[v].sha256 for v in sigmas)})
 

@@ -11,7 +11,7 @@ from rs_core.rounding import floor_str
 ROOT = Path(__file__).resolve().parents[1]
 APP = str(ROOT / "app.py")
 PAGES = ["pages/Home.py", "pages/Certify.py", "pages/Compare_sigma.py", "pages/Bounds.py",
-         "pages/Certified_accuracy.py", "pages/Dual_RS.py", "pages/Playground.py"]
+         "pages/Certified_accuracy.py", "pages/Dual_RS.py", "pages/Playground.py", "pages/Verify.py"]
 
 
 def _run(**values):
@@ -56,7 +56,8 @@ def test_every_url_path_is_the_one_the_pages_folder_mode_derives_from_the_file_n
     for file, _, url in nav.PAGES[1:]:  # Home is the default page: its url path is ""
         assert page_icon_and_name(ROOT / file)[1] == url, file
     assert [url for _, _, url in nav.PAGES[1:]] == [
-        "Certify", "Compare_sigma", "Bounds", "Certified_accuracy", "Dual_RS", "Playground"], "old links keep working"
+        "Certify", "Compare_sigma", "Bounds", "Certified_accuracy", "Dual_RS", "Playground", "Verify"], \
+        "old links keep working"
 
 
 def test_home_page_rejects_probabilities_summing_above_one():

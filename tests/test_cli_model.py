@@ -15,7 +15,7 @@ from test_cli import needs_mnist, run  # the CLI as a subprocess, and the MNIST 
 from rs_core.models.checkpoints import CHECKPOINTS_DIR
 
 MNIST_050 = CHECKPOINTS_DIR / "mnist/mnist_cnn/noise_0.50/checkpoint.pth.tar"
-REPORT_KEYS = {"certificate", "predict", "radii_other_bounds", "model", "input",
+REPORT_KEYS = {"certificate", "rounded_down", "software", "predict", "radii_other_bounds", "model", "input",
                "certifications_of_this_input_in_the_session", "warnings", "guarantee"}
 
 

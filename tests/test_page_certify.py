@@ -17,6 +17,7 @@ from streamlit.testing.v1 import AppTest
 from test_data import _png_claiming
 
 from rs_core import CertifyStream, cohen_radius, lecuyer_radius, li_radius
+from rs_core.cli.main import main as cli_main
 from rs_core.data import data_dir, get_dataset, load_image, prepare_input
 from rs_core.models.checkpoints import CHECKPOINTS_DIR, load_checkpoint
 from rs_core.rounding import floor_str
@@ -70,7 +71,7 @@ def _table(at: AppTest, index: int) -> dict[str, str]:
     return dict(zip(t.iloc[:, 0].tolist() if t.columns[0] == "" else t.index, t["value"].tolist()))
 
 
-def test_upload_a_digit_certify_to_the_end_and_download_the_certificate():
+def test_upload_a_digit_certify_to_the_end_and_download_the_certificate(tmp_path):
     at = _page(n_max=4000, batch=1000, seed=5)
     at = _upload(at, "one.png", _digit_png())
     assert not at.exception and not at.error
@@ -108,6 +109,11 @@ def test_upload_a_digit_certify_to_the_end_and_download_the_certificate():
     assert doc["input"]["sha256_float32"] == hashlib.sha256(x.float().numpy().tobytes()).hexdigest()
     assert doc["model"]["file"] == "mnist/mnist_cnn/noise_0.50/checkpoint.pth.tar"
     assert doc["certifications_of_this_input_in_the_session"] == 1
+    assert doc["input"]["options"] == {"invert": None, "frame_digit": True, "model_preprocess": True}
+    # Anyone can re-run it: `verify` reproduces the app's certificate from the JSON, the model file and the upload.
+    (tmp_path / "cert.json").write_text(json.dumps(doc))
+    (tmp_path / "one.png").write_bytes(_digit_png())
+    assert cli_main(["verify", str(tmp_path / "cert.json"), str(MNIST_050), str(tmp_path / "one.png")]) == 0
     # The Bounds page will mark this certificate.
     assert at.session_state["last_certificate"]["radius"] == cert.radius
 

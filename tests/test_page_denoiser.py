@@ -9,6 +9,7 @@ from streamlit.testing.v1 import AppTest
 
 from rs_core import CertifyStream
 from rs_core.data import example_image, prepare_input
+from rs_core.logs.verify import combined_sha256
 from rs_core.models.architectures import DnCNN
 from rs_core.models.checkpoints import CHECKPOINTS_DIR, load_checkpoint, save_checkpoint
 from rs_core.models.denoisers import DENOISER_KIND
@@ -59,7 +60,7 @@ def test_a_denoiser_file_is_used_shown_and_recorded():
     assert not at.exception
     den = run.model["denoiser"]
     assert den["file"] == "mine.pth.tar" and den["sigma_trained"] == 0.25 and len(den["sha256"]) == 64
-    assert run.model["sha256"].endswith("+" + den["sha256"])
+    assert run.model["sha256"] == combined_sha256(run.model["classifier_sha256"], den["sha256"])
     # The identity denoiser changes no vote: the same counts as plain CERTIFY with the same seed.
     loaded = load_checkpoint(MNIST_050)
     x = prepare_input(example_image("chelsea"), loaded.input_shape, invert=None, frame_digit=True)

@@ -25,6 +25,7 @@ class Chosen:
     source: str
     true_label: int | None = None
     file_sha256: str | None = None
+    options: dict | None = None  # how an image became x: prepare_input's invert/frame_digit, model_preprocess
 
 
 @st.cache_resource(show_spinner="Reading the test set…")
@@ -61,6 +62,8 @@ def choose_input(input_shape: tuple[int, int, int], dataset: str | None, names: 
         opts = {"invert": {"auto": None, "no": False, "yes": True}[invert], "frame_digit": frame}
     else:
         opts = {}
+    record = {"invert": opts.get("invert", False), "frame_digit": opts.get("frame_digit", False),
+              "model_preprocess": preprocess is not None}  # what a certificate records (verify re-makes x with it)
     opts["preprocess"] = preprocess
 
     if source == "upload":
@@ -73,7 +76,7 @@ def choose_input(input_shape: tuple[int, int, int], dataset: str | None, names: 
         try:
             img = load_image(data)
             return Chosen(prepare_input(img, input_shape, **opts), f"upload {up.name}", None,
-                          hashlib.sha256(data).hexdigest())
+                          hashlib.sha256(data).hexdigest(), record)
         except ValueError as err:  # load_image's contract: whatever the decoder raised
             st.error(f"{up.name}: {err}")
         return None
@@ -89,7 +92,8 @@ def choose_input(input_shape: tuple[int, int, int], dataset: str | None, names: 
         from PIL import Image
 
         img = Image.fromarray(np.asarray(data, dtype=np.uint8), "RGBA")
-        return Chosen(prepare_input(img, input_shape, frame_digit=digit), "drawing")
+        return Chosen(prepare_input(img, input_shape, frame_digit=digit), "drawing",
+                      options={"invert": False, "frame_digit": digit, "model_preprocess": False})
     if source == "example":
         examples = list(EXAMPLE_IMAGES)
         choice = st.selectbox("Example (bundled with scikit-image)", examples,
@@ -97,7 +101,8 @@ def choose_input(input_shape: tuple[int, int, int], dataset: str | None, names: 
                               **state.kept("example", examples[0], examples))
         _link(example=choice)
         try:
-            return Chosen(prepare_input(example_image(choice), input_shape, **opts), f"example {choice}")
+            return Chosen(prepare_input(example_image(choice), input_shape, **opts), f"example {choice}",
+                          options=record)
         except ValueError as err:
             st.error(str(err))
             return None

@@ -9,7 +9,6 @@ the queue, a progress bar with an ETA, the votes, Stop, and errors.
 
 from __future__ import annotations
 
-import hashlib
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
@@ -20,6 +19,7 @@ import torch
 from streamlit.runtime import Runtime
 from streamlit.runtime.scriptrunner import get_script_run_ctx
 
+from rs_core.logs.verify import tensor_sha256
 from rs_core.rounding import floor_str
 from rs_core.smoothing.jobs import Job, LiveSnapshot, LiveStream, default_scheduler
 
@@ -43,15 +43,11 @@ class Run:
     params: dict[str, Any]  # σ, α, n0, n max, batch size, seed … as started
     extra: dict[str, Any] = field(default_factory=dict)
     input_sha256: str = ""
+    options: dict[str, Any] | None = None  # the image options that made x (rs_core.data.prepare_input's), if any
 
     def __post_init__(self) -> None:
         if not self.input_sha256:
             self.input_sha256 = tensor_sha256(self.x)
-
-
-def tensor_sha256(x: torch.Tensor) -> str:
-    """sha256 of the input as the model gets it (float32, C-contiguous bytes)."""
-    return hashlib.sha256(x.detach().float().cpu().contiguous().numpy().tobytes()).hexdigest()
 
 
 def _session() -> tuple[str | None, Callable[[], bool] | None]:
@@ -85,7 +81,7 @@ def start(key: str, build: Callable[[], LiveStream], device: str, chosen: Chosen
     job.wait_for_votes(timeout=0.5)  # so the first frame after Start already shows votes
     run = Run(job=job, x=chosen.x.detach().cpu(), source=chosen.source, true_label=chosen.true_label,
               file_sha256=chosen.file_sha256, class_names=list(class_names), model=model, params=params,
-              extra=extra or {})
+              extra=extra or {}, options=chosen.options)
     # Count certifications per input and model in this session: reporting the best of several is multiple testing.
     counts = ss.setdefault("certified_inputs", {})
     k = (run.input_sha256, model.get("sha256"))
@@ -214,12 +210,13 @@ def stale_reasons(run: Run, chosen: Chosen | None, model_sha256: str | None, par
     return reasons
 
 
-def start_button(key: str, blocked: str | None, on_start: Callable[[], None], *, explain: bool = True) -> None:
+def start_button(key: str, blocked: str | None, on_start: Callable[[], None], *, explain: bool = True,
+                 label: str = "Start") -> None:
     """The page's Start: disabled, with the reason beside it, while ``blocked`` says why it cannot run."""
-    st.button("Start", key=key, type="primary", disabled=blocked is not None,
+    st.button(label, key=key, type="primary", disabled=blocked is not None,
               on_click=on_start if blocked is None else None)
     if blocked is not None and explain:
-        st.caption(f"Start is disabled: {blocked}")
+        st.caption(f"{label} is disabled: {blocked}")
 
 
 def stale_warning(run: Run, chosen: Chosen | None, model_sha256: str | None, params_now: dict[str, Any]) -> None:

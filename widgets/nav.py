@@ -20,6 +20,7 @@ PAGES = [  # file, title, url path
     ("pages/Certified_accuracy.py", "Certified accuracy", "Certified_accuracy"),
     ("pages/Dual_RS.py", "Dual RS", "Dual_RS"),
     ("pages/Playground.py", "Playground (2-D)", "Playground"),
+    ("pages/Verify.py", "Verify a certificate", "Verify"),
 ]
 
 

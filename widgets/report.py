@@ -43,7 +43,7 @@ def repeat_caveat(k: int, alpha: float) -> str | None:
 def input_record(run) -> dict[str, Any]:
     """How a certificate names its input: enough to check that a file is the one that was certified."""
     return {"source": run.source, "true_label": run.true_label, "shape": list(run.x.shape),
-            "sha256_float32": run.input_sha256, "file_sha256": run.file_sha256}
+            "sha256_float32": run.input_sha256, "file_sha256": run.file_sha256, "options": run.options}
 
 
 def model_record(run) -> dict[str, Any]:

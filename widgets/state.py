@@ -56,10 +56,15 @@ class Settings:
 
     @property
     def model_sha256(self) -> str | None:
-        """Identifies the base classifier: the classifier's sha256, and the denoiser's after a '+'."""
+        """Identifies the base classifier: the classifier's sha256, or with a denoiser one sha256 of both files'
+        (rs_core.logs.verify.combined_sha256; each file's own is in the record too)."""
         if self.loaded is None:
             return None
-        return self.loaded.sha256 + ("" if self.denoiser is None else "+" + self.denoiser.sha256)
+        if self.denoiser is None:
+            return self.loaded.sha256
+        from rs_core.logs.verify import combined_sha256
+
+        return combined_sha256(self.loaded.sha256, self.denoiser.sha256)
 
     def model_record(self) -> dict[str, Any]:
         """How a certificate names its base classifier."""

@@ -592,6 +592,7 @@ def build_parser() -> argparse.ArgumentParser:
                   certify=False)
     cli_model.add_certify_image(sub)
     cli_model.add_export(sub)
+    cli_model.add_verify(sub)
     _add_analyze(sub)
     p = sub.add_parser("index", help="list the shipped checkpoints (checkpoints/index.json)")
     p.add_argument("--rebuild", action="store_true", help="rescan the folder and rewrite index.json")
@@ -605,7 +606,7 @@ def main(argv: list[str] | None = None) -> int:
         return {"train": _train, "certify": _certify, "predict": _predict, "analyze": _analyze,
                 "index": _index, "train-sigma": _train_sigma, "certify-dual": _certify_dual,
                 "train-denoiser": _train_denoiser, "certify-image": cli_model.certify_image,
-                "export": cli_model.export}[args.command](args)
+                "export": cli_model.export, "verify": cli_model.verify}[args.command](args)
     except (ValueError, OSError) as err:  # the error contract: bad input is a message and status 2, no traceback
         print(f"error: {err}", file=sys.stderr)
         return 2

@@ -90,29 +90,33 @@ def export(args) -> int:
     return 0
 
 
-def _input(args, loaded) -> tuple[Any, str]:
-    from rs_core.data import load_image, prepare_input
+def _input(args, loaded) -> tuple[Any, str, dict[str, Any]]:
+    """The model input from ``args.image``, its file's sha256, and the image options used (as the certificate records
+    them: ``rs_core.data.prepare_input``'s arguments, ``model_preprocess`` = the model's resize/crop policy passed)."""
+    from rs_core.data import load_image
 
     path = Path(args.image)
     if not path.is_file():
         raise ValueError(f"image: no such file: {path.name}")
     data = path.read_bytes()
-    img = load_image(data)
     pre = loaded.preprocessing
     if pre.input_shape[0] == 1 and (args.invert != "no" or args.frame_digit):
         if pre.resize is not None:
             raise ValueError("invert: --invert/--frame-digit are for digit models without a resize policy")
-        x = prepare_input(img, pre.input_shape, invert={"no": False, "yes": True, "auto": None}[args.invert],
-                          frame_digit=args.frame_digit)
+        options = {"invert": {"no": False, "yes": True, "auto": None}[args.invert], "frame_digit": args.frame_digit,
+                   "model_preprocess": False}
     else:
-        x = pre.image_to_input(img)
-    return x, hashlib.sha256(data).hexdigest()
+        options = {"invert": False, "frame_digit": False, "model_preprocess": True}
+    from rs_core.logs.verify import input_from_image
+
+    return input_from_image(load_image(data), pre, options), hashlib.sha256(data).hexdigest(), options
 
 
 def certify_image(args) -> int:
     import torch
 
     from rs_core.logs.document import certificate_document, class_label
+    from rs_core.logs.verify import combined_sha256, tensor_sha256
     from rs_core.models.device import default_device
     from rs_core.models.formats import load_model
     from rs_core.smoothing.diagnostics import noise_robustness_warning
@@ -122,7 +126,7 @@ def certify_image(args) -> int:
     loaded = load_model(args.model, device=device, **model_kwargs(args))
     if loaded.meta.get("kind") == "denoiser":
         raise ValueError(f"model: {Path(args.model).name} is a denoiser; pass it as --denoiser with a classifier")
-    x, file_sha = _input(args, loaded)
+    x, file_sha, options = _input(args, loaded)
     model, record = loaded.model, {"label": loaded.name, "id": None, **loaded.record()}
     record["classifier_sha256"] = loaded.sha256
     if args.denoiser:
@@ -130,7 +134,7 @@ def certify_image(args) -> int:
 
         den = load_denoiser(args.denoiser, device)
         model = denoised(loaded.model, den.model, tuple(loaded.input_shape))
-        record["sha256"] = loaded.sha256 + "+" + den.sha256
+        record["sha256"] = combined_sha256(loaded.sha256, den.sha256)
         record["denoiser"] = {"file": Path(args.denoiser).name, "sha256": den.sha256, "arch": den.arch,
                               "sigma_trained": den.sigma, "objective": den.meta.get("objective")}
         if den.sigma is not None and not math.isclose(den.sigma, args.sigma, rel_tol=1e-6):
@@ -156,8 +160,8 @@ def certify_image(args) -> int:
     doc = certificate_document(
         cert, class_names=names, model=record, prediction=prediction, warnings=[warning] if warning else [],
         input={"source": f"file {Path(args.image).name}", "true_label": None, "shape": list(x.shape),
-               "sha256_float32": hashlib.sha256(x.float().contiguous().numpy().tobytes()).hexdigest(),
-               "file_sha256": file_sha, "clean_prediction": class_label(names, clean)})
+               "sha256_float32": tensor_sha256(x), "file_sha256": file_sha, "options": options,
+               "clean_prediction": class_label(names, clean)})
     out = Path(args.out)
     out.parent.mkdir(parents=True, exist_ok=True)
     tmp = out.with_name(out.name + ".tmp")
@@ -171,6 +175,72 @@ def certify_image(args) -> int:
     if warning:
         print(f"warning: {warning}", file=sys.stderr)
     return 0
+
+
+def add_verify(sub) -> None:
+    p = sub.add_parser("verify", help="re-run a certificate JSON (the app's or certify-image's) and say whether it is "
+                                      "identical; exit 0 if so, 1 with the first difference otherwise")
+    p.add_argument("certificate", help="the certificate JSON")
+    p.add_argument("model", help="the model file it names (its sha256 is checked)")
+    p.add_argument("input", help="the image file it certified, or DATASET:INDEX for a test image (e.g. mnist:7)")
+    add_model_options(p)
+    p.add_argument("--denoiser", default=None, help="the denoiser file, for a denoised model's certificate")
+    p.add_argument("--device", type=A.device, default=None,
+                   help="cpu, cuda, … (default: the device type the certificate was made on, if present here)")
+
+
+def _verify_input(spec: str, loaded, options: dict[str, Any]):
+    from rs_core.data import get_dataset, load_image
+
+    from rs_core.logs.verify import input_from_image
+
+    path = Path(spec)
+    if path.is_file():
+        return input_from_image(load_image(path.read_bytes()), loaded.preprocessing, options)
+    name, sep, index = spec.rpartition(":")
+    if not sep or not index.isdigit():
+        raise ValueError(f"input: no such file, and not DATASET:INDEX: {spec}")
+    data = get_dataset(name, "test")
+    wanted = int(index)
+    for i in range(len(data)):
+        if data.original_index(i) == wanted:
+            return data[i][0]
+    raise ValueError(f"input: {name} has no test image {wanted} here")
+
+
+def verify(args) -> int:
+    import torch
+
+    from rs_core.logs.verify import combined_sha256, read_document, verify_document
+    from rs_core.models.formats import load_model
+
+    name = Path(args.certificate).name
+    try:
+        doc = read_document(json.loads(Path(args.certificate).read_text()))
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as err:
+        raise ValueError(f"certificate: cannot read {name} as JSON ({err})") from None
+    except ValueError as err:
+        raise ValueError(f"{err} ({name})") from None
+    recorded_type = (doc.get("software") or {}).get("device_type", "cpu")
+    device = args.device or ("cuda" if recorded_type == "cuda" and torch.cuda.is_available() else "cpu")
+    loaded = load_model(args.model, device=device, **model_kwargs(args))
+    model, sha = loaded.model, loaded.sha256
+    if args.denoiser:
+        from rs_core.models.denoisers import denoised, load_denoiser
+
+        den = load_denoiser(args.denoiser, device)
+        model, sha = denoised(loaded.model, den.model, tuple(loaded.input_shape)), combined_sha256(sha, den.sha256)
+    x = _verify_input(args.input, loaded, (doc.get("input") or {}).get("options") or {})
+    result = verify_document(doc, model, x, model_sha256=sha, preprocess=loaded.preprocessing.to_dict())
+    if result.identical:
+        c = result.certificate
+        print(f"identical: the counts ({c.n0:,} selection, {c.n:,} estimation votes) and the certificate (class "
+              f"{c.prediction}, radius {doc.get('rounded_down', {}).get('radius', c.radius)}) are reproduced")
+        return 0
+    print(f"differs: {result.first()}")
+    for more in result.differences[1:]:
+        print(f"  also {more}")
+    return 1
 
 
 def _run_with_progress(stream, args) -> None:

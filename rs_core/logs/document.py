@@ -1,9 +1,11 @@
 """The certificate document: what the app's download button serves and ``certify-image --out`` writes.
 
 One function, :func:`certificate_document`, so that a certificate from the browser and one from the command line
-have the same fields: the certificate itself, PREDICT's answer when it ran, the radius each bound gives for the
-same counts, the model (file, sha256, format, architecture, declared preprocessing — σ is in [0, 1] pixel units
-before normalization), the input (its sha256 as the model got it), warnings, and the guarantee in words.
+have the same fields: the certificate itself (and its radius and bound as rounded-down strings), PREDICT's answer
+when it ran, the radius each bound gives for the same counts, the model (file, sha256, format, architecture,
+declared preprocessing — σ is in [0, 1] pixel units before normalization), the input (its sha256 as the model got
+it, the image options used), the software and device type, warnings, and the guarantee in words. ``python -m
+rs_core verify`` re-runs one (:mod:`rs_core.logs.verify`).
 """
 
 from __future__ import annotations
@@ -35,8 +37,12 @@ def certificate_document(cert: Certificate, *, class_names: Sequence[str], model
                          input: dict[str, Any], prediction: Any = None, repeat: int = 1,
                          warnings: Sequence[str] = ()) -> dict[str, Any]:
     """Everything needed to check or reproduce a certificate, as plain JSON types."""
+    from rs_core.logs.verify import rounded_strings, software_record
+
     return {
         "certificate": {**cert.to_dict(), "class_name": class_label(class_names, cert.prediction)},
+        "rounded_down": rounded_strings(cert),
+        "software": software_record(cert.device),
         "predict": None if prediction is None else {**prediction.to_dict(),
                                                     "class_name": class_label(class_names, prediction.prediction)},
         "radii_other_bounds": dict(zip(*radii_table(cert).values())),
