@@ -113,7 +113,7 @@ def test_noise_and_votes_do_not_depend_on_the_batch_size_even_when_it_changes_mi
 
 def test_a_noise_stream_is_split_invariant_across_block_edges():
     shape = (3, 7, 9)
-    block = noise_block(shape)
+    block = noise_block(shape)  # 16 samples of 189 elements on the CPU
     whole = torch.empty(3 * block + 5, *shape)
     NoiseStream(torch.Generator().manual_seed(0), shape, torch.float32).fill(whole)
     parts = torch.empty_like(whole)

@@ -19,6 +19,7 @@ forward batches).
 from __future__ import annotations
 
 import contextlib
+import math
 from collections.abc import Iterator
 from typing import TypedDict, Unpack
 
@@ -47,22 +48,27 @@ class SamplingOptions(TypedDict, total=False):
     autocast: Autocast
 
 
-# Elements per randn call when noise is drawn in blocks: large enough that the calls cost nothing next to a forward
-# pass, fixed by the library (never by the batch size) so that the noise is a function of the seed alone.
+# Elements per randn call when noise is drawn in blocks off the CPU: large enough that the calls cost nothing next to a
+# forward pass, fixed by the library (never by the batch size) so that the noise is a function of the seed alone.
 NOISE_BLOCK_ELEMENTS = 1 << 18
 
 
-def noise_block(sample_shape: tuple[int, ...] | torch.Size) -> int:
-    """Samples per noise block for inputs of ``sample_shape`` ([C, H, W]): the unit in which noise is drawn.
+def noise_block(sample_shape: tuple[int, ...] | torch.Size, device_type: str = "cpu") -> int:
+    """Samples per noise block for inputs of ``sample_shape`` ([C, H, W]) on a device type: the unit in which the
+    noise is drawn.
 
-    A generator's output depends on how its draws are split into calls (on CUDA always; on CPU unless every call
-    is a multiple of 16 elements), so the sampler draws ε one block of this many samples at a time, whatever the
-    batch size: the votes are then the same for any batch sizes, changed during a run or not.
+    A generator's output depends on how its draws are split into calls: on the CPU unless every call is a multiple
+    of 16 elements (torch fills normals 16 at a time), elsewhere (CUDA's counter-based generator) always. So the
+    CPU draws whole multiples of the smallest block of 16·k elements, and other devices one block of about
+    2**18 elements per call, whatever the batch size: the votes are then the same for any batch sizes.
 
-    >>> noise_block((1, 28, 28)), noise_block((3, 224, 224))
-    (335, 2)
+    >>> noise_block((1, 28, 28)), noise_block((1, 2, 2)), noise_block((3, 5, 5)), noise_block((1, 28, 28), "cuda")
+    (1, 4, 16, 335)
     """
-    return max(1, -(-NOISE_BLOCK_ELEMENTS // max(1, int(np.prod(sample_shape)))))
+    d = max(1, int(np.prod(sample_shape)))
+    if device_type == "cpu":
+        return 16 // math.gcd(d, 16)
+    return max(1, -(-NOISE_BLOCK_ELEMENTS // d))
 
 
 class NoiseStream:
@@ -81,19 +87,15 @@ class NoiseStream:
                  dtype: torch.dtype) -> None:
         self.generator, self.sample_shape, self.dtype = generator, tuple(sample_shape), dtype
         self.device = torch.device(generator.device)
-        self.block = noise_block(self.sample_shape)
-        # On CPU a draw whose size is a multiple of 16 elements continues the stream exactly where a split draw
-        # would (torch fills normals 16 at a time), so whole requests go straight into the output: the same
-        # values as block by block, without the copies.
-        self._direct = self.device.type == "cpu" and int(np.prod(self.sample_shape)) % 16 == 0
+        self.block = noise_block(self.sample_shape, self.device.type)
+        # On the CPU several whole blocks drawn in one call continue the stream exactly as block by block would
+        # (each is a multiple of 16 elements), so they go straight into the output in one call.
+        self._many_per_call = self.device.type == "cpu"
         self._staged: torch.Tensor | None = None  # the current block
         self._used = 0  # samples of the current block already served
 
     def fill(self, out: torch.Tensor) -> None:
         """Writes the next ``out.shape[0]`` samples of noise into ``out`` [m, *sample_shape] (contiguous)."""
-        if self._direct:
-            torch.randn(out.shape, generator=self.generator, out=out)
-            return
         m, done = out.shape[0], 0
         while done < m:
             if self._staged is not None:
@@ -103,10 +105,12 @@ class NoiseStream:
                 done += take
                 if self._used == self.block:
                     self._staged = None
-            elif m - done >= self.block:  # a whole block: drawn straight into the output
-                torch.randn(out[done:done + self.block].shape, generator=self.generator,
-                            out=out[done:done + self.block])
-                done += self.block
+                continue
+            whole = (m - done) // self.block * self.block
+            if whole:  # whole blocks: straight into the output
+                take = whole if self._many_per_call else self.block
+                torch.randn(out[done:done + take].shape, generator=self.generator, out=out[done:done + take])
+                done += take
             else:
                 self._staged = torch.randn((self.block, *self.sample_shape), generator=self.generator,
                                            device=self.device, dtype=self.dtype)
