@@ -300,11 +300,26 @@ def test_two_browser_sessions_certify_at_once(app_url, page, tmp_path_factory):
     finally:
         for c in contexts:
             c.close()
-    # Each session certified with its own seed and all of its samples.
+    # Each session certified with its own seed and all of its samples, and got its solo run's certificate (the
+    # same counts, bound and radius as the library alone: other users and batch sizes change nothing).
+    from rs_core import CertifyStream
+    from rs_core.data import load_image, prepare_input
+    from rs_core.models.checkpoints import CHECKPOINTS_DIR, load_checkpoint
+    from rs_core.rounding import floor_str
+    from widgets.report import votes_text
+
+    loaded = load_checkpoint(CHECKPOINTS_DIR / "mnist/mnist_cnn/noise_0.50/checkpoint.pth.tar")
+    png = _digit_png(tmp_path_factory.mktemp("solo") / "one.png")
+    x = prepare_input(load_image(png.read_bytes()), loaded.input_shape, invert=None, frame_digit=True,
+                      preprocess=loaded.preprocessing)
     for table, seed in zip(tables, ["3", "4"]):
         cells = [c for c in (t.strip() for t in table.split("\n")) if c]
-        value = {key: cells[cells.index(key) + 1] for key in ("class", "n", "seed")}
-        assert value == {"class": "1", "n": "60,000", "seed": seed}
+        value = {key: cells[cells.index(key) + 1] for key in ("class", "n", "seed", "radius", "pA lower bound",
+                                                               "counts (n)")}
+        solo = CertifyStream(loaded.model, x, 0.5, n0=100, n_max=60_000, batch_size=1000, seed=int(seed)).run()
+        assert value == {"class": "1", "n": "60,000", "seed": seed, "radius": floor_str(solo.radius),
+                         "pA lower bound": floor_str(solo.p_lower, 5),
+                         "counts (n)": votes_text(loaded.class_names, solo.counts)}
 
 
 def test_dual_rs_page_both_stages(app_url, page, tmp_path_factory):

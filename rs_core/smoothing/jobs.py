@@ -13,7 +13,9 @@ slots:
 * each batch runs under the lock of its device, so the jobs of several browser
   sessions interleave batch by batch on one device (each with its own
   generator, so results do not depend on the interleaving) instead of
-  contending for its memory;
+  contending for its memory; the lock is a :class:`~rs_core.smoothing.turns.FairLock`,
+  whose turns go by time: with k jobs on a device each holds it about 1/k of
+  the time, whatever its batches take;
 * at most ``max_running`` jobs sample at once; later ones wait in a FIFO queue
   whose order anyone can read (:meth:`Scheduler.position`);
 * a job submitted with an ``alive`` callback (the app passes "is this browser
@@ -46,6 +48,7 @@ from typing import Any, Literal, Protocol, TypeVar, runtime_checkable
 import torch
 
 from rs_core.smoothing.results import Snapshot
+from rs_core.smoothing.turns import FairLock
 
 T = TypeVar("T")
 JobState = Literal["queued", "running", "done"]
@@ -216,7 +219,7 @@ class Job:
         try:
             batches = iter(self.stream)
             while True:
-                with lock:
+                with lock.turn(self):
                     snap = next(batches, None)
                 if snap is None:
                     break
@@ -229,11 +232,12 @@ class Job:
                 stopped = stopped or inner.stop_reason == "stopped"
             self.certificate = self.stream.certificate()
             if self._predict is not None and not stopped and self.cancelled is None:
-                with lock:
+                with lock.turn(self):
                     self.prediction = self._predict()
         except BaseException as err:  # noqa: BLE001 — reported to the polling side
             self.error = err
         finally:
+            lock.forget(self)
             self.state = "done"
             self._first_votes.set()
             self._done.set()
@@ -260,22 +264,26 @@ class Scheduler:
         self.max_running = max_running
         self.grace_s, self.watch_s = float(grace_s), float(watch_s)
         self._guard = threading.Lock()
-        self._locks: dict[str, threading.Lock] = {}
+        self._locks: dict[str, FairLock] = {}
         self._queue: deque[Job] = deque()
         self._running: set[Job] = set()
         self._watched: set[Job] = set()
         self._watcher: threading.Thread | None = None
 
     # -- devices -----------------------------------------------------------------------------------
-    def _lock(self, device: str | torch.device) -> threading.Lock:
+    def _lock(self, device: str | torch.device) -> FairLock:
         with self._guard:
-            return self._locks.setdefault(device_key(device), threading.Lock())
+            return self._locks.setdefault(device_key(device), FairLock())
 
     def exclusive(self, device: str | torch.device, fn: Callable[[], T]) -> T:
         """Runs ``fn`` now, in this thread, holding ``device``'s lock between two batches of the running jobs:
         for short model calls outside a job (a stream constructor's shape probe, one PREDICT)."""
-        with self._lock(device):
-            return fn()
+        lock, owner = self._lock(device), object()
+        try:
+            with lock.turn(owner):
+                return fn()
+        finally:
+            lock.forget(owner)
 
     # -- jobs --------------------------------------------------------------------------------------
     def submit(self, stream: LiveStream, *, predict: Callable[[], Any] | None = None, owner: str | None = None,
