@@ -345,3 +345,24 @@ def test_sigma_labels_are_a_softmax_of_radii():
         sigma_label_radii(radii, temperature=0)
     with pytest.raises(ValueError, match="^radii:"):
         sigma_label_radii(np.array([1.0, 2.0]))
+
+
+def test_the_dual_stream_gives_the_same_certificate_for_any_batch_size():
+    """Both stages' votes and bounds do not depend on the batch size (15 values per input: a size where torch's
+    own randn is not split-invariant)."""
+    x = torch.rand(1, 3, 5, generator=torch.Generator().manual_seed(2))
+    estimator = _linear_through(x, 0.8, 0.5, seed=3)  # class 1 → σ = 0.5, R_σ moves with the votes
+    experts = {0.25: _linear_through(x, 0.99, 0.25, 4), 0.5: _linear_through(x, 0.9, 0.5, 5)}
+    certs = []
+    for b in (1, 7, 64, 1000):
+        stream = DualStream(estimator, experts, x, 0.5, n0=20, n_max=400, alpha=0.01, batch_size=b, seed=8)
+        for _ in stream:
+            pass
+        certs.append(stream.certificate())
+
+    def key(c):
+        return (c.prediction, c.radius, c.radius_sigma, c.radius_class, c.stage1.counts.tolist(),
+                c.stage1.counts_selection.tolist(), c.stage2.counts.tolist(), c.stage2.counts_selection.tolist())
+
+    assert certs[0].sigma == 0.5 and 0 < certs[0].radius
+    assert all(key(c) == key(certs[0]) for c in certs[1:])

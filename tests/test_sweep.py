@@ -374,3 +374,23 @@ def test_per_sigma_models_certify_each_sigma_with_its_own_expert():
     assert [c.prediction for c in certs] == [1, 2]
     with pytest.raises(ValueError, match="models: need one model per σ"):
         SigmaSweepStream(_Constant(0).eval(), x, [0.25, 0.5], models={0.25: _Constant(1).eval()})
+
+
+def test_the_sweep_gives_the_same_certificates_for_any_batch_sizes_and_time_sized_batches():
+    """Every σ's votes and bound, and the best σ, are the same at batch sizes 1, 7, 64, 1,000 and with batches
+    sized by time (15 values per input: a size where torch's own randn is not split-invariant)."""
+    g = torch.Generator().manual_seed(1)
+    x = torch.rand(1, 3, 5, generator=g)
+    model = nn.Sequential(nn.Flatten(), nn.Linear(15, 3)).eval()
+    with torch.no_grad():
+        model[1].weight.normal_(0.0, 1.0, generator=g)
+        model[1].bias.copy_(torch.tensor([2.0, 0.0, 0.0]) - model[1].weight @ x.flatten())
+    runs = [SigmaSweepStream(model, x, (0.25, 0.5), 20, 300, 0.01, b, best=True, seed=3).run() for b in (1, 7, 64, 1000)]
+    runs.append(SigmaSweepStream(model, x, (0.25, 0.5), 20, 300, 0.01, 1000, best=True, seed=3,
+                                 batch_seconds=0.01).run())
+
+    def key(sweep):
+        return [sweep.best_index] + [(c.prediction, c.radius, c.counts.tolist(), c.counts_selection.tolist())
+                                     for c in sweep.certificates]
+
+    assert runs[0].best_index is not None and all(key(r) == key(runs[0]) for r in runs[1:])
