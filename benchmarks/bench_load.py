@@ -175,7 +175,8 @@ def main() -> None:
               "run |")
         print("|---|---|---|---|")
         for k, (load_s, _, cert_s, shown, png, seed) in enumerate(browser_rows):
-            print(f"| {k + 1} | {load_s:.1f} s | {cert_s:.1f} s | {_same_as_solo(loaded, shown, png, seed, args.num)} |")
+            same = _same_as_solo(loaded, shown, png, seed, args.num)
+            print(f"| {k + 1} | {load_s:.1f} s | {cert_s:.1f} s | {same} |")
         print(f"\nA fourth visitor's page load while all of them sample: {browser_rows[0][1]:.1f} s.")
 
 

@@ -7,10 +7,11 @@ from widgets import entry, live, verify
 
 s = entry.settings()
 st.title("Verify a certificate")
-st.markdown("A certificate is a function of the model, the input, σ, n0, n, α, the seed and the device type — not of "
-            "batch sizes, timing or other users. Upload one (the Certify page's download or `certify-image`'s JSON), "
-            "choose the model it names in the sidebar and give it its input: RS Lab re-runs it and says whether the "
-            "votes and the certificate are identical, or names the first difference and its likely cause.")
+st.markdown("A certificate is a function of the model, the input, σ, n0, n, α, the seed and the device type — "
+            "not of batch sizes, timing or other users. Upload one (the Certify page's download or "
+            "`certify-image`'s JSON), choose the model it names in the sidebar and give it its input: RS Lab "
+            "re-runs it and says whether the votes and the certificate are identical, or names the first "
+            "difference and its likely cause.")
 doc = verify.uploaded_document()
 if doc is None:
     st.stop()
