@@ -36,7 +36,7 @@ class Mutant:
 
 MUTANTS = [
     Mutant("stream bound at 2α", "rs_core/smoothing/stream.py",
-           "self.n, self.alpha, self.mixture)", "self.n, 2 * self.alpha, self.mixture)",
+           "self.n, self.alpha,\n", "self.n, 2 * self.alpha,\n",
            ("tests/test_stream.py::test_stream_false_certificates_follow_their_exact_law_at_the_batch_granularity",)),
     Mutant("anytime bound at 1.5α (any caller)", "rs_core/smoothing/stats.py",
            "threshold = math.log(1.0 / alpha)", "threshold = math.log(1.0 / (1.5 * alpha))",
