@@ -5,6 +5,8 @@ rs_core's modules or the app's widgets."""
 from __future__ import annotations
 
 import ast
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -163,3 +165,12 @@ def test_the_checker_sees_a_circle_and_an_upward_import(tmp_path):
     (pkg / "cli" / "main.py").write_text("")
     assert circles(rs_core_files(tmp_path), tmp_path) == [["rs_core.models.a", "rs_core.models.b"]]
     assert upward_imports(tmp_path) == ["rs_core/models/a.py:2 (models) imports rs_core.cli.main (cli)"]
+
+
+def test_the_command_line_starts_without_scipy_stats_or_optimize():
+    """A `python -m rs_core …` start pays for torch; scipy.stats and scipy.optimize (~0.4 s more) are imported only
+    by the calls that need them (PREDICT's binomial test, the anytime bound's root), not by every command."""
+    code = ("import sys, rs_core.cli.main; bad = [m for m in ('scipy.stats', 'scipy.optimize', 'statsmodels', "
+            "'pandas') if m in sys.modules]; print(bad); sys.exit(1 if bad else 0)")
+    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=ROOT, check=False)
+    assert proc.returncode == 0, proc.stdout + proc.stderr

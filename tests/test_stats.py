@@ -160,3 +160,21 @@ def test_running_maximum_of_anytime_bound_is_valid_at_every_look():
     running = np.maximum.accumulate(bounds)
     assert np.all(running <= 0.8 + 0.02)  # one path, not a proof: the bound hugs p from below
     assert running[-1] > 0.7
+
+
+def test_clopper_pearson_is_scipy_stats_beta_bit_for_bit():
+    """The bounds are computed with scipy.special (cheaper to import) and must equal scipy.stats' beta quantiles
+    exactly, as they did when computed with them."""
+    from scipy import special as sp
+    from scipy import stats as st
+
+    rng = np.random.default_rng(0)
+    for n in (10, 39, 1000, 100_000, 1_000_000):
+        k = np.unique(np.concatenate([np.arange(1, min(n, 300) + 1), rng.integers(1, n + 1, 300)]))
+        for alpha in (0.1, 0.01, 0.001, 1e-5):
+            np.testing.assert_array_equal(clopper_pearson_lower(k, n, alpha), st.beta.ppf(alpha, k, n - k + 1))
+            np.testing.assert_array_equal(clopper_pearson_lower_complement(k, n, alpha),
+                                          st.beta.isf(alpha, n - k + 1, k))
+    p = np.linspace(1e-6, 1 - 1e-6, 1001)
+    np.testing.assert_array_equal(sp.ndtri(p), st.norm.ppf(p))
+    np.testing.assert_array_equal(sp.ndtr(-p * 5), st.norm.sf(p * 5))

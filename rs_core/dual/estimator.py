@@ -21,7 +21,7 @@ from pathlib import Path
 import numpy as np
 import torch
 import torch.nn.functional as F
-from scipy import stats
+from scipy import special
 from torch import nn
 
 from rs_core.checks import check_count, check_sigma
@@ -48,7 +48,7 @@ def expert_radii(experts: Mapping[float, nn.Module], xs: torch.Tensor, ys: torch
         counts = sample_counts_many(experts[sigma], xs, sigma, n, batch_size,
                                     seed=derive_seed(seed, SeedPath.EXPERT_VOTES, j))
         p_low = np.atleast_1d(clopper_pearson_lower(counts[np.arange(len(ys)), ys], n, alpha))
-        out[:, j] = np.where(p_low > 0.5, sigma * stats.norm.ppf(np.clip(p_low, 0.5, 1.0)), 0.0)
+        out[:, j] = np.where(p_low > 0.5, sigma * special.ndtri(np.clip(p_low, 0.5, 1.0)), 0.0)
     return out
 
 
@@ -165,7 +165,7 @@ def cap_radii(radii: np.ndarray, cap: float | None) -> np.ndarray:
 
 def label_ceiling(sigma: float, n: int, alpha: float = 0.001) -> float:
     """The largest label radius σ can get from n label samples: σ Φ⁻¹(Clopper–Pearson lower bound at n of n)."""
-    return float(sigma * stats.norm.ppf(float(clopper_pearson_lower(n, n, alpha))))
+    return float(sigma * special.ndtri(float(clopper_pearson_lower(n, n, alpha))))
 
 
 def train_sigma_estimator(xs: torch.Tensor, radii: np.ndarray, sigma_e: float, arch: str, *, epochs: int = 10,

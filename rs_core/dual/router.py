@@ -26,7 +26,7 @@ from dataclasses import asdict, dataclass
 
 import numpy as np
 import torch
-from scipy import stats
+from scipy import special
 from torch import nn
 
 from rs_core.checks import check_alpha, check_count, check_images, check_sigma
@@ -77,7 +77,7 @@ def projected_radius(share: np.ndarray, sigma: float, n: int, alpha: float) -> n
     α; −1 where p_lower ≤ ½ (abstain). Used to choose thresholds, never as a certificate."""
     k = np.floor(np.asarray(share, dtype=np.float64) * n + 1e-9).astype(np.int64)  # 1e-9: 0.995 · 10⁴ is 9949.99…
     p_low = np.asarray(clopper_pearson_lower(k, n, alpha), dtype=np.float64)
-    return np.where(p_low > 0.5, sigma * stats.norm.ppf(np.clip(p_low, 0.5, 1.0)), -1.0)
+    return np.where(p_low > 0.5, sigma * special.ndtri(np.clip(p_low, 0.5, 1.0)), -1.0)
 
 
 def survival(conf: np.ndarray, candidates: np.ndarray) -> np.ndarray:

@@ -42,7 +42,7 @@ from typing import Literal
 
 import numpy as np
 import torch
-from scipy import stats
+from scipy import special
 from torch import nn
 
 from rs_core.checks import check_alpha, check_count, check_images, check_seed, check_sigma
@@ -186,7 +186,7 @@ class RadiusCertifier:
         self.model_dtype = model_dtype(self.model)
         self.noise_dtype = torch.promote_types(torch.float32, self.model_dtype)
         # 1 − Φ(r/σ) for level 0 (the class: p_A > ½) and each listed radius, decreasing.
-        self._q_levels = np.array([0.5, *stats.norm.sf(np.array(self.radii) / self.sigma)])
+        self._q_levels = np.array([0.5, *special.ndtr(-np.array(self.radii) / self.sigma)])  # Φ̄(r/σ)
         self.num_classes: int | None = None
         self.batches_run = 0  # forward batches so far, and the samples in them (batch fill = samples / batches)
         self.samples_run = 0

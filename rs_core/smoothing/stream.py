@@ -29,7 +29,7 @@ from typing import Literal
 
 import numpy as np
 import torch
-from scipy import stats
+from scipy import special
 from torch import nn
 
 from rs_core.checks import check_alpha, check_count, check_images
@@ -128,7 +128,7 @@ class CertifyStream:
             raise ValueError(f"mixture: must be a BetaMixture, got {type(mixture).__name__}")
         self.target_radius = target_radius
         # Radius >= r  ⟺  p_lower >= Φ(r/σ)  ⟺  1 − p_lower <= Φ̄(r/σ).
-        self._q_target = None if target_radius is None else float(stats.norm.sf(target_radius / self.sigma))
+        self._q_target = None if target_radius is None else float(special.ndtr(-target_radius / self.sigma))  # Φ̄(r/σ)
         self.mixture = mixture
         self._stop = threading.Event()
         self._start = clock()
