@@ -177,7 +177,7 @@ def main() -> None:
         for k, (load_s, _, cert_s, shown, png, seed) in enumerate(browser_rows):
             same = _same_as_solo(loaded, shown, png, seed, args.num)
             print(f"| {k + 1} | {load_s:.1f} s | {cert_s:.1f} s | {same} |")
-        print(f"\nA fourth visitor's page load while all of them sample: {browser_rows[0][1]:.1f} s.")
+        print(f"\nOne more visitor's page load while all of them sample: {browser_rows[0][1]:.1f} s.")
 
 
 def _together(args, stream, solo, alone: float, browsers_k: int) -> tuple[str, list[tuple]]:
