@@ -11,6 +11,7 @@ from rs_core.logs.certify_logs import (
     accuracy_lower_bound,
     common_images,
     default_label,
+    distinct_labels,
     figure,
     format_certify_log,
     parse_certify_log,
@@ -116,6 +117,7 @@ for upload in uploads or []:
         st.warning(f"{upload.name}: the log has a header but no rows.")
         continue
     logs.append(log)
+logs = distinct_labels(logs)  # rows and legends are keyed by label: same-named logs must stay apart
 
 col1, col2, col3 = st.columns(3)
 radii_text = col1.text_input("Radii for the table", "0, 0.25, 0.5, 0.75, 1.0, 1.5, 2.0", key="acc_radii")

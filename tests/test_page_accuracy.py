@@ -217,3 +217,25 @@ def test_the_lower_bound_uses_each_logs_own_alpha():
     assert after["α"].tolist() == ["0.001", "0.1 (box)"]
     assert after.iloc[0].tolist() == before.iloc[0].tolist()  # the shipped log keeps its own α
     assert after.iloc[1].tolist() != before.iloc[1].tolist()
+
+
+def test_same_named_logs_are_shown_side_by_side_not_a_traceback():
+    """Four uploads named sigma_0.25 (Cohen et al.'s naming in every folder; one of them the same file twice): four
+    rows and four curves with distinct labels, each with its own numbers."""
+    rows = ["idx\tlabel\tpredict\tradius\tcorrect\ttime"]
+    logs = []
+    for k in range(4):
+        body = [f"{i}\t{i % 10}\t{i % 10}\t{0.1 * (i % (3 + k)):.3f}\t1\t0:00:01" for i in range(20)]
+        logs.append("\n".join(rows + body).encode())
+    logs[3] = logs[2]  # one file uploaded twice
+    at = _page()
+    at.multiselect(key="acc_shipped").set_value([])
+    at.file_uploader(key="acc_uploads").set_value([("sigma_0.25", data, "text/plain") for data in logs]).run()
+    assert not at.exception, at.exception
+    at.text_input(key="acc_radii").set_value("0, 0.2").run()
+    assert not at.exception, at.exception
+    table = at.table[0].value
+    assert table["log"].tolist() == ["σ = 0.25 (sigma_0.25)", "σ = 0.25 (sigma_0.25) #2",
+                                     "σ = 0.25 (sigma_0.25) #3", "σ = 0.25 (sigma_0.25) #4"]
+    assert table["r = 0.2"].tolist()[2] == table["r = 0.2"].tolist()[3] != table["r = 0.2"].tolist()[0]
+    assert len(at.table[1].value) == 4 and len(at.get("plotly_chart")) == 1

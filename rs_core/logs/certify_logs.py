@@ -206,6 +206,23 @@ def dataset_from_path(path: str | os.PathLike) -> str | None:
     return None
 
 
+def distinct_labels(logs: list[CertifyLog]) -> list[CertifyLog]:
+    """The logs, those whose label repeats an earlier one's relabelled "label #2", "label #3" … (copies; the rest
+    as they are): tables and legends key rows by label, and Cohen et al.'s own logs share names (``sigma_0.25``
+    in every model's folder), as does one file uploaded twice.
+
+    >>> a = CertifyLog.from_rows("sigma_0.25", [(0, 1, 1, 0.5, 1, 0.1)])
+    >>> [log.label for log in distinct_labels([a, a, a])]
+    ['sigma_0.25', 'sigma_0.25 #2', 'sigma_0.25 #3']
+    """
+    seen: dict[str, int] = {}
+    out = []
+    for log in logs:
+        k = seen[log.label] = seen.get(log.label, 0) + 1
+        out.append(log if k == 1 else dataclasses.replace(log, label=f"{log.label} #{k}"))
+    return out
+
+
 def common_images(logs: list[CertifyLog]) -> tuple[list[CertifyLog], set[int]]:
     """The logs restricted to the example indices present in all of them, and those indices.
 
