@@ -77,6 +77,11 @@ class TensorImages(Dataset):
     def original_index(self, i: int) -> int:
         return int(self.index[i])
 
+    def position_of(self, original: int) -> int | None:
+        """The position of the image whose index in the original data set is ``original`` (None if not held)."""
+        hits = np.flatnonzero(self.index == original)
+        return int(hits[0]) if hits.size else None
+
 
 class _Torchvision(Dataset):
     """A torchvision data set returning [0, 1] tensors, with identity original indices."""
@@ -95,6 +100,9 @@ class _Torchvision(Dataset):
 
     def original_index(self, i: int) -> int:
         return i
+
+    def position_of(self, original: int) -> int | None:
+        return original if 0 <= original < len(self) else None
 
 
 def read_idx(path: Path, dims: int) -> np.ndarray:

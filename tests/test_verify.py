@@ -11,10 +11,12 @@ import sys
 import zipfile
 from pathlib import Path
 
+import numpy as np
 import pytest
 from PIL import Image, ImageDraw
 
 from rs_core.cli.main import main
+from rs_core.data import data_dir
 from rs_core.models.checkpoints import CHECKPOINTS_DIR
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -109,3 +111,30 @@ def test_a_file_that_is_not_a_certificate_is_a_one_line_error(made, tmp_path, ca
     bad.write_text("[1, 2]")
     assert main(["verify", str(bad), str(MODEL), str(made[1])]) == 2
     assert "error: certificate: not an RS Lab certificate document (bad.json)" in capsys.readouterr().err
+
+
+def test_a_test_image_named_by_data_set_and_index(tmp_path, capsys):
+    """INPUT as DATASET:INDEX (the original index the certificate's source names); an index not held is an error."""
+    from rs_core.data import TensorImages
+
+    data = TensorImages(np.zeros((3, 2, 2, 1), np.uint8), np.array([1, 2, 3]), np.array([40, 7, 12]))
+    assert [data.position_of(k) for k in (7, 12, 40, 41)] == [1, 2, 0, None]
+    if not (data_dir() / "mnist" / "MNIST" / "raw").exists():
+        return
+    from rs_core import CertifyStream
+    from rs_core.data import get_dataset
+    from rs_core.logs.document import certificate_document
+    from rs_core.logs.verify import tensor_sha256
+    from rs_core.models.checkpoints import load_checkpoint
+
+    loaded = load_checkpoint(MODEL)
+    x, _ = get_dataset("mnist", "test")[12]
+    cert = CertifyStream(loaded.model, x, 1.0, n0=50, n_max=500, seed=3).run()
+    doc = certificate_document(cert, class_names=loaded.class_names, model=loaded.record(),
+                               input={"source": "mnist test image 12", "sha256_float32": tensor_sha256(x)})
+    (tmp_path / "c.json").write_text(json.dumps(doc))
+    assert main(["verify", str(tmp_path / "c.json"), str(MODEL), "mnist:12"]) == 0
+    assert main(["verify", str(tmp_path / "c.json"), str(MODEL), "mnist:13"]) == 1
+    assert "input.sha256_float32" in capsys.readouterr().out
+    assert main(["verify", str(tmp_path / "c.json"), str(MODEL), "mnist:99999"]) == 2
+    assert "error: input: mnist has no test image 99999 here" in capsys.readouterr().err

@@ -74,7 +74,7 @@ def choose_input(doc: dict[str, Any], settings) -> inputs.Chosen | None:
         except (FileNotFoundError, ValueError) as err:
             st.info(f"It certified {source}, which this server cannot read ({err}).")
             return None
-        position = next((i for i in range(len(data)) if data.original_index(i) == index), None)
+        position = data.position_of(index)
         if position is None:
             st.error(f"{dataset} has no test image {index} here.")
             return None

@@ -201,11 +201,10 @@ def _verify_input(spec: str, loaded, options: dict[str, Any]):
     if not sep or not index.isdigit():
         raise ValueError(f"input: no such file, and not DATASET:INDEX: {spec}")
     data = get_dataset(name, "test")
-    wanted = int(index)
-    for i in range(len(data)):
-        if data.original_index(i) == wanted:
-            return data[i][0]
-    raise ValueError(f"input: {name} has no test image {wanted} here")
+    position = data.position_of(int(index))
+    if position is None:
+        raise ValueError(f"input: {name} has no test image {index} here")
+    return data[position][0]
 
 
 def verify(args) -> int:
