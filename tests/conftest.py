@@ -32,11 +32,11 @@ if os.environ.get("PYTEST_XDIST_WORKER"):
 
 def pytest_collection_modifyitems(config, items):
     """Markers by file, so that a developer can leave out whole kinds (``make test-fast``): ``browser`` for the
-    Chromium tests, which also share one xdist worker and so one module-scoped Streamlit server (``--dist
+    Chromium tests (``test_browser*.py``), which also share one xdist worker and so one module-scoped Streamlit server (``--dist
     loadgroup``), and ``apptest`` for the pages run through Streamlit's AppTest."""
     for item in items:
         name = item.path.name
-        if name == "test_browser.py":
+        if name.startswith("test_browser"):
             item.add_marker(pytest.mark.browser)
             item.add_marker(pytest.mark.xdist_group("browser"))
         elif name == "test_app.py" or name.startswith("test_page_"):
@@ -108,3 +108,26 @@ def synthetic_mnist(tmp_path_factory: pytest.TempPathFactory) -> Path:
         write_idx(raw / f"{prefix}-images-idx3-ubyte", rng.integers(0, 256, (n, 28, 28), dtype=np.uint8))
         write_idx(raw / f"{prefix}-labels-idx1-ubyte", np.arange(n, dtype=np.uint8) % 10)
     return root
+
+
+@pytest.fixture(scope="module")
+def app_url():
+    """The app in its own process for one browser test module (tests/browser_kit.py); its pid in ``SERVER``."""
+    import browser_kit
+
+    with browser_kit.server() as (url, pid):
+        browser_kit.SERVER["pid"] = pid
+        yield url
+
+
+@pytest.fixture(scope="module")
+def page():
+    """One headless Chromium page per browser test module (Debian's Chromium, driven by Playwright)."""
+    import browser_kit
+    from playwright import sync_api
+
+    with sync_api.sync_playwright() as p:
+        browser = p.chromium.launch(executable_path=browser_kit.CHROMIUM, args=browser_kit.CHROMIUM_ARGS)
+        pg = browser.new_page(viewport={"width": 1280, "height": 1300})
+        yield pg
+        browser.close()

@@ -7,86 +7,17 @@ installs Chromium so CI runs it. Screenshots go to $RS_SCREENSHOT_DIR when set
 
 from __future__ import annotations
 
-import contextlib
 import os
-import shutil
-import socket
-import subprocess
-import sys
 import time
-import urllib.request
 from pathlib import Path
 
 import pytest
+from browser_kit import NEEDS_CHROMIUM, ROOT, SERVER, server, set_number, shot, wait_text
 
 from rs_core.rounding import floor_str
 
-ROOT = Path(__file__).resolve().parents[1]
-CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"
 sync_api = pytest.importorskip("playwright.sync_api", reason="playwright is not installed")
-pytestmark = pytest.mark.skipif(not Path(CHROMIUM).exists(), reason=f"no Chromium at {CHROMIUM} (apt-get install chromium)")
-
-CHROMIUM_ARGS = ["--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run", "--disable-background-networking",
-                 "--disable-component-update", "--disable-sync"]
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-SERVER: dict[str, int] = {}  # the app's process id, for tests that check what the server does
-
-
-@contextlib.contextmanager
-def _server(env: dict[str, str] | None = None):
-    """The app in its own process (streamlit run app.py), with ``env`` added to the environment; yields (url, pid)."""
-    port = _free_port()
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "streamlit", "run", str(ROOT / "app.py"), "--server.port", str(port),
-         "--server.address", "127.0.0.1", "--server.headless", "true"],
-        cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, env={**os.environ, **(env or {})})
-    url = f"http://127.0.0.1:{port}"
-    try:
-        deadline = time.time() + 60
-        while True:
-            try:
-                with urllib.request.urlopen(f"{url}/_stcore/health", timeout=2) as r:
-                    if r.status == 200:
-                        break
-            except OSError:
-                if proc.poll() is not None or time.time() > deadline:
-                    raise RuntimeError(f"streamlit did not start: {proc.stdout.read().decode()[-2000:]}") from None
-                time.sleep(0.3)
-        yield url, proc.pid
-    finally:
-        proc.terminate()
-        proc.wait(timeout=20)
-
-
-@pytest.fixture(scope="module")
-def app_url():
-    with _server() as (url, pid):
-        SERVER["pid"] = pid
-        yield url
-
-
-@pytest.fixture(scope="module")
-def page():
-    with sync_api.sync_playwright() as p:
-        browser = p.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
-        pg = browser.new_page(viewport={"width": 1280, "height": 1300})
-        yield pg
-        browser.close()
-
-
-def _shot(page, name: str, tmp_path_factory) -> Path:
-    out = Path(os.environ.get("RS_SCREENSHOT_DIR") or tmp_path_factory.mktemp("shots"))
-    out.mkdir(parents=True, exist_ok=True)
-    path = out / name
-    page.screenshot(path=str(path), full_page=True)
-    return path
+pytestmark = NEEDS_CHROMIUM
 
 
 def test_home_page_in_chromium(app_url, page, tmp_path_factory):
@@ -102,7 +33,7 @@ def test_home_page_in_chromium(app_url, page, tmp_path_factory):
     box.fill("0.8000")
     box.press("Enter")
     page.get_by_text("0.5307").wait_for(timeout=15_000)  # at the sidebar's σ = 0.5: 0.5/2 · (Φ⁻¹(0.8) − Φ⁻¹(0.1)) = 0.53077…
-    path = _shot(page, "home.png", tmp_path_factory)
+    path = shot(page, "home.png", tmp_path_factory)
     assert path.stat().st_size > 20_000
     # Nothing fetched from anywhere but the app itself (no fonts, icons or telemetry).
     assert requests and all(u.startswith(app_url) or u.startswith("data:") or u.startswith("blob:") for u in requests), \
@@ -120,7 +51,7 @@ def test_bounds_page_in_chromium(app_url, page, tmp_path_factory):
     page.locator("[data-testid='stPlotlyChart']").first.wait_for()
     page.wait_for_timeout(1500)  # let the charts draw before the screenshot
     assert page.locator("[data-testid='stPlotlyChart']").count() == 2
-    _shot(page, "bounds.png", tmp_path_factory)
+    shot(page, "bounds.png", tmp_path_factory)
 
 
 def test_certified_accuracy_page_in_chromium(app_url, page, tmp_path_factory):
@@ -138,7 +69,7 @@ def test_certified_accuracy_page_in_chromium(app_url, page, tmp_path_factory):
         text = page.locator("[data-testid='stTable']").first.inner_text()
         assert "500" in text and "cifar10-partial · cifar_cnn" not in text
     page.wait_for_timeout(1500)
-    _shot(page, "certified_accuracy.png", tmp_path_factory)
+    shot(page, "certified_accuracy.png", tmp_path_factory)
 
 
 def _digit_png(path: Path) -> Path:
@@ -148,10 +79,6 @@ def _digit_png(path: Path) -> Path:
     img.paste(0, (72, 20, 90, 140))  # a dark "1" on white paper
     img.save(path)
     return path
-
-
-def _wait_text(page, text: str, timeout: float = 60_000):
-    page.get_by_text(text, exact=False).first.wait_for(timeout=timeout)
 
 
 def _record(name: str, value: float, tmp_path_factory) -> None:
@@ -166,23 +93,16 @@ def _record(name: str, value: float, tmp_path_factory) -> None:
     print(f"{name}: {value:.3f}")
 
 
-def _set_number(page, label: str, value: str) -> None:
-    box = page.get_by_label(label, exact=True)
-    box.fill(value)
-    box.press("Enter")
-    page.wait_for_timeout(400)
-
-
 def _upload_digit(page, url: str, tmp_path_factory, n_max: str, seed: str | None = None) -> None:
     """Open the Certify page, upload a drawn-style "1" and set the sidebar's n max (and seed)."""
     page.goto(f"{url}/Certify")
-    _wait_text(page, "Certify an input")
+    wait_text(page, "Certify an input")
     png = _digit_png(tmp_path_factory.mktemp("upload") / "one.png")
     page.locator("[data-testid='stFileUploader'] input[type='file']").first.set_input_files(str(png))
-    _wait_text(page, "What the model sees")
-    _set_number(page, "n max (estimation)", n_max)
+    wait_text(page, "What the model sees")
+    set_number(page, "n max (estimation)", n_max)
     if seed is not None:
-        _set_number(page, "Seed", seed)
+        set_number(page, "Seed", seed)
 
 
 def test_certify_page_upload_run_to_the_end_and_download(app_url, page, tmp_path_factory):
@@ -200,12 +120,12 @@ def test_certify_page_upload_run_to_the_end_and_download(app_url, page, tmp_path
     first_update = time.perf_counter() - t0
     _record("certify_first_histogram_s", first_update, tmp_path_factory)
     # Recorded, not asserted: speed belongs in benchmarks, and a busy CI machine must not fail the suite.
-    _wait_text(page, "is certified within", timeout=120_000)
+    wait_text(page, "is certified within", timeout=120_000)
     text = page.locator("[data-testid='stAlert']").filter(has_text="is certified within").first.inner_text()
     assert text.startswith("1") and "radius" in text
     page.set_viewport_size({"width": 1280, "height": 2300})  # Streamlit scrolls inside the page: a tall window
     page.wait_for_timeout(1500)
-    _shot(page, "certify.png", tmp_path_factory)
+    shot(page, "certify.png", tmp_path_factory)
     page.set_viewport_size({"width": 1280, "height": 1300})
     with page.expect_download() as info:
         page.get_by_role("button", name="Download the certificate (JSON)").click()
@@ -229,16 +149,16 @@ def test_certify_page_stop_midway_stays_responsive(app_url, page, tmp_path_facto
     page.locator("input[aria-label='target radius']:not([disabled])").wait_for(timeout=30_000)
     _record("certify_rerun_while_sampling_s", time.perf_counter() - t0, tmp_path_factory)
     page.wait_for_timeout(1500)
-    _shot(page, "certify_live.png", tmp_path_factory)
+    shot(page, "certify_live.png", tmp_path_factory)
     t0 = time.perf_counter()
     page.get_by_role("button", name="Stop", exact=True).click()
-    _wait_text(page, "Ended: stopped", timeout=30_000)
+    wait_text(page, "Ended: stopped", timeout=30_000)
     _record("certify_stop_to_certificate_s", time.perf_counter() - t0, tmp_path_factory)
-    _wait_text(page, "is certified within", timeout=15_000)
+    wait_text(page, "is certified within", timeout=15_000)
     page.get_by_role("button", name="Run PREDICT").wait_for(timeout=15_000)  # PREDICT is offered, not run
     page.set_viewport_size({"width": 1280, "height": 2300})
     page.wait_for_timeout(1500)
-    _shot(page, "certify_stopped.png", tmp_path_factory)
+    shot(page, "certify_stopped.png", tmp_path_factory)
     page.set_viewport_size({"width": 1280, "height": 1300})
 
 
@@ -246,12 +166,12 @@ def test_certify_page_draw_a_digit_and_bad_upload(app_url, page, tmp_path_factor
     requests: list[str] = []
     page.on("request", lambda r: requests.append(r.url))
     page.goto(f"{app_url}/Certify")
-    _wait_text(page, "Certify an input")
+    wait_text(page, "Certify an input")
     # A file that is not an image: a message on the page, no traceback.
     bad = tmp_path_factory.mktemp("bad") / "notes.png"
     bad.write_bytes(b"these are notes, not a picture")
     page.locator("[data-testid='stFileUploader'] input[type='file']").first.set_input_files(str(bad))
-    _wait_text(page, "notes.png: image: not an image in a supported format")
+    wait_text(page, "notes.png: image: not an image in a supported format")
     assert page.locator("[data-testid='stException']").count() == 0
     assert page.get_by_role("button", name="Start", exact=True).is_disabled()
     # Draw a "1" with the mouse on the canvas.
@@ -266,15 +186,15 @@ def test_certify_page_draw_a_digit_and_bad_upload(app_url, page, tmp_path_factor
     for k in range(1, 21):
         page.mouse.move(x0 + k * 0.3, y0 + k * box["height"] * 0.035)
     page.mouse.up()
-    _wait_text(page, "What the model sees — drawing", timeout=30_000)
-    _set_number(page, "n max (estimation)", "20000")
+    wait_text(page, "What the model sees — drawing", timeout=30_000)
+    set_number(page, "n max (estimation)", "20000")
     page.get_by_role("button", name="Start", exact=True).click()
-    _wait_text(page, "is certified within", timeout=120_000)
+    wait_text(page, "is certified within", timeout=120_000)
     text = page.locator("[data-testid='stAlert']").filter(has_text="is certified within").first.inner_text()
     assert text.startswith("1 "), text
     page.set_viewport_size({"width": 1280, "height": 1500})
     page.wait_for_timeout(1000)
-    _shot(page, "certify_draw.png", tmp_path_factory)
+    shot(page, "certify_draw.png", tmp_path_factory)
     page.set_viewport_size({"width": 1280, "height": 1300})
     # The canvas component's code is served by the app: nothing fetched from elsewhere.
     assert all(u.startswith(app_url) or u.startswith(("data:", "blob:")) for u in requests), \
@@ -295,7 +215,7 @@ def test_two_browser_sessions_certify_at_once(app_url, page, tmp_path_factory):
                                  ".some(e => e.textContent.startsWith('votes after n'))", timeout=30_000)
         assert all(pg.get_by_text("is certified within").count() == 0 for pg in pages)
         for pg in pages:
-            _wait_text(pg, "is certified within", timeout=120_000)
+            wait_text(pg, "is certified within", timeout=120_000)
         tables = [pg.locator("[data-testid='stTable']").first.inner_text() for pg in pages]
     finally:
         for c in contexts:
@@ -328,24 +248,24 @@ def test_dual_rs_page_both_stages(app_url, page, tmp_path_factory):
     if not (CHECKPOINTS_DIR / "mnist" / "dual" / "sigma_estimator.pth.tar").exists():
         pytest.skip("no shipped MNIST σ-estimator")
     page.goto(f"{app_url}/Dual_RS")
-    _wait_text(page, "Why σ must be locally constant")
+    wait_text(page, "Why σ must be locally constant")
     png = _digit_png(tmp_path_factory.mktemp("upload") / "one.png")
     page.locator("[data-testid='stFileUploader'] input[type='file']").first.set_input_files(str(png))
-    _wait_text(page, "as the estimator sees it")
-    _set_number(page, "n max (estimation)", "20000")
+    wait_text(page, "as the estimator sees it")
+    set_number(page, "n max (estimation)", "20000")
     page.get_by_role("button", name="Start", exact=True).click()
     page.wait_for_function("() => Array.from(document.querySelectorAll('svg text'))"
                            ".some(e => e.textContent.startsWith('σ-estimator (stage 1 of 2)'))", timeout=30_000)
-    _wait_text(page, "is certified within", timeout=120_000)
+    wait_text(page, "is certified within", timeout=120_000)
     text = page.locator("[data-testid='stAlert']").filter(has_text="is certified within").first.inner_text()
     assert text.startswith("1") and "min(R_σ" in text and "Limited by" in text
     # The lesson: each expert alone next to the dual certificate, labelled as a comparison.
     page.get_by_role("button", name="Certify with each expert alone").click()
-    _wait_text(page, "dual RS (one certificate, holds at 1 − α)", timeout=180_000)
-    _wait_text(page, "a comparison, not a certificate to pick from")
+    wait_text(page, "dual RS (one certificate, holds at 1 − α)", timeout=180_000)
+    wait_text(page, "a comparison, not a certificate to pick from")
     page.set_viewport_size({"width": 1280, "height": 3000})
     page.wait_for_timeout(1500)
-    _shot(page, "dual_rs.png", tmp_path_factory)
+    shot(page, "dual_rs.png", tmp_path_factory)
     page.set_viewport_size({"width": 1280, "height": 1300})
 
 
@@ -404,7 +324,7 @@ def test_reloading_the_tab_ends_its_run_and_keeps_the_settings(app_url, page, tm
         busy = _long_run(tab, app_url, tmp_path_factory)
         tab.reload()  # a new session: the old one's run must not go on unseen
         _sampling_stops(busy, "tab_reloaded_to_sampling_stopped_s", tmp_path_factory)
-        _wait_text(tab, "Certify an input")
+        wait_text(tab, "Certify an input")
         assert tab.get_by_role("spinbutton", name="n max (estimation)").input_value() == "50000000"  # the link
         assert tab.get_by_text("votes after n =").count() == 0
     finally:
@@ -412,7 +332,7 @@ def test_reloading_the_tab_ends_its_run_and_keeps_the_settings(app_url, page, tm
 
 
 def test_a_shared_link_restores_settings_and_input_and_invalid_values_disable_start(page, tmp_path_factory):
-    with _server() as (url, _):  # a server whose first visitor arrives by a link to a page, not the home page
+    with server() as (url, _):  # a server whose first visitor arrives by a link to a page, not the home page
         _shared_link(url, page, tmp_path_factory)
 
 
@@ -424,7 +344,7 @@ def test_a_fresh_servers_first_visitor_by_a_link_to_a_page_finds_it(path, title,
     """Before any session ran st.navigation, Streamlit serves a page under the url path it derives from the file's
     name (pages/Bounds.py → /Bounds) and runs that file alone; widgets/entry.py then switches to the same page
     through app.py. So old links keep working, with their query."""
-    with _server() as (url, _):
+    with server() as (url, _):
         page.goto(f"{url}/{path}?sigma=0.3")
         page.get_by_role("heading", name=title).first.wait_for(timeout=60_000)
         box = page.get_by_role("spinbutton", name="σ (noise level)")
@@ -439,7 +359,7 @@ def test_a_fresh_servers_first_visitor_by_a_link_to_a_page_finds_it(path, title,
 def _shared_link(app_url, page, tmp_path_factory):
     page.goto(f"{app_url}/Certify?model=mnist/mnist_cnn/noise_1.00&sigma=0.8&n_max=3000&seed=7&source=example"
               "&example=rocket")
-    _wait_text(page, "What the model sees — example rocket")
+    wait_text(page, "What the model sees — example rocket")
     assert page.get_by_role("spinbutton", name="σ (noise level)").input_value() == "0.800"
     assert page.get_by_role("spinbutton", name="Seed").input_value() == "7"
     start = page.get_by_role("button", name="Start", exact=True)
@@ -447,28 +367,28 @@ def _shared_link(app_url, page, tmp_path_factory):
     box = page.get_by_role("spinbutton", name="σ (noise level)")
     box.fill("0")
     box.press("Enter")
-    _wait_text(page, "σ must be > 0 and ≤ 10, got 0")
+    wait_text(page, "σ must be > 0 and ≤ 10, got 0")
     page.wait_for_timeout(500)
     assert page.get_by_role("spinbutton", name="σ (noise level)").input_value() == "0.000"  # kept, not replaced
     assert start.is_disabled()
     assert "sigma=0.0" in page.url  # the link shows what is on screen
     assert page.get_by_text("Page not found").count() == 0
-    _shot(page, "invalid_sigma.png", tmp_path_factory)
+    shot(page, "invalid_sigma.png", tmp_path_factory)
 
 
 def test_compare_sigma_page_best_sigma_with_bonferroni(app_url, page, tmp_path_factory):
     import json
 
     page.goto(f"{app_url}/Compare_sigma?n_max=4000")
-    _wait_text(page, "Compare σ on one input")
+    wait_text(page, "Compare σ on one input")
     png = _digit_png(tmp_path_factory.mktemp("upload") / "one.png")
     page.locator("[data-testid='stFileUploader'] input[type='file']").first.set_input_files(str(png))
-    _wait_text(page, "0.001 → 0.000333 on each σ")
+    wait_text(page, "0.001 → 0.000333 on each σ")
     page.get_by_role("button", name="Start", exact=True).click()
-    _wait_text(page, "Best σ =", timeout=120_000)
+    wait_text(page, "Best σ =", timeout=120_000)
     page.set_viewport_size({"width": 1280, "height": 2100})
     page.wait_for_timeout(1500)
-    _shot(page, "compare_sigma.png", tmp_path_factory)
+    shot(page, "compare_sigma.png", tmp_path_factory)
     page.set_viewport_size({"width": 1280, "height": 1300})
     with page.expect_download() as info:
         page.get_by_role("button", name="Download the certificates (JSON)").click()
@@ -480,8 +400,8 @@ def test_compare_sigma_page_best_sigma_with_bonferroni(app_url, page, tmp_path_f
 
 def test_playground_click_moves_the_point(app_url, page, tmp_path_factory):
     page.goto(f"{app_url}/Playground")
-    _wait_text(page, "Playground: randomized smoothing in 2-D")
-    _wait_text(page, "certificate holds", timeout=60_000)
+    wait_text(page, "Playground: randomized smoothing in 2-D")
+    wait_text(page, "certificate holds", timeout=60_000)
     chart = page.locator("[data-testid='stPlotlyChart']").first
     chart.wait_for()
     page.wait_for_timeout(1500)
@@ -495,9 +415,9 @@ def test_playground_click_moves_the_point(app_url, page, tmp_path_factory):
     _record("playground_click_to_moved_point_s", time.perf_counter() - t0, tmp_path_factory)
     x = float(page.get_by_role("spinbutton", name="x", exact=True).input_value())
     assert -2.5 < x < -0.5, x
-    _wait_text(page, "certificate holds")
+    wait_text(page, "certificate holds")
     page.wait_for_timeout(1500)
-    _shot(page, "playground.png", tmp_path_factory)
+    shot(page, "playground.png", tmp_path_factory)
 
 
 def _photo_jpeg(path: Path) -> Path:
@@ -540,7 +460,7 @@ def test_own_onnx_model_certifies_an_uploaded_photo(app_url, page, tmp_path_fact
     work = tmp_path_factory.mktemp("own_model")
     onnx_path, photo = _tiny_onnx(work), _photo_jpeg(work / "photo.jpg")
     page.goto(f"{app_url}/Certify")  # a page load is a new session: choose the model here, not before
-    _wait_text(page, "Certify an input")
+    wait_text(page, "Certify an input")
     sidebar, main = page.locator("[data-testid='stSidebar']"), page.locator("[data-testid='stMain']")
     sidebar.get_by_role("combobox", name="Model", exact=True).click()
     page.get_by_role("option", name="Your model file…", exact=True).click()
@@ -556,15 +476,15 @@ def test_own_onnx_model_certifies_an_uploaded_photo(app_url, page, tmp_path_fact
     assert page.locator("[data-testid='stAlertContentError'], [data-testid='stException']").count() == 0
     # The photo goes into the page's own uploader (the main area's), not the sidebar's model uploader.
     main.locator("[data-testid='stFileUploader'] input[type='file']").first.set_input_files(str(photo))
-    _wait_text(page, "What the model sees — upload photo.jpg")
-    _set_number(page, "n max (estimation)", "2000")
+    wait_text(page, "What the model sees — upload photo.jpg")
+    set_number(page, "n max (estimation)", "2000")
     page.get_by_role("button", name="Start", exact=True).click()
     done = page.locator("[data-testid='stAlert']").filter(has_text=re.compile(r"is certified within|^Abstain"))
     done.first.wait_for(timeout=120_000)
     assert page.locator("[data-testid='stAlertContentError'], [data-testid='stException']").count() == 0
     page.set_viewport_size({"width": 1280, "height": 2650})  # an abstention adds advice and a warning: taller
     page.wait_for_timeout(1500)
-    _shot(page, "own_model.png", tmp_path_factory)
+    shot(page, "own_model.png", tmp_path_factory)
     page.set_viewport_size({"width": 1280, "height": 1300})
     with page.expect_download() as info:
         page.get_by_role("button", name="Download the certificate (JSON)").click()
@@ -581,9 +501,9 @@ def test_an_over_limit_model_upload_gets_a_readable_message(page, tmp_path):
     so in words next to the file (not only a red icon)."""
     big = tmp_path / "big.onnx"
     big.write_bytes(os.urandom(2_500_000))
-    with _server({"RS_MODEL_UPLOAD_MB": "1"}) as (url, _pid):
+    with server({"RS_MODEL_UPLOAD_MB": "1"}) as (url, _pid):
         page.goto(f"{url}/Certify")
-        _wait_text(page, "Certify an input")
+        wait_text(page, "Certify an input")
         sidebar = page.locator("[data-testid='stSidebar']")
         sidebar.get_by_role("combobox", name="Model", exact=True).click()
         page.get_by_role("option", name="Your model file…", exact=True).click()
