@@ -20,8 +20,14 @@ $(STAMP): requirements.txt pyproject.toml
 	$(BIN)/python -m pip install --quiet --no-deps -e .
 	touch $(STAMP)
 
+# The model upload limit in MB (`RS_MODEL_UPLOAD_MB=1000 make run`): the server enforces it for every upload
+# (--server.maxUploadSize) and the sidebar's model uploader states it (it reads the same variable).
+RS_MODEL_UPLOAD_MB := $(or $(RS_MODEL_UPLOAD_MB),200)
+
 run: $(STAMP)
-	$(BIN)/streamlit run app.py --server.address 127.0.0.1 --server.port 8501
+	@case "$(RS_MODEL_UPLOAD_MB)" in ''|0*|*[!0-9]*) \
+		echo "RS_MODEL_UPLOAD_MB must be a whole number of MB (1 or more), got '$(RS_MODEL_UPLOAD_MB)'" >&2; exit 2;; esac
+	$(BIN)/streamlit run app.py --server.address 127.0.0.1 --server.port 8501 --server.maxUploadSize $(RS_MODEL_UPLOAD_MB)
 
 test: $(STAMP)
 	$(BIN)/python -m pytest -n $(JOBS) --dist loadgroup --durations=15

@@ -14,7 +14,7 @@ from rs_core.smoothing.diagnostics import noise_robustness_warning
 from rs_core.smoothing.jobs import default_scheduler
 from rs_core.smoothing.sampling import noisy_views
 from rs_core.smoothing.seeding import predict_seed
-from widgets import entry, figures, inputs, live, report
+from widgets import ceilings, entry, figures, inputs, live, report
 
 KEY = "run"
 BATCH_SECONDS = 0.5
@@ -52,7 +52,7 @@ def _start(chosen: inputs.Chosen, target: float | None, predict_n: int) -> None:
         # time-sized one, read when PREDICT starts.
         predict=lambda: predict_result(model, x, sigma, n=predict_n, alpha=alpha, batch_size=_batch_of(KEY, batch),
                                        seed=predict_seed(seed)),
-        extra={"predict_n": predict_n, "clean_class": clean, "train_sigma": s.train_sigma})
+        extra={"predict_n": predict_n, "clean_class": clean, "train_sigma": s.train_sigma, "input_hint": chosen.hint})
 
 
 def _batch_of(key: str, default: int) -> int:
@@ -100,14 +100,18 @@ def _headline(run: live.Run) -> None:
         st.caption(report.radius_in_words(cert.radius, tuple(run.x.shape)))
     st.caption(f"Ended: {reason.get(cert.stop_reason, cert.stop_reason)}. The bound is the anytime-valid "
                "confidence sequence (valid at any stopping time), not Clopper–Pearson at a chosen n.")
+    ceilings.show(cert.sigma, cert.n_max or max(cert.n, 1), cert.alpha, used=cert.bound)
     caveat = report.repeat_caveat(live.repeat_count(run), cert.alpha)
     if caveat:
         st.info(caveat)
     warning = noise_robustness_warning(run.extra.get("clean_class"), cert.counts if cert.n else cert.counts_selection,
                                        cert.sigma, trained_sigma=run.extra.get("train_sigma"))
-    run.extra["warnings"] = [warning] if warning else []  # also in the downloaded certificate
+    hint = run.extra.get("input_hint")  # e.g. a photo given to a digit model
+    run.extra["warnings"] = [w for w in (warning, hint) if w]  # also in the downloaded certificate
     if warning:
         st.warning(warning, icon="⚠️")
+    if hint:
+        st.warning(hint, icon="⚠️")
 
 
 def _details(run: live.Run) -> None:
@@ -117,11 +121,12 @@ def _details(run: live.Run) -> None:
     with c1:
         st.markdown("**CERTIFY** (Cohen et al. Algorithm 2)")
         st.table({"": ["class", "radius", "pA lower bound", "counts (n)", "counts (n0)", "n0", "n", "α", "σ",
-                       "seed", "model sha256", "device", "time"],
+                       "seed", "model", "model sha256", "device", "time"],
                   "value": [report.class_label(names_, cert.prediction), floor_str(cert.radius),
                             floor_str(cert.p_lower, 5), report.votes_text(names_, cert.counts),
                             report.votes_text(names_, cert.counts_selection), f"{cert.n0:,}", f"{cert.n:,}",
-                            f"{cert.alpha:g}", f"{cert.sigma:g}", str(cert.seed), run.model["sha256"][:16] + "…",
+                            f"{cert.alpha:g}", f"{cert.sigma:g}", str(cert.seed), report.model_name(run.model),
+                            run.model["sha256"][:16] + "…",
                             cert.device, f"{cert.elapsed_s:.2f} s"]})
     with c2:
         st.markdown("**PREDICT** (Cohen et al. Algorithm 1)")
@@ -145,13 +150,14 @@ def _details(run: live.Run) -> None:
                        file_name="certificate.json", mime="application/json", key="download")
     # Remembered for the Bounds page ("where the last certified input sits").
     st.session_state["last_certificate"] = {"p_lower": cert.p_lower, "radius": cert.radius, "sigma": cert.sigma,
-                                            "n": cert.n, "alpha": cert.alpha,
+                                            "n": cert.n, "alpha": cert.alpha, "bound": cert.bound,
                                             "class": report.class_label(names_, cert.prediction)}
 
 
 left, right = st.columns([2, 3])
 with left:
-    chosen = inputs.choose_input(s.loaded.input_shape, s.dataset, names, preprocess=s.loaded.preprocessing)
+    chosen = inputs.choose_input(s.loaded.input_shape, s.dataset, names, preprocess=s.loaded.preprocessing,
+                                 default_source=inputs.opening_source(s.dataset))
 with right:
     if chosen is not None and s.sigma is not None:
         st.markdown(f"**What the model sees** — {chosen.source}, preprocessed to {tuple(chosen.x.shape)}")
@@ -169,6 +175,8 @@ with right:
         else:
             st.caption(f"Noisy samples at σ = {s.sigma:g} (shown clipped to [0, 1]; the classifier gets them "
                        "unclipped).")
+        if chosen.hint:
+            st.warning(chosen.hint, icon="⚠️")
 
 with st.expander("Options: target radius, PREDICT"):
     c1, c2 = st.columns(2)
@@ -187,18 +195,17 @@ with st.expander("Options: target radius, PREDICT"):
         st.error(p)
 
 blocked = s.why_not_ready or ("; ".join(page_problems) if page_problems else None) or \
-    (None if chosen is not None else "Choose an input first.")
-live.start_button("start", blocked, lambda: _start(chosen, target if use_target else None, int(predict_n)),
-                  explain=chosen is not None)
+    (None if chosen is not None else inputs.missing_reason())
+live.start_button("start", blocked, lambda: _start(chosen, target if use_target else None, int(predict_n)))
 
 run: live.Run | None = st.session_state.get(KEY)
 if run is None:
     live.empty_chart(names, "votes")
 else:
     st.divider()
-    st.markdown(f"**Run:** {run.source} · {run.model['label']} · certifying at σ = {run.params['sigma']:g}, "
+    st.markdown(f"**Run:** {run.source} · {report.model_name(run.model)} · certifying at σ = {run.params['sigma']:g}, "
                 f"α = {run.params['alpha']:g}")
-    live.stale_warning(run, chosen, s.model_sha256, _params())
+    live.stale_warning(run, chosen, s.model_sha256, _params(), preprocess_now=s.model_record().get("preprocess"))
     if live.show(run, KEY, _names):
         _headline(run)
         live.live_view(run, KEY, _names)

@@ -10,7 +10,7 @@ import streamlit as st
 from rs_core import ABSTAIN
 from rs_core.rounding import floor_str
 from rs_core.smoothing.sweep import SigmaSweepStream
-from widgets import entry, fields, inputs, live, report, state
+from widgets import entry, fields, figures, inputs, live, report, state
 
 KEY = "sweep_run"
 s = entry.settings()
@@ -93,8 +93,8 @@ def _result(run: live.Run) -> None:
             c = cert.certificates[best]
             st.success(f"Best σ = **{cert.sigmas[best]:g}**: **{lab(run.class_names, c.prediction)}** certified within "
                        f"ℓ2 radius **{floor_str(c.radius)}**, with probability ≥ {1 - cert.alpha:g} — each of the "
-                       f"{len(cert.sigmas)} σ was certified at α/{len(cert.sigmas)} = {cert.alpha_each:.3g}, so choosing "
-                       "the largest radius among them keeps the guarantee (union bound).")
+                       f"{len(cert.sigmas)} σ was certified at α/{len(cert.sigmas)} = {cert.alpha_each:.3g}, so "
+                       "choosing the largest radius among them keeps the guarantee (union bound).")
     else:
         st.info(f"Each certificate below holds with probability ≥ {1 - cert.alpha_each:g} on its own. Picking the "
                 f"largest radius after seeing them holds only at 1 − {len(ran)}·α; run in best σ mode for that.")
@@ -109,8 +109,8 @@ def _result(run: live.Run) -> None:
     if best is not None:
         fig.add_trace(go.Scatter(x=[cert.sigmas[best]], y=[cert.certificates[best].radius], mode="markers",
                                  name="best σ", marker={"symbol": "star", "size": 16, "color": "#d62728"}))
-    fig.update_layout(title="Certified radius against σ (this input)", xaxis_title="σ", yaxis_title="certified radius",
-                      xaxis_type="log", yaxis_rangemode="tozero", template="plotly_white", height=340,
+    fig.update_layout(title="Certified radius against σ (this input)", xaxis=figures.sigma_axis(cert.sigmas),
+                      yaxis_title="certified radius", yaxis_rangemode="tozero", template="plotly_white", height=340,
                       margin={"t": 50, "b": 40, "l": 40, "r": 10})
     st.plotly_chart(fig, width="stretch", key="sweep_plot")
     st.table({"σ": [f"{v:g}" for v, _ in ran],
@@ -119,7 +119,8 @@ def _result(run: live.Run) -> None:
               "pA lower bound": [floor_str(c.p_lower, 5) for _, c in ran],
               "n": [f"{c.n:,}" for _, c in ran], "α used": [f"{c.alpha:.3g}" for _, c in ran],
               # Each σ's seed is derived from the run's (the full 64-bit value is in the JSON).
-              "seed": [f"σ #{i + 1} of seed {cert.seed}" for i in range(len(ran))], "ended": [str(c.stop_reason) for _, c in ran]})
+              "seed": [f"σ #{i + 1} of seed {cert.seed}" for i in range(len(ran))],
+              "ended": [str(c.stop_reason) for _, c in ran]})
     caveat = report.repeat_caveat(live.repeat_count(run), cert.alpha)
     if caveat:
         st.info(caveat)
@@ -134,8 +135,9 @@ if run is None:
     live.empty_chart(names, KEY)
 else:
     st.divider()
-    st.markdown(f"**Run:** {run.source} · {run.model['label']} · σ ∈ {{{', '.join(f'{v:g}' for v in run.params['sigmas'])}}}"
+    listed = ", ".join(f"{v:g}" for v in run.params["sigmas"])
+    st.markdown(f"**Run:** {run.source} · {report.model_name(run.model)} · σ ∈ {{{listed}}}"
                 f" · {'best σ (α/k each)' if run.params['best'] else 'each σ on its own'}")
-    live.stale_warning(run, chosen, s.model_sha256, _params())
+    live.stale_warning(run, chosen, s.model_sha256, _params(), preprocess_now=s.model_record().get("preprocess"))
     if live.show(run, KEY, _names):
         _result(run)

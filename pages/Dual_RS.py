@@ -12,7 +12,7 @@ from rs_core.models.shipped import shipped_estimators
 from rs_core.rounding import floor_str
 from rs_core.smoothing.sampling import noisy_views
 from rs_core.smoothing.sweep import SigmaSweepStream
-from widgets import entry, figures, inputs, live, report, state
+from widgets import dual_measured, entry, figures, inputs, live, report, state
 
 KEY = "dual_run"
 COMPARE = "dual_compare"
@@ -75,6 +75,20 @@ alpha_text = "" if s.alpha is None or split_problem else \
 st.caption(f"Σ = {{{', '.join(f'{v:g}' for v in sigmas)}}} · σ_e = {sigma_e:g} · estimator `{est.arch}` "
            f"(sha256 `{est.sha256[:12]}…`; {describe_estimator(est.meta)}) · experts: " + ", ".join(
                f"σ = {v:g}: `{experts[v].arch}` (`{experts[v].sha256[:12]}…`)" for v in sigmas) + alpha_text)
+# What the shipped dual RS measured against each single σ, from the shipped logs (the README's and the model card's
+# numbers): a learner must not leave thinking dual RS beats a well-chosen single σ here.
+found = dual_measured.measured(estimators[choice].path, est.meta)
+if found is None:
+    st.caption("No certify-dual log beside this σ-estimator to compare with each single σ. The shipped estimators' "
+               "comparison (README.md, “Dual randomized smoothing against every single σ”) finds dual RS below the "
+               "best single σ.")
+else:
+    st.info(dual_measured.summary(found) + " Why, and the commands: README.md, “Dual randomized smoothing against "
+            "every single σ”, and checkpoints/README.md.")
+    with st.expander("Dual RS against every single σ, measured on the shipped logs"):
+        st.table(dual_measured.table(found))
+        st.caption("Certified accuracy (correct and radius ≥ r) on the same test images; the best single σ is "
+                   "chosen per radius in hindsight; ± is the paired standard error.")
 
 left, right = st.columns([2, 3])
 with left:
@@ -110,7 +124,7 @@ def _start() -> None:
 
 
 # The sidebar's σ (and model) are not used here: only the sampling settings must be valid.
-used = {k: v for k, v in s.problems.items() if k != "sigma"}
+used = {k: v for k, v in s.problems.items() if k not in ("sigma", "normalization")}
 blocked = "Fix the sidebar first: " + "; ".join(used.values()) + "." if used else None
 blocked = blocked or split_problem or (None if chosen is not None else "Choose an input first.")
 live.start_button("dual_start", blocked, _start, explain=chosen is not None)
@@ -157,16 +171,37 @@ def _result(run: live.Run) -> None:
                        file_name="dual_certificate.json", mime="application/json", key="dual_download")
 
 
+def _stage1_votes(run: live.Run) -> None:
+    """Stage 1's final votes (the σ-estimator's, under σ_e): the evidence σ_c and R_σ came from."""
+    cert = run.job.certificate
+    c = cert.stage1
+    chose = "abstained" if c.prediction < 0 else f"σ_c = {cert.sigmas[c.prediction]:g}, R_σ = {floor_str(c.radius)}"
+    st.markdown(f"**Stage 1: the σ-estimator** (σ_e = {cert.sigma_e:g}) → {chose}")
+    st.plotly_chart(figures.vote_figure(c.counts, [f"σ = {v:g}" for v in cert.sigmas],
+                                        top_class=c.prediction if c.prediction >= 0 else None,
+                                        title=f"stage 1 votes (n = {c.n:,})"),
+                    width="stretch", key=f"{KEY}_stage1_votes")
+    st.caption(f"Selection votes (n0): {report.votes_text([f'σ = {v:g}' for v in cert.sigmas], c.counts_selection)}")
+
+
 run: live.Run | None = st.session_state.get(KEY)
 if run is None:
     live.empty_chart(sigma_names, KEY, "Votes appear here while sampling runs")
 else:
     st.divider()
-    st.markdown(f"**Run:** {run.source} · {run.model['label']}")
+    st.markdown(f"**Run:** {run.source} · {report.model_name(run.model)}")
     live.stale_warning(run, chosen, est.sha256, _params())
     if live.show(run, KEY, _stage_names):
         _result(run)
-        live.live_view(run, KEY, _stage_names)
+        done = run.job.certificate
+        if done.stage2 is None:  # the last votes drawn are stage 1's: the live view shows them
+            live.live_view(run, KEY, _stage_names)
+        else:  # the live view ends on stage 2's votes: keep stage 1's (how σ_c was chosen) beside them
+            v1, v2 = st.columns([2, 3])
+            with v1:
+                _stage1_votes(run)
+            with v2:
+                live.live_view(run, KEY, _stage_names)
 
 
 def _class_names(_snap) -> list[str]:

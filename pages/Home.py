@@ -2,9 +2,9 @@
 
 import streamlit as st
 
-from rs_core import cohen_radius, lecuyer_radius, li_radius, max_certifiable_radius
+from rs_core import cohen_radius, lecuyer_radius, li_radius
 from rs_core.rounding import floor_str
-from widgets import entry
+from widgets import ceilings, entry
 
 st.title("RS Lab")
 st.markdown(
@@ -43,9 +43,11 @@ st.page_link("pages/Compare_sigma.py", label="Compare σ",
 st.caption("Certify one input at several noise levels, each certificate kept, radius against σ. Choosing the best σ "
            "after seeing the results spends α/k on each of the k σ (Bonferroni), so the chosen one keeps 1 − α.")
 st.page_link("pages/Bounds.py", label="Bounds",
-             help="Cohen vs Lecuyer vs Li radius against pA; CERTIFY's largest radius against n and α")
-st.caption("Radius against pA for the three bounds at your σ, the ceiling that n and α put on any certificate, "
-           "and why Cohen's bound cannot be improved from pA and pB alone.")
+             help="Cohen vs Lecuyer vs Li radius against pA or for your own vote counts; CERTIFY's largest radius "
+                  "against n and α under both bounds on pA")
+st.caption("Radius against pA for the three bounds at your σ, or the three radii for vote counts of your own (nA of n, "
+           "optionally nB) under Clopper–Pearson and the anytime bound; the ceiling that n and α put on any "
+           "certificate; and why Cohen's bound cannot be improved from pA and pB alone.")
 st.page_link("pages/Certified_accuracy.py", label="Certified accuracy",
              help="Curves and tables from our models' logs or your own Cohen-format logs")
 st.caption("Certified accuracy against radius for our shipped models or logs you upload (Cohen et al.'s own "
@@ -82,5 +84,4 @@ else:
     })
 
 st.subheader("Largest radius CERTIFY can return")
-st.metric(f"all n = {s.n_max:,} samples agree", floor_str(max_certifiable_radius(s.n_max, s.alpha, s.sigma)),
-          help="σ·Φ⁻¹(α^(1/n)): the Clopper–Pearson bound when every sample votes for the top class")
+ceilings.show(s.sigma, s.n_max, s.alpha)

@@ -11,7 +11,7 @@ import streamlit as st
 
 from rs_core.rounding import floor_str
 from rs_core.smoothing import playground as pg
-from widgets import entry
+from widgets import entry, playground_story
 
 entry.settings()  # the sidebar (this page has its own settings below; the sidebar's model is not used)
 ss = st.session_state
@@ -27,29 +27,35 @@ for k, v in DEFAULTS.items():
 NS = [100, 300, 1_000, 3_000, 10_000, 30_000, 100_000]
 ALPHAS = [0.1, 0.01, 0.001, 0.0001]
 
-# The guided steps: each sets up the picture, then says what to look for.
+# The guided steps: each sets up the picture, then says what to look for. Each sets its own n and α too: coming
+# back to a step must not keep another step's n (step 3's 100,000 certifies where step 1 abstains at n = 1,000).
 STEPS = {
     "Free play": (None, "Move the point (click the right panel), change σ, n and α, and watch the balls."),
-    "1 · More noise": ({"pg_preset": "checkerboard", "pg_sigma": 0.25, "pg_x": 0.75, "pg_y": 0.75},
+    "1 · More noise": ({"pg_preset": "checkerboard", "pg_sigma": 0.25, "pg_x": 0.75, "pg_y": 0.75, "pg_n": 1000,
+                        "pg_alpha": 0.001},
                        ("Drag σ from 0.25 up to 1.0. The smoothed regions (right) lose the checkerboard's corners "
-                       "and thin squares: far from a boundary the ball grows with σ, but near thin regions the "
-                       "smoothed classifier no longer agrees with f — at σ = 1 this square's point is classified "
-                       "as its neighbours' class, or abstained on.")),
-    "2 · More samples": ({"pg_preset": "rings", "pg_sigma": 0.5, "pg_x": 0.0, "pg_y": 0.0, "pg_n": 100},
+                       "and thin squares: near thin regions the smoothed classifier no longer agrees with f.")),
+    "2 · More samples": ({"pg_preset": "rings", "pg_sigma": 0.5, "pg_x": 0.0, "pg_y": 0.0, "pg_n": 100,
+                          "pg_alpha": 0.001},
                          ("Slide n from 100 to 100,000. The certified ball (solid) grows towards the exact-pA ball "
                          "(dashed) but never reaches it: the Clopper–Pearson bound at level α is below pA. The chart "
                          "under the picture shows the radius against n for several α: less α costs radius.")),
     "3 · The bound is tight": ({"pg_preset": "half-plane", "pg_sigma": 0.5, "pg_x": 0.9, "pg_y": 0.3,
-                                "pg_n": 100_000},
+                                "pg_n": 100_000, "pg_alpha": 0.001},
                                ("For a half-plane the smoothed classifier is the half-plane itself, and the exact-pA "
                                "ball (dashed) touches its boundary exactly: radius σΦ⁻¹(pA) equals the distance "
                                "(Cohen's Theorem 2 — no larger ball can be certified from pA). With any finite n the "
                                "certified ball (solid) stays inside.")),
-    "4 · The certificate holds": ({"pg_preset": "two moons", "pg_sigma": 0.5, "pg_x": 0.5, "pg_y": 0.6},
+    "4 · The certificate holds": ({"pg_preset": "two moons", "pg_sigma": 0.5, "pg_x": 0.5, "pg_y": 0.6, "pg_n": 1000,
+                                   "pg_alpha": 0.001},
                                   ("The ✕ marks the nearest point of the smoothed classifier's true decision "
                                   "boundary (found numerically on the grid). It lies outside the certified ball: "
                                   "no point within the radius changes g's class. Move the point and try to break it.")),
 }
+
+
+NOISE_STEP = "1 · More noise"
+NOISE_SIGMAS = (0.25, 1.0)  # the ends of step 1's drag
 
 
 def _apply_step() -> None:
@@ -59,7 +65,7 @@ def _apply_step() -> None:
 
 
 step = st.radio("Guided tour", list(STEPS), horizontal=True, key="pg_step", on_change=_apply_step)
-st.info(STEPS[step][1])
+tour = st.empty()  # filled once the point's numbers are known (step 1 says them)
 
 c = st.columns([2, 2, 2, 1.3, 1, 1])
 preset = c[0].selectbox("Base classifier", list(pg.PRESETS), key="pg_preset", help="; ".join(
@@ -72,6 +78,7 @@ py = c[5].number_input("y", step=0.1, key="pg_y", format="%.2f")
 bad = [f"{name} must be between −{pg.LIM:g} and {pg.LIM:g}, got {v:g}" for name, v in (("x", px), ("y", py))
        if not (isinstance(v, (int, float)) and -pg.LIM <= v <= pg.LIM)]
 if bad:  # shown, not clamped: nothing is computed for a point the user did not choose
+    tour.info(STEPS[step][1])
     st.error("; ".join(bad) + ".")
     st.stop()
 
@@ -92,6 +99,18 @@ def _smoothed(name: str, s: float) -> np.ndarray:
 
 
 model = _model(preset)
+
+
+@st.cache_data(show_spinner=False, max_entries=64)
+def _noise_story(name: str, point: tuple[float, float], n_: int, alpha_: float, seed: int) -> str:
+    return playground_story.noise_story(_model(name), point, NOISE_SIGMAS, n_, alpha_, seed)
+
+
+if step == NOISE_STEP:  # what f, the exact g and CERTIFY say here at both ends of the drag: computed, not assumed
+    tour.info(STEPS[step][1] + " " + _noise_story(preset, (float(px), float(py)), int(n), float(alpha),
+                                                  int(ss["pg_seed"])))
+else:
+    tour.info(STEPS[step][1])
 base = _base(preset)
 smooth = _smoothed(preset, float(sigma))
 cert = pg.certify_point(model, (float(px), float(py)), float(sigma), n=int(n), alpha=float(alpha),

@@ -175,3 +175,16 @@ def test_a_page_run_without_the_entrypoint_draws_the_sidebar_itself(page):
     assert not at.exception, at.exception
     assert at.selectbox(key="model").value == "mnist/mnist_cnn/noise_0.50"
     assert at.session_state["settings"].sigma == 0.5
+
+
+def test_home_page_shows_both_ceilings_and_says_which_bound_each_is():
+    """Issue 27 item 5: one story for the largest radius — Clopper–Pearson at a fixed n (the CLI) and the anytime
+    bound (the Certify page), side by side, with why they differ."""
+    at = _run(n_max=100_000, alpha=0.001, sigma=0.5)
+    assert not at.exception
+    assert [(m.label, m.value) for m in at.metric] == [
+        ("Clopper–Pearson, n fixed in advance (CLI, Cohen et al.)", "1.9057"),
+        ("anytime-valid, stop whenever you like (Certify page)", "1.8868")]
+    text = " ".join(" ".join(c.value.split()) for c in at.caption)
+    assert "valid only for a sample size fixed before sampling" in text
+    assert "stays valid however the sampling is stopped" in text and "not directly comparable with CLI logs" in text

@@ -113,3 +113,11 @@ def test_a_valid_sigma_list_round_trips(sigmas):
                                          ("x" * 1001, "at most 1,000 characters")])
 def test_bad_sigma_lists_say_why(text, match):
     refuses(lambda: parse_sigma_list(text), "σ list", match)
+
+
+def test_an_empty_box_says_so_and_claims_no_value():
+    """A browser's number box sends nothing for "abc": the message names the setting and says what happened to the
+    text, never a number nobody typed."""
+    for name, f in FIELDS.items():
+        why = problem(name, None)
+        assert why.startswith(f"{f.label} is empty") and f.rule in why and "got" not in why, why

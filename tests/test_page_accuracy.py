@@ -70,7 +70,7 @@ def test_bad_uploads_show_a_message_and_keep_the_rest(name, data, message):
     at.run()
     assert not at.exception
     assert any(message in e.value for e in at.error)
-    assert at.table[0].value["log"].tolist() == ["mnist · mnist_cnn · σ = 0.25", "mine (mine)"]
+    assert at.table[0].value["log"].tolist() == ["mnist · mnist_cnn · σ = 0.25", "mine"]
 
 
 def test_bad_radii_text_is_a_message_not_a_traceback():
@@ -100,6 +100,11 @@ def test_live_certification_on_k_test_images():
     at.button(key="live_run").click()
     at.run(timeout=120)
     assert not at.exception
+    job = at.session_state["acc_job"].job  # a scheduler job: the page is drawn while it runs
+    assert job.wait(timeout=120)
+    at.run()  # the run after the job ended collects its log
+    assert not at.exception
+    assert [s.value for s in at.success] == ["Certified 4 test images: the curve is below."]
     table = at.table[0].value
     label = find_model(model_id).short_label  # the sidebar's label for results, e.g. "mnist · mnist_cnn · σ = 0.50"
     assert label.startswith("mnist · mnist_cnn · σ = 0.50")
@@ -161,7 +166,9 @@ def test_invalid_compute_here_and_alpha_values_are_kept_and_named():
     assert any("Certify is disabled" in c.value and "σ must be > 0" in c.value for c in at.caption)
 
 
-def test_logs_are_compared_on_their_common_images():
+def test_curves_are_cut_to_common_images_only_when_asked_and_then_the_heading_says_so():
+    """Before: the default selection cut every curve to the images common to all logs (51) without a word. Now each
+    curve uses all of its rows unless the box is ticked, and then the heading names how many images are used."""
     at = _page()
     at.multiselect(key="acc_shipped").set_value([MNIST_025])
     mine = b"idx\tlabel\tpredict\tradius\tcorrect\ttime\n0\t7\t7\t0.5\t1\t1.0\n20\t9\t-1\t0.0\t0\t1.0\n3\t1\t1\t2\t1\t1\n"
@@ -169,10 +176,17 @@ def test_logs_are_compared_on_their_common_images():
     at.file_uploader(key="acc_uploads").set_value([("mine", mine, "text/plain")])
     at.run()
     assert not at.exception
-    assert at.table[0].value["n images"].tolist() == [2, 2]
-    assert any("2 images are common to all 2 logs" in c.value for c in at.caption)
-    at.checkbox(key="acc_common").uncheck().run()
+    assert not at.checkbox(key="acc_common").value
     assert at.table[0].value["n images"].tolist() == [500, 3]
+    assert any("cover different images (500, 3)" in c.value and "compare them on the 2 images common to all"
+               in c.value for c in at.caption)
+    assert not any("common to all" in m.value for m in at.markdown)  # no heading claims a cut
+    at.checkbox(key="acc_common").check().run()
+    assert at.table[0].value["n images"].tolist() == [2, 2]
+    headings = [m.value for m in at.markdown if m.value.startswith("#### Certified accuracy against radius")]
+    assert headings == ["#### Certified accuracy against radius — on the 2 images common to all 2 logs"]
+    assert any(m.value.startswith("**Certified accuracy** (one row per log; on the 2 images common to all 2 logs)")
+               for m in at.markdown)
 
 
 @pytest.mark.skipif(not REF.exists(), reason=f"Cohen et al.'s reference logs not found at {REF}")
@@ -208,7 +222,6 @@ def test_the_lower_bound_uses_each_logs_own_alpha():
     good = b"idx\tlabel\tpredict\tradius\tcorrect\ttime\n0\t7\t7\t0.5\t1\t1.0\n20\t9\t9\t0.7\t1\t1.0\n"
     at.selectbox(key="acc_upload_dataset").set_value("mnist")
     at.file_uploader(key="acc_uploads").set_value([("mine", good, "text/plain")])
-    at.checkbox(key="acc_common").uncheck()
     at.run()
     before = at.table[1].value
     assert before["α"].tolist() == ["0.001", "0.001 (box)"]
@@ -239,3 +252,127 @@ def test_same_named_logs_are_shown_side_by_side_not_a_traceback():
                                      "σ = 0.25 (sigma_0.25) #3", "σ = 0.25 (sigma_0.25) #4"]
     assert table["r = 0.2"].tolist()[2] == table["r = 0.2"].tolist()[3] != table["r = 0.2"].tolist()[0]
     assert len(at.table[1].value) == 4 and len(at.get("plotly_chart")) == 1
+
+
+MNIST_FAMILY = ["mnist/mnist_cnn/noise_0.25/sigma_0.25", "mnist/mnist_cnn/noise_0.50/sigma_0.50",
+                "mnist/mnist_cnn/noise_1.00/sigma_1.00"]
+
+
+def test_the_page_opens_on_the_sidebars_model_and_cuts_nothing():
+    """Before: the page opened on partial CIFAR-10 logs (cut to 51 common images) while the sidebar's model was
+    MNIST's. Now it preselects the sidebar model's σ family, all certified on the same 500 images."""
+    at = _page()
+    assert at.session_state["settings"].model_id == "mnist/mnist_cnn/noise_0.50"
+    assert at.multiselect(key="acc_shipped").value == MNIST_FAMILY
+    table = at.table[0].value
+    assert table["log"].tolist() == ["mnist · mnist_cnn · σ = 0.25", "mnist · mnist_cnn · σ = 0.50",
+                                     "mnist · mnist_cnn · σ = 1.00"]
+    assert table.columns.tolist()[:3] == ["log", "data set", "n images"]  # one row per log, radii across
+    assert table["n images"].tolist() == [500, 500, 500]
+    assert any(m.value == "#### Certified accuracy against radius — all 3 logs on the same 500 images"
+               for m in at.markdown)
+    assert not at.warning and not at.get("radio")  # one data set: nothing to choose
+
+
+def test_the_selection_follows_the_sidebar_until_the_user_chooses():
+    at = _page()
+    at.selectbox(key="model").set_value("cifar10-partial/cifar_resnet20/noise_0.25").run()
+    assert not at.exception
+    assert at.multiselect(key="acc_shipped").value == [
+        f"cifar10-partial/cifar_resnet20/noise_{s}/sigma_{s}" for s in ("0.12", "0.25", "0.50", "1.00")]
+    assert set(at.table[0].value["data set"]) == {"cifar10-partial"}
+    at.selectbox(key="model").set_value("mnist/mnist_cnn/clean").run()  # a clean model: its own logs
+    assert at.multiselect(key="acc_shipped").value == [f"mnist/mnist_cnn/clean/sigma_{s}"
+                                                       for s in ("0.25", "0.50", "1.00")]
+    # The user's own choice is kept when the sidebar moves on, and across pages.
+    at.multiselect(key="acc_shipped").set_value([MNIST_025, "cifar10-partial/cifar_cnn/noise_0.50/sigma_0.50"]).run()
+    at.selectbox(key="model").set_value("mnist/mnist_cnn/noise_1.00").run()
+    assert at.multiselect(key="acc_shipped").value == [MNIST_025, "cifar10-partial/cifar_cnn/noise_0.50/sigma_0.50"]
+    assert at.radio(key="acc_group").value == "mnist"  # the sidebar's data set is shown
+    at.selectbox(key="model").set_value("cifar10-partial/cifar_cnn/noise_0.25").run()
+    assert at.radio(key="acc_group").value == "cifar10-partial"  # … and followed when it changes
+    at.switch_page("pages/Bounds.py").run()
+    at.switch_page(PAGE).run()
+    assert at.multiselect(key="acc_shipped").value == [MNIST_025, "cifar10-partial/cifar_cnn/noise_0.50/sigma_0.50"]
+
+
+def _legend(at) -> list[str]:
+    import json
+
+    spec = json.loads(at.get("plotly_chart")[0].proto.spec)
+    return [t["name"] for t in spec["data"] if t.get("showlegend", True)]
+
+
+def test_uploaded_logs_are_named_once_in_legends_and_tables():
+    """Before: "mylog.tsv (mylog.tsv)". Now one label per curve: the file's name, or Cohen et al.'s sigma_<σ> read."""
+    body = b"idx\tlabel\tpredict\tradius\tcorrect\ttime\n0\t7\t7\t0.5\t1\t1.0\n"
+    at = _page()
+    at.multiselect(key="acc_shipped").set_value([])
+    at.file_uploader(key="acc_uploads").set_value([("mylog.tsv", body, "text/plain"),
+                                                   ("sigma_0.50", body, "text/plain")]).run()
+    assert not at.exception
+    assert at.table[0].value["log"].tolist() == ["mylog.tsv", "σ = 0.50 (sigma_0.50)"]
+    assert _legend(at) == ["mylog.tsv (n = 1)", "σ = 0.50 (sigma_0.50) (n = 1)"]
+
+
+@needs_mnist
+def test_a_curve_computed_here_is_shown_at_once_whatever_data_set_was_shown():
+    at = _page()
+    cifar = "cifar10-partial/cifar_cnn/noise_0.50/sigma_0.50"
+    at.multiselect(key="acc_shipped").set_value([MNIST_050, cifar]).run()
+    at.radio(key="acc_group").set_value("cifar10-partial").run()
+    assert at.table[0].value["log"].tolist() == ["cifar10-partial · cifar_cnn · σ = 0.50"]
+    at.number_input(key="live_k").set_value(2)
+    at.number_input(key="live_n").set_value(100)
+    at.button(key="live_run").click().run()
+    assert not at.exception
+    assert at.radio(key="acc_group").value == "cifar10-partial"  # while it runs, the page stays as it was
+    assert at.session_state["acc_job"].job.wait(timeout=60)
+    at.run()
+    assert not at.exception
+    assert at.radio(key="acc_group").value == "mnist"
+    assert at.table[0].value["log"].tolist()[0].endswith("· here, k = 2, N = 100")
+
+
+@needs_mnist
+def test_compute_here_runs_as_a_job_whose_stop_is_prompt_and_keeps_what_was_done():
+    """Before: "compute here" blocked the page (greyed out) with no Stop. Now it is a scheduler job: the page is
+    drawn while it runs (its tables, a progress bar, Stop), Stop ends it within about a batch, and the images
+    finished before are kept as a log."""
+    import time
+
+    at = _page()
+    at.number_input(key="live_k").set_value(50)
+    at.number_input(key="live_n").set_value(20_000)
+    at.button(key="live_run").click().run()
+    assert not at.exception
+    job = at.session_state["acc_job"].job
+    assert not job.done and not at.button(key="acc_stop").disabled
+    assert at.button(key="live_run").disabled  # one run at a time
+    assert len(at.table) == 2  # the shipped logs' curves and tables are drawn while it runs
+    assert any("of 50 test images" in p.proto.text for p in at.get("progress"))
+    deadline = time.monotonic() + 60
+    while (job.snapshot is None or job.snapshot.images_done < 2) and time.monotonic() < deadline:
+        time.sleep(0.05)
+    at.button(key="acc_stop").click()
+    t0 = time.monotonic()
+    at.run()
+    assert job.wait(timeout=10) and time.monotonic() - t0 < 10  # within about one batch
+    at.run()
+    assert not at.exception and "acc_job" not in at.session_state
+    done = len(at.session_state["live_logs"][0])
+    assert 2 <= done < 50
+    assert [w.value for w in at.warning] == [f"Stopped after {done} of 50 test images: their curve is below."]
+    assert at.table[0].value["log"].tolist()[0].endswith(f"· here, k = {done} of 50, N = 20000")
+    assert not at.button(key="live_run").disabled
+
+
+def test_compute_here_without_the_data_set_names_no_server_folder(monkeypatch, tmp_path):
+    monkeypatch.setenv("RS_DATA_DIR", str(tmp_path / "nowhere"))
+    at = _page()
+    at.button(key="live_run").click().run()
+    assert not at.exception and "acc_job" not in at.session_state
+    errors = [e.value for e in at.error]
+    assert len(errors) == 1 and errors[0].startswith("The mnist test images are not on this server")
+    assert str(tmp_path) not in errors[0]
+    assert len(at.table) == 2  # the rest of the page is still there

@@ -5,10 +5,13 @@ import json
 from pathlib import Path
 
 import numpy as np
+import pytest
 from streamlit.testing.v1 import AppTest
 
 from rs_core import cohen_radius, lecuyer_radius, li_radius, max_certifiable_radius
 from rs_core.rounding import floor_str
+from rs_core.smoothing.bounds import largest_radius, radii_from_counts
+from widgets.counts import ceil_str, parse_counts
 
 ROOT = Path(__file__).resolve().parents[1]
 APP = str(ROOT / "app.py")
@@ -60,9 +63,13 @@ def test_bounds_page_fixed_pb_and_sigma():
 def test_bounds_page_ceiling_table():
     at = _run(sigma=1.0, bounds_alphas=[0.001])
     ceiling = at.table[1].value
-    assert ceiling["α = 0.001"].tolist() == [floor_str(max_certifiable_radius(n, 0.001, 1.0))
-                                             for n in [100, 1_000, 10_000, 100_000, 1_000_000]]
-    assert ceiling["α = 0.001"].tolist()[:4] == ["1.5004", "2.4632", "3.1985", "3.8114"]  # rounded down, never up
+    ns = [100, 1_000, 10_000, 100_000, 1_000_000]
+    cp = ceiling["α = 0.001, Clopper–Pearson"].tolist()
+    assert cp == [floor_str(max_certifiable_radius(n, 0.001, 1.0)) for n in ns]
+    assert cp[:4] == ["1.5004", "2.4632", "3.1985", "3.8114"]  # rounded down, never up
+    anytime = ceiling["α = 0.001, anytime"].tolist()
+    assert anytime == [floor_str(largest_radius(1.0, n, 0.001, "anytime-beta-mixture")) for n in ns]
+    assert all(float(a) < float(c) for a, c in zip(anytime, cp, strict=True))
     assert any("Theorem 2" in m.value for m in at.markdown)
 
 
@@ -91,7 +98,9 @@ def test_bounds_page_marks_the_last_certificate():
     assert np.allclose(marker["x"], [_nines(0.99)] * 3)
     assert marker["y"] == [float(f(0.99, 0.01, 0.5)) for f in (cohen_radius, li_radius, lecuyer_radius)]
     fig2 = json.loads(at.get("plotly_chart")[1].proto.spec)
-    assert any(t["name"] == "last certificate" and t["x"] == [10_000] for t in fig2["data"])
+    assert any(t["name"] == "last certificate (anytime bound)" and t["x"] == [10_000] for t in fig2["data"])
+    # The last certificate came from the Certify page: its bound is named.
+    assert any("radius 1.1631 (anytime bound)" in m.value for m in at.markdown)
 
 
 def test_radius_against_pa_axis_is_spaced_by_nines():
@@ -117,3 +126,148 @@ def test_radius_against_pa_axis_is_spaced_by_nines():
     assert (_nines(0.999) - _nines(0.99)) / span > 0.1
     assert xaxis["range"][0] <= _nines(p_a.min()) and xaxis["range"][1] >= _nines(p_a.max())
     assert "−log10(1 − pA)" in fig["layout"]["xaxis"]["title"]["text"]
+
+
+
+# --- issue 27 item 5: both ceilings, and item 7: counts in, the three radii out ---
+
+def test_bounds_page_shows_both_ceilings_at_the_sidebars_settings():
+    """σ = 0.5, n max = 100,000, α = 0.001: 1.9057 with Clopper–Pearson (CLI) and 1.8868 with the anytime bound (the
+    Certify page), each named, and why they differ."""
+    at = _run(sigma=0.5, n_max=100_000, alpha=0.001)
+    assert not at.exception
+    metrics = {m.label: m.value for m in at.metric}
+    assert metrics == {"Clopper–Pearson, n fixed in advance (CLI, Cohen et al.)": "1.9057",
+                       "anytime-valid, stop whenever you like (Certify page)": "1.8868"}
+    text = " ".join(c.value for c in at.caption)
+    assert "valid only for a sample size fixed before sampling" in text and "not directly comparable" in text
+    fig2 = json.loads(at.get("plotly_chart")[1].proto.spec)
+    names = [t["name"] for t in fig2["data"]]
+    assert "α = 0.001, Clopper–Pearson" in names and "α = 0.001, anytime" in names
+
+
+def _counts(n_a: str, n: str, alpha: str | None = None, n_b: str | None = None, sigma: float = 1.0) -> AppTest:
+    at = _page()
+    at.number_input(key="sigma").set_value(sigma)
+    at.radio(key="bounds_view").set_value("your counts (nA of n)").run()
+    at.text_input(key="bounds_n_a").set_value(n_a)
+    at.text_input(key="bounds_n").set_value(n)
+    if alpha is not None:
+        at.text_input(key="bounds_count_alpha").set_value(alpha)
+    if n_b is not None:
+        at.checkbox(key="bounds_use_nb").check().run()
+        at.text_input(key="bounds_n_b").set_value(n_b)
+    return at.run()
+
+
+CP_COLUMN = "Clopper–Pearson, n fixed in advance (CLI, Cohen et al.)"
+ANYTIME_COLUMN = "anytime-valid, stop whenever you like (Certify page)"
+
+
+def test_counts_mode_gives_the_three_radii_for_exactly_those_counts():
+    at = _counts("990", "1,000", alpha="0.001")
+    assert not at.exception and not at.error
+    radii = at.table[0].value
+    assert radii["bound"].tolist() == ["Cohen et al. (tight)", "Li et al. (Rényi)", "Lecuyer et al. (PixelDP)"]
+    for column, bound in ((CP_COLUMN, "clopper-pearson"), (ANYTIME_COLUMN, "anytime-beta-mixture")):
+        r = radii_from_counts(990, 1000, 0.001, 1.0, bound=bound)
+        assert radii[column].tolist() == [floor_str(r.cohen), floor_str(r.li), floor_str(r.lecuyer)]
+        assert at.table[1].value[column].tolist() == [floor_str(r.p_a_lower, 5), ceil_str(r.p_b_upper)]
+    # Independently of rs_core: Clopper–Pearson's lower bound is the α-quantile of Beta(nA, n − nA + 1), and
+    # Cohen's radius with pB = 1 − pA is σΦ⁻¹(pA) — 1.97800…, shown rounded down.
+    from scipy import stats
+
+    p = stats.beta.ppf(0.001, 990, 11)
+    assert radii[CP_COLUMN][0] == floor_str(float(stats.norm.ppf(p))) == "1.9780"
+    assert float(radii[ANYTIME_COLUMN][0]) < float(radii[CP_COLUMN][0])
+    assert any("pA's lower bound at α = 0.001; pB = 1 − that bound" in c.value for c in at.caption)
+
+
+def test_counts_mode_with_nb_splits_alpha_and_says_so():
+    at = _counts("9,800", "10000", alpha="0.01", n_b="150", sigma=0.25)
+    assert not at.exception and not at.error
+    radii = at.table[0].value
+    for column, bound in ((CP_COLUMN, "clopper-pearson"), (ANYTIME_COLUMN, "anytime-beta-mixture")):
+        r = radii_from_counts(9800, 10000, 0.01, 0.25, n_b=150, bound=bound)
+        assert r.alpha_a == r.alpha_b == 0.005
+        assert radii[column].tolist() == [floor_str(r.cohen), floor_str(r.li), floor_str(r.lecuyer)]
+    assert any("pA's lower bound at α/2 = 0.005 and pB's upper bound at α/2 = 0.005" in c.value for c in at.caption)
+    assert any("nB = 150" in m.value for m in at.markdown)
+
+
+def test_counts_mode_abstains_rather_than_printing_a_radius():
+    at = _counts("520", "1000")
+    assert not at.exception
+    radii = at.table[0].value
+    assert radii[CP_COLUMN].tolist() == radii[ANYTIME_COLUMN].tolist() == ["abstain"] * 3
+    assert "Abstain" in at.warning[0].value
+
+
+@pytest.mark.parametrize("entries, message", [
+    ({"n_a": "1.5", "n": "100"}, "nA must be a whole number"),
+    ({"n_a": "abc", "n": "100"}, "nA must be a whole number"),
+    ({"n_a": "1,5", "n": "100"}, "nA must be a whole number"),  # a decimal comma is never read as 15
+    ({"n_a": "", "n": "100"}, "nA is empty"),
+    ({"n_a": "101", "n": "100"}, "nA must be at most n, got nA = 101 > n = 100"),
+    ({"n_a": "0", "n": "0"}, "n must be at least 1"),
+    ({"n_a": "5", "n": "-3"}, "n must be a whole number"),
+    ({"n_a": "90", "n": "100", "n_b": "11"}, "nA + nB must be at most n"),
+    ({"n_a": "90", "n": "100", "n_b": "2.0"}, "nB must be a whole number"),
+    ({"n_a": "90", "n": "100", "alpha": "1"}, "α must be > 0 and < 1, got '1'"),
+    ({"n_a": "90", "n": "100", "alpha": "0"}, "α must be > 0 and < 1"),
+    ({"n_a": "90", "n": "100", "alpha": "0,01"}, "α must be a number > 0 and < 1"),
+    ({"n_a": "90", "n": "100", "alpha": "nan"}, "α must be > 0 and < 1"),
+])
+def test_counts_mode_refuses_invalid_counts_by_name_and_computes_nothing(entries, message):
+    at = _counts(**entries)
+    assert not at.exception
+    assert any(message in e.value for e in at.error), [e.value for e in at.error]
+    assert len(at.table) == 1  # only the ceiling table: no radii for values the user did not type
+    assert any("Nothing is computed until every entry is valid" in c.value for c in at.caption)
+
+
+def test_counts_survive_a_visit_to_another_page():
+    at = _counts("9,990", "10,000")
+    at.switch_page("pages/Home.py").run()
+    at.switch_page(PAGE).run()
+    assert at.radio(key="bounds_view").value == "your counts (nA of n)"
+    assert at.text_input(key="bounds_n_a").value == "9,990"
+    assert at.table[0].value[CP_COLUMN][0] == floor_str(radii_from_counts(9990, 10000, 0.001, 1.0).cohen)
+
+
+@pytest.mark.parametrize("texts, values, problems", [
+    (("99,000", "100000", "0.001", None), {"n_a": 99000, "n": 100000, "alpha": 0.001}, set()),
+    (("0", "1", "0.5", "0"), {"n_a": 0, "n": 1, "alpha": 0.5, "n_b": 0}, set()),
+    ((" 7 ", "10", "1e-3", "3"), {"n_a": 7, "n": 10, "alpha": 0.001, "n_b": 3}, set()),
+    (("7", "10", "0.001", "4"), {"n_a": 7, "n": 10, "alpha": 0.001}, {"n_b"}),
+    (("10,00", "10", "0.001", None), {"n": 10, "alpha": 0.001}, {"n_a"}),
+    (("5", "1" + "0" * 16, "0.001", None), {"n_a": 5, "alpha": 0.001}, {"n"}),
+    (("٣", "10", "0.001", None), {"n": 10, "alpha": 0.001}, {"n_a"}),  # non-ASCII digits are refused
+    (("3", "10", "inf", None), {"n_a": 3, "n": 10}, {"alpha"}),
+])
+def test_parse_counts(texts, values, problems):
+    got, why = parse_counts(*texts)
+    assert got == values and set(why) == problems
+
+
+def test_ceil_str_rounds_upper_bounds_up():
+    assert ceil_str(0.012341) == "0.01235" and ceil_str(0.25) == "0.25000" and ceil_str(0.0) == "0.00000"
+    assert ceil_str(0.01234) == "0.01235"  # the float 0.01234 is 0.01234000000000000027…: rounded up
+
+
+def _ceilings_script(used):
+    from widgets import ceilings
+
+    ceilings.show(0.5, 100_000, 0.001, used=used)
+
+
+def test_ceilings_widget_says_which_bound_the_page_used():
+    """What the Certify page calls with its certificate's bound; a bound it does not know is refused by name."""
+    at = AppTest.from_function(_ceilings_script, args=("anytime-beta-mixture",), default_timeout=60).run()
+    assert not at.exception
+    assert [m.value for m in at.metric] == ["1.9057", "1.8868"]
+    assert at.caption[0].value.startswith("This page's radii use the **anytime** bound.")
+    from widgets import ceilings
+
+    with pytest.raises(ValueError, match="^used: must be None or one of"):
+        ceilings.show(0.5, 100_000, 0.001, used="cp")

@@ -18,11 +18,11 @@ from test_data import _png_claiming
 
 from rs_core import CertifyStream, cohen_radius, lecuyer_radius, li_radius
 from rs_core.cli.main import main as cli_main
-from rs_core.data import data_dir, get_dataset, load_image, prepare_input
+from rs_core.data import EXAMPLE_IMAGES, data_dir, example_image, get_dataset, load_image, prepare_input
 from rs_core.models.checkpoints import CHECKPOINTS_DIR, load_checkpoint
 from rs_core.rounding import floor_str
 from rs_core.smoothing.seeding import predict_seed
-from widgets import report
+from widgets import inputs, report
 from widgets.sidebar import LOCAL
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -54,8 +54,16 @@ def _page(model: str = "mnist/mnist_cnn/noise_0.50", **settings) -> AppTest:
 
 
 def _upload(at: AppTest, name: str, data: bytes) -> AppTest:
-    at.file_uploader(key="upload").set_value([(name, data, "application/octet-stream")])
+    """Choose Upload (the page opens on an input that needs none) and upload ``data`` as ``name``."""
+    if at.radio(key="source").value != "upload":
+        at.radio(key="source").set_value("upload").run()
+    _image_uploader(at).set_value([(name, data, "application/octet-stream")])
     return at.run()
+
+
+def _image_uploader(at: AppTest):
+    """The page's image uploader (its key changes after Remove image: Streamlit cannot empty an uploader)."""
+    return next(u for u in at.main.get("file_uploader") if u.key == "upload" or u.key.startswith("upload."))
 
 
 def _finish(at: AppTest, timeout: float = 120):
@@ -88,6 +96,13 @@ def test_upload_a_digit_certify_to_the_end_and_download_the_certificate(tmp_path
     assert (cert.prediction, cert.radius, cert.stop_reason) == (ref.prediction, ref.radius, "n_max")
     assert ref.prediction == 1
     assert any(f"within ℓ2 radius **{floor_str(cert.radius)}**" in s.value for s in at.success)
+    # Both ceilings at the run's n max, the bound this radius used said first (issue 27: one story).
+    from rs_core.smoothing.bounds import largest_radius
+
+    ceilings = {m.label: m.value for m in at.metric}
+    assert floor_str(largest_radius(0.5, 4000, 0.001)) in ceilings.values()
+    assert floor_str(largest_radius(0.5, 4000, 0.001, bound=cert.bound)) in ceilings.values()
+    assert any("radii use the **anytime** bound" in c.value for c in at.caption)
     certify_rows = _table(at, 0)
     assert certify_rows["class"] == "1" and certify_rows["n"] == "4,000" and certify_rows["seed"] == "5"
     assert certify_rows["model sha256"].startswith(loaded.sha256[:16])
@@ -219,7 +234,7 @@ def test_odd_image_modes_are_converted(make, fmt, kw, model):
     at = _upload(_page(model), f"odd.{fmt.lower()}", _png(make(), fmt, **kw))
     assert not at.exception and not at.error
     assert at.button(key="start").disabled is False
-    assert len(at.get("image")) == 1  # the input and its noisy copies
+    assert len(at.get("image")) == 2  # the upload's thumbnail; the input and its noisy copies
 
 
 def test_exif_rotation_is_applied_before_the_model_sees_it():
@@ -395,3 +410,185 @@ def test_stop_while_queued_ends_the_run_without_a_sample(monkeypatch):
     assert any("Stopped while waiting in the queue" in i.value for i in second.info)
     first.session_state["run"].job.stop()
     assert first.session_state["run"].job.wait(60)
+
+
+# Issue 27: inputs that survive page switches and model menu round trips; a page that opens ready; plain hints.
+
+
+def _certify(at: AppTest) -> AppTest:
+    at.button(key="start").click().run()
+    _finish(at)
+    return at
+
+
+def _stale(at: AppTest) -> list[str]:
+    return [w.value for w in at.warning if "earlier choice" in w.value]
+
+
+def _seen(at: AppTest) -> str:
+    return " ".join(m.value for m in at.markdown if "What the model sees" in m.value)
+
+
+def _away_and_back(at: AppTest, page: str = "pages/Bounds.py") -> AppTest:
+    at.switch_page(page).run()
+    assert not at.exception
+    return at.switch_page("pages/Certify.py").run()
+
+
+def test_the_page_opens_on_an_input_that_needs_no_upload_and_every_disabled_start_says_why():
+    at = _page(n_max=500, batch=500)
+    assert not at.exception
+    # A test image where the data set is on this server, else an example image: Start works at once.
+    assert at.radio(key="source").value == inputs.opening_source("mnist")
+    assert at.button(key="start").disabled is False and _seen(at)
+    at.radio(key="source").set_value("upload").run()
+    assert at.button(key="start").disabled
+    assert any(c.value.startswith("Start is disabled: upload an image") for c in at.caption)
+    at = _upload(at, "notes.png", b"not a picture")
+    assert at.button(key="start").disabled
+    assert any(c.value.startswith("Start is disabled: notes.png cannot be used") for c in at.caption)
+
+
+def test_an_upload_survives_a_page_switch_and_its_result_stays_current():
+    at = _certify(_upload(_page(n_max=500, batch=500), "one.png", _digit_png()))
+    certified = at.session_state["run"].input_sha256
+    at = _away_and_back(at)
+    assert at.radio(key="source").value == "upload"
+    assert "upload one.png" in _seen(at)  # the kept file is what the model sees …
+    assert any("In use: **one.png**" in c.value for c in at.caption)  # … and the page says which file it is
+    assert not _stale(at) and at.button(key="start").disabled is False
+    at = _certify(at)
+    run = at.session_state["run"]
+    assert run.input_sha256 == certified and run.file_sha256 == hashlib.sha256(_digit_png()).hexdigest()
+    assert not _stale(at)
+
+
+def test_a_model_menu_round_trip_keeps_the_input_and_the_result_current():
+    at = _certify(_upload(_page(n_max=500, batch=500), "one.png", _digit_png()))
+    certified = at.session_state["run"].input_sha256
+    at.selectbox(key="model").set_value(LOCAL).run()  # no file yet: the page draws no input picker
+    assert not at.exception
+    at.selectbox(key="model").set_value("mnist/mnist_cnn/noise_0.50").run()
+    assert "upload one.png" in _seen(at) and not _stale(at)
+    at = _certify(at)
+    assert at.session_state["run"].input_sha256 == certified and not _stale(at)
+
+
+def test_a_result_is_marked_outdated_only_when_what_made_it_changed():
+    at = _certify(_upload(_page(n_max=500, batch=500), "one.png", _digit_png()))
+    same_pixels = _png(Image.open(io.BytesIO(_digit_png())), "BMP")  # another file, the same x
+    at = _upload(at, "one.bmp", same_pixels)
+    assert _stale(at) and "the input" in _stale(at)[0]  # the certificate names the file by its sha256
+    at = _upload(at, "one.png", _digit_png())
+    assert not _stale(at)
+    at.selectbox(key="model").set_value("mnist/mnist_cnn/noise_1.00").run()
+    assert "the model" in _stale(at)[0]
+    at.selectbox(key="model").set_value("mnist/mnist_cnn/noise_0.50").run()
+    assert not _stale(at)
+
+
+def test_remove_image_clears_the_kept_upload():
+    at = _upload(_page(), "one.png", _digit_png())
+    at.button(key="upload_clear").click().run()
+    assert not _seen(at) and at.button(key="start").disabled
+    assert _image_uploader(at).key != "upload"  # a fresh, empty uploader: the old one would still hold the file
+    at = _away_and_back(at)
+    assert not _seen(at)  # nothing comes back
+    at = _upload(at, "one.png", _digit_png())
+    assert "upload one.png" in _seen(at)
+
+
+def test_example_invert_and_framing_survive_a_page_switch():
+    at = _page()
+    at.radio(key="source").set_value("example").run()
+    at.selectbox(key="example").set_value("rocket").run()
+    at.radio(key="invert").set_value("yes").run()
+    at.checkbox(key="frame").uncheck().run()
+    seen = _seen(at)
+    at = _away_and_back(at, "pages/Home.py")
+    assert at.selectbox(key="example").value == "rocket" and at.radio(key="invert").value == "yes"
+    assert at.checkbox(key="frame").value is False and _seen(at) == seen
+
+
+def test_the_test_index_survives_a_page_switch(monkeypatch, synthetic_mnist):
+    monkeypatch.setenv("RS_DATA_DIR", str(synthetic_mnist))
+    inputs.test_set.clear()  # the cached set is per server, not per data folder
+    try:
+        at = _page(n_max=500, batch=500)
+        assert at.radio(key="source").value == "test"  # the data set is here: the page opens on a test image
+        at.number_input(key="test_index").set_value(7).run()
+        at = _certify(at)
+        at = _away_and_back(at)
+        assert at.number_input(key="test_index").value == 7 and not _stale(at)
+        assert at.session_state["run"].true_label == 7
+    finally:
+        inputs.test_set.clear()
+
+
+def test_draw_is_kept_while_a_colour_model_cannot_offer_it():
+    at = _page()
+    at.radio(key="source").set_value("draw").run()
+    assert not at.exception
+    assert any(c.value.startswith("Start is disabled: draw a digit") for c in at.caption)
+    at.selectbox(key="model").set_value("cifar10-partial/cifar_cnn/noise_0.25").run()
+    assert at.radio(key="source").value != "draw" and not at.exception
+    at.selectbox(key="model").set_value("mnist/mnist_cnn/noise_0.50").run()
+    assert at.radio(key="source").value == "draw"
+
+
+def test_digit_hint_tells_photos_from_digits():
+    from PIL import ImageDraw, ImageFilter
+
+    flagged = {name for name in EXAMPLE_IMAGES if inputs.digit_hint(example_image(name))}
+    assert flagged == set(EXAMPLE_IMAGES) - {"horse"}  # a black silhouette on white looks like ink on paper
+    assert inputs.digit_hint(load_image(_digit_png())) is None
+    seven = Image.new("L", (200, 200), 235)
+    ImageDraw.Draw(seven).line([(40, 40), (160, 40), (80, 170)], fill=30, width=18)
+    seven = seven.filter(ImageFilter.GaussianBlur(2))
+    noisy = np.asarray(seven, dtype=float) + np.random.default_rng(0).normal(0, 12, (200, 200))
+    assert inputs.digit_hint(Image.fromarray(np.clip(noisy, 0, 255).astype(np.uint8))) is None  # a phone photo
+    warm = Image.merge("RGB", [seven, seven.point(lambda v: v * 0.95), seven.point(lambda v: v * 0.85)])
+    assert inputs.digit_hint(warm) is None  # yellowish paper is not "a colour image"
+    assert "in colour" in inputs.digit_hint(example_image("coffee"))
+    assert "no plain background" in inputs.digit_hint(example_image("camera"))
+
+
+def test_a_photo_given_to_the_digit_model_gets_a_plain_hint_with_its_result():
+    at = _page(n_max=500, batch=500)
+    at.radio(key="source").set_value("example").run()
+    at.selectbox(key="example").set_value("chelsea").run()
+    hint = inputs.digit_hint(example_image("chelsea"))
+    assert any(w.value == hint for w in at.warning)  # before Start
+    at = _certify(at)
+    assert [w.value for w in at.warning].count(hint) == 2  # under the preview and with the result
+    assert hint in report.certificate_report(at.session_state["run"])["warnings"]
+    at = _upload(at, "one.png", _digit_png())  # a digit: no hint under the preview; the old result keeps its own
+    assert [w.value for w in at.warning].count(hint) == 1 and _stale(at)
+    fresh = _upload(_page(), "one.png", _digit_png())
+    assert not any("trained on handwritten digits" in w.value for w in fresh.warning)
+    cifar = _page("cifar10-partial/cifar_cnn/noise_0.25")
+    cifar.radio(key="source").set_value("example").run()
+    assert not any("trained on handwritten digits" in w.value for w in cifar.warning)  # not a digit model
+
+
+def test_a_denoised_run_names_the_classifier_and_the_denoiser():
+    at = _page("mnist/mnist_cnn/clean", n_max=300, batch=300)
+    at.selectbox(key="denoiser").set_value("mnist/denoisers/dncnn_mnist/noise_0.50_mse").run()
+    at.radio(key="source").set_value("example").run()
+    at = _certify(at)
+    run = at.session_state["run"]
+    name = report.model_name(run.model)
+    assert name.startswith(run.model["label"] + " ∘ ") and run.model["denoiser"]["label"] in name
+    assert any(m.value.startswith("**Run:**") and name in m.value for m in at.markdown)
+    assert _table(at, 0)["model"] == name
+    assert report.model_name({"label": "f"}) == "f"
+
+
+def test_each_uploader_states_the_limit_its_reader_enforces():
+    """The server accepts the model-upload limit for every upload; each other uploader states (and has the browser
+    enforce) the smaller limit of what reads it, so a file the page takes is never refused afterwards for its size."""
+    from rs_core.untrusted import MAX_IMAGE_BYTES
+
+    at = _page()
+    at.radio(key="source").set_value("upload").run()
+    assert _image_uploader(at).proto.max_upload_size_mb == MAX_IMAGE_BYTES // 2**20 == 20

@@ -5,6 +5,8 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+import numpy as np
+import torch
 from streamlit.testing.v1 import AppTest
 
 from rs_core.rounding import floor_str
@@ -88,3 +90,50 @@ def test_every_guided_step_sets_up_its_picture():
         assert at.info and at.metric, step
     at.radio(key="pg_step").set_value("1 · More noise").run()
     assert at.selectbox(key="pg_preset").value == "checkerboard" and at.slider(key="pg_sigma").value == 0.25
+
+
+def test_step_one_says_what_the_exact_g_and_certify_compute_at_its_point():
+    """Step 1's text is the page's numbers at σ = 0.25 and σ = 1 (the exact g and CERTIFY at n = 1,000), computed
+    here independently: no claim about the trained checkerboard written in advance."""
+    at = _page()
+    at.radio(key="pg_step").set_value("1 · More noise").run()
+    assert not at.exception
+    text = at.info[0].value
+    model = pg.base_classifier("checkerboard")
+    point = (0.75, 0.75)
+    f = int(model(torch.tensor(point).reshape(1, 1, 1, 2)).argmax(1))
+    assert f"f says **class {f}**" in text, text
+    for sigma in (0.25, 1.0):
+        probs = pg.exact_probabilities(model, point, sigma)
+        g = int(np.argmax(probs))
+        cert = pg.certify_point(model, point, sigma, n=1000, alpha=0.001, seed=0)
+        said = f"At σ = {sigma:g} the exact g says **class {g}** ({'f' if g == f else 'no longer f'}'s class; " \
+               f"P = {probs[g]:.4f}"
+        assert said in text, (said, text)
+        if cert.prediction < 0:
+            assert f"P = {probs[g]:.4f} under the noise), and CERTIFY with n = 1,000 at α = 0.001 **abstains** " \
+                   f"(its pA lower bound {floor_str(cert.p_lower)} is not above ½)" in text, text
+        else:
+            assert f"certifies **class {cert.prediction}** within radius {floor_str(cert.radius)}" in text, text
+    # The page's own metrics at σ = 0.25 (where the step starts) agree with the text.
+    cert = pg.certify_point(model, point, 0.25, n=1000, alpha=0.001, seed=0)
+    assert _metrics(at)["certified radius"] == floor_str(cert.radius) and f"within radius {floor_str(cert.radius)}" \
+        in text
+
+
+def test_each_guided_step_brings_its_own_n():
+    at = _page()
+    at.radio(key="pg_step").set_value("3 · The bound is tight").run()
+    assert at.select_slider(key="pg_n").value == 100_000
+    at.radio(key="pg_step").set_value("1 · More noise").run()
+    assert at.select_slider(key="pg_n").value == 1_000  # not step 3's 100,000
+    assert "CERTIFY with n = 1,000" in at.info[0].value
+    at.select_slider(key="pg_n").set_value(30_000).run()
+    assert "CERTIFY with n = 30,000" in at.info[0].value  # the text follows the n on screen
+    at.radio(key="pg_step").set_value("2 · More samples").run()
+    assert at.select_slider(key="pg_n").value == 100
+    at.radio(key="pg_step").set_value("4 · The certificate holds").run()
+    assert at.select_slider(key="pg_n").value == 1_000
+    at.select_slider(key="pg_n").set_value(3_000).run()
+    at.radio(key="pg_step").set_value("Free play").run()
+    assert at.select_slider(key="pg_n").value == 3_000  # free play keeps what is on screen

@@ -62,7 +62,10 @@ def problem(name: str, value: Any) -> str | None:
     """Why ``value`` is not valid for the numeric setting ``name`` (None if it is)."""
     f = FIELDS[name]
     if value is None:
-        return f"{f.label} is empty"
+        # A browser's number box sends nothing (not the text) for an entry that is not a number, so this is what
+        # "abc" becomes: say so, rather than quote a value the user never typed.
+        return f"{f.label} is empty (a number box keeps only a number: text that is not one is dropped); " \
+               f"{f.label} {f.rule}"
     if isinstance(value, bool) or not isinstance(value, (int, float)):
         return f"{f.label} must be a number, got {value!r}"
     if f.kind is int and (isinstance(value, float) and not value.is_integer()):

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from typing import Any
 
 import numpy as np
@@ -49,3 +50,11 @@ def vote_figure(counts: np.ndarray, class_names: list[str], *, top_class: int | 
                    "yaxis": yaxis, "template": "plotly_white", "height": 340,
                    "margin": {"t": 50, "b": 40, "l": 40, "r": 10}},
     }
+
+
+def sigma_axis(sigmas: Iterable[float]) -> dict[str, Any]:
+    """A log-scaled x axis whose ticks are exactly the σ values compared, labelled as typed (0.25, 0.5, 1). Plotly's
+    own log ticks label the minor ticks by their leading digit only, so σ = 0.5 read "5"."""
+    values = sorted({float(v) for v in sigmas})
+    return {"type": "log", "title": {"text": "σ"}, "tickmode": "array", "tickvals": values,
+            "ticktext": [f"{v:g}" for v in values]}

@@ -23,7 +23,7 @@ from rs_core.logs.verify import tensor_sha256
 from rs_core.rounding import floor_str
 from rs_core.smoothing.jobs import Job, LiveSnapshot, LiveStream, default_scheduler
 
-from . import figures, report
+from . import errors, figures, report
 from .inputs import Chosen
 
 StageNames = Callable[[LiveSnapshot], list[str]]
@@ -149,6 +149,7 @@ def _queued(run: Run) -> None:
 
 
 @st.fragment(run_every=0.5)
+@errors.guarded("the live view")  # a fragment's rerun runs this alone, outside app.py's guard
 def _poll(key: str, stage_names: StageNames) -> None:
     run: Run | None = st.session_state.get(key)
     if run is None:
@@ -192,22 +193,38 @@ PARAM_NAMES = {"sigma": "σ", "sigmas": "σ list", "alpha": "α", "n0": "n0", "n
                "best": "best-σ mode", "alpha_split": "α split", "estimator": "σ-estimator"}
 
 
-def stale_reasons(run: Run, chosen: Chosen | None, model_sha256: str | None, params_now: dict[str, Any]) -> list[str]:
+def stale_reasons(run: Run, chosen: Chosen | None, model_sha256: str | None, params_now: dict[str, Any], *,
+                  preprocess_now: dict[str, Any] | None = None) -> list[str]:
     """What differs between a run and what the page shows now: the input, the model, or a setting.
-    Empty when the result is for what is on screen."""
+    Empty when the result is for what is on screen. Compared by content, never by widget state: the tensor the model
+    gets and the uploaded file's sha256 (a certificate names the file), the model's sha256, the parameters — so a
+    choice that comes back unchanged after a page switch or a menu round trip leaves the result current."""
     reasons = []
     x = None if chosen is None else chosen.x
-    if x is None or tuple(x.shape) != tuple(run.x.shape) or not torch.equal(x.detach().cpu(), run.x):
+    if x is None or tuple(x.shape) != tuple(run.x.shape) or not torch.equal(x.detach().cpu(), run.x) \
+            or chosen.file_sha256 != run.file_sha256:
         reasons.append("the input")
     if model_sha256 != run.model.get("sha256"):
         reasons.append("the model")
+    elif preprocess_now is not None and preprocess_now != run.model.get("preprocess"):
+        reasons.append("the model's preprocessing")  # same file, another normalization chosen in the sidebar
     for name, label in PARAM_NAMES.items():
         if name in run.params and params_now.get(name) != run.params[name]:
             then, now = run.params[name], params_now.get(name)
-            fmt = (lambda v: f"{v:g}") if all(isinstance(v, (int, float)) and not isinstance(v, bool)
-                                               for v in (then, now)) else str
-            reasons.append(f"{label} ({fmt(then)} → {fmt(now)})")
+            if isinstance(then, bool) and isinstance(now, bool):  # a switch, in words: not "(True → False)"
+                reasons.append(f"{label} (was {'on' if then else 'off'}, now {'on' if now else 'off'})")
+            else:
+                reasons.append(f"{label} ({_shown(then)} → {_shown(now)})")
     return reasons
+
+
+def _shown(v: Any) -> str:
+    """A setting as the page shows it: numbers as typed (0.5, not 0.5000), a σ list as {0.25, 0.5}."""
+    if isinstance(v, (int, float)) and not isinstance(v, bool):
+        return f"{v:g}"
+    if isinstance(v, (tuple, list)):
+        return "{" + ", ".join(_shown(x) for x in v) + "}"
+    return "none" if v is None else str(v)
 
 
 def start_button(key: str, blocked: str | None, on_start: Callable[[], None], *, explain: bool = True,
@@ -219,9 +236,10 @@ def start_button(key: str, blocked: str | None, on_start: Callable[[], None], *,
         st.caption(f"{label} is disabled: {blocked}")
 
 
-def stale_warning(run: Run, chosen: Chosen | None, model_sha256: str | None, params_now: dict[str, Any]) -> None:
+def stale_warning(run: Run, chosen: Chosen | None, model_sha256: str | None, params_now: dict[str, Any], *,
+                  preprocess_now: dict[str, Any] | None = None) -> None:
     """An old result must never read as the answer for what is chosen now: say what changed since it started."""
-    stale = stale_reasons(run, chosen, model_sha256, params_now)
+    stale = stale_reasons(run, chosen, model_sha256, params_now, preprocess_now=preprocess_now)
     if stale:
         st.warning(f"This result is for an earlier choice: {', '.join(stale)} changed since it was started "
                    f"({run.source}). Press Start to certify what is shown above.")

@@ -46,6 +46,16 @@ def input_record(run) -> dict[str, Any]:
             "sha256_float32": run.input_sha256, "file_sha256": run.file_sha256, "options": run.options}
 
 
+def model_name(model: dict[str, Any]) -> str:
+    """How a run names what it smoothed: the classifier, or with a denoiser both (classifier ∘ denoiser, the order
+    of f∘D)."""
+    label = str(model.get("label") or model.get("file") or "model")
+    den = model.get("denoiser")
+    if not den:
+        return label
+    return f"{label} ∘ {den.get('label') or den.get('file') or 'denoiser'} (classifier ∘ denoiser)"
+
+
 def model_record(run) -> dict[str, Any]:
     return dict(run.model)
 

@@ -132,8 +132,9 @@ def draw() -> state.Settings:
     device = sb.selectbox("Device", devices, key="device")
 
     loaded, error, dataset, train_sigma, label, file_name = None, None, None, None, _model_label(model_id), None
+    own_problems: dict[str, str] = {}  # a question about the own model still unanswered (its normalization)
     if model_id == LOCAL or model_id.startswith(PREFIX):
-        loaded, error, label, file_name = own_model.draw(sb, model_id, device)
+        loaded, error, label, file_name, own_problems = own_model.draw(sb, model_id, device)
         ds = sb.selectbox("Data set (test images, class names)", ["from the file"] + list(DATASETS),
                           key="ckpt_dataset")
         if loaded is not None:
@@ -165,13 +166,18 @@ def draw() -> state.Settings:
         target = denoiser.sigma if denoiser is not None and denoiser.sigma else train_sigma
         ss["sigma"] = float(target) if target else DEFAULTS["sigma"]
 
-    problems: dict[str, str] = {}
+    problems: dict[str, str] = dict(own_problems)
 
     def number(where, key: str) -> float | int | None:
         name, text, step, fmt, help_ = NUMBERS[key]
         kw = {"step": step} if step is not None else {}
         if fmt is not None:
             kw["format"] = fmt
+        if key == "sigma":
+            # No default for σ's box: Streamlit's frontend commits a number box's default in place of an empty or
+            # non-numeric entry (Chromium empties a number box on "abc"), and number_input's implicit default 0.0
+            # then read "σ … got 0", a value nobody typed. Without one such an entry arrives as None ("σ is empty").
+            kw["value"] = None
         value = where.number_input(text, key=key, help=help_, **kw)
         why = fields.problem(name, value)
         if why is not None:
@@ -241,7 +247,8 @@ def _denoiser(sb, loaded: LoadedModel | None, device: str):
         return None, None, None
     if choice == LOCAL:
         up = sb.file_uploader("Denoiser checkpoint (.pth, .pth.tar)", type=["pth", "tar", "pt"],
-                              key="denoiser_upload", help="Loaded with torch.load(weights_only=True)")
+                              key="denoiser_upload", help="Loaded with torch.load(weights_only=True)",
+                              max_upload_size=own_model.upload_limit()[0])
         if up is None:
             sb.info("Upload a denoiser file, or choose none.")
             return None, None, None

@@ -73,7 +73,7 @@ class Settings:
                   "classifier_sha256": None if self.loaded is None else self.loaded.sha256}
         if self.loaded is not None:  # format, declared preprocessing (σ's units), classes
             own = self.loaded.record()
-            record.update({k: own[k] for k in ("format", "num_classes", "preprocess", "class_names")})
+            record.update({k: own[k] for k in ("format", "num_classes", "preprocess", "normalization", "class_names")})
         if self.denoiser is not None:
             record["denoiser"] = {"label": self.denoiser_label, "file": self.denoiser_file,
                                   "arch": self.denoiser.arch, "sha256": self.denoiser.sha256,
@@ -123,16 +123,25 @@ def kept(name: str, default: Any, options: list | None = None) -> dict[str, Any]
     """Keyword arguments for a page's widget whose value should survive a visit to another page (Streamlit
     forgets the state of widgets a run does not draw). Use as ``st.radio(…, **kept("source", "Upload"))``."""
     ss = st.session_state
-    if _KEPT + name not in ss or (options is not None and ss[_KEPT + name] not in options):
+    if _KEPT + name not in ss:
         ss[_KEPT + name] = default
-    ss[name] = ss[_KEPT + name]
+    # A kept value this widget does not offer now (e.g. "Draw" while a colour model is chosen) shows the default
+    # but stays kept, so the choice comes back with a model that offers it; choosing anything replaces it.
+    ss[name] = ss[_KEPT + name] if options is None or ss[_KEPT + name] in options else default
     return {"key": name, "on_change": _save, "args": (name,)}
 
 
 def remember(name: str, value: Any) -> None:
-    """Set a kept widget's value before it is drawn (a link's choice)."""
+    """Set a kept widget's value before it is drawn (a link's choice), or keep any value that is no widget's (an
+    upload's bytes, a drawing) across pages: Streamlit forgets only widget state."""
     st.session_state[_KEPT + name] = value
 
 
 def recall(name: str, default: Any = None) -> Any:
+    """What :func:`remember` or a kept widget stored under ``name``, else ``default``."""
     return st.session_state.get(_KEPT + name, default)
+
+
+def forget(name: str) -> None:
+    """Drop what is kept under ``name`` (the user cleared it)."""
+    st.session_state.pop(_KEPT + name, None)

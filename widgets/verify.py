@@ -16,6 +16,7 @@ import streamlit as st
 from rs_core.data import load_image
 from rs_core.logs.verify import Difference, compare, input_from_image, precheck, read_document, rerun_stream
 from rs_core.rounding import floor_str
+from rs_core.untrusted import MAX_IMAGE_BYTES
 
 from . import inputs, live, report
 
@@ -27,7 +28,7 @@ _TEST_IMAGE = re.compile(r"^(?P<dataset>[\w-]+) test image (?P<index>\d+)$")
 def uploaded_document() -> dict[str, Any] | None:
     """The uploaded certificate, checked; a message on the page (and None) when there is none or it is not one."""
     up = st.file_uploader("Certificate (JSON, as downloaded from the Certify page or written by certify-image)",
-                          type=["json"], key="verify_doc")
+                          type=["json"], key="verify_doc", max_upload_size=MAX_DOCUMENT_BYTES // 2**20)
     if up is None:
         return None
     data = up.getvalue()
@@ -88,7 +89,7 @@ def choose_input(doc: dict[str, Any], settings) -> inputs.Chosen | None:
         st.info("It certified a drawing, which the certificate cannot carry: a drawing cannot be re-made exactly.")
         return None
     up = st.file_uploader(f"The image it certified ({source})", key="verify_image",
-                          type=["png", "jpg", "jpeg", "webp", "bmp", "gif"])
+                          type=["png", "jpg", "jpeg", "webp", "bmp", "gif"], max_upload_size=MAX_IMAGE_BYTES // 2**20)
     if up is None:
         return None
     try:

@@ -368,6 +368,7 @@ def _setup(args, device):
     if kwargs["input_size"] is None:  # the data set's images are what the model gets
         kwargs["input_size"] = tuple(info.input_shape)
     loaded = load_model(args.base_classifier, device=device, **kwargs)
+    cli_model.warn_if_assumed(loaded, Path(args.base_classifier).name)
     if loaded.meta.get("kind") == "denoiser":
         raise ValueError(f"base_classifier: {Path(args.base_classifier).name} is a denoiser; pass it as --denoiser "
                          "with a classifier")

@@ -47,6 +47,18 @@ def model_kwargs(args: argparse.Namespace) -> dict[str, Any]:
             "trust_code": args.trust_code}
 
 
+def warn_if_assumed(loaded, name: str, out=None) -> None:
+    """Say on stderr when the file declared no normalization and one was assumed: the app asks instead; a script
+    reads this line (and the certificate's ``model.normalization``)."""
+    from rs_core.models.formats import normalization_declared
+    from rs_core.models.preprocess import NORMALIZATION_SOURCES
+
+    if not normalization_declared(loaded):
+        source = NORMALIZATION_SOURCES.get(loaded.meta.get("normalization_source"), "assumed")
+        print(f"warning: {name}: normalization {source}: {loaded.preprocessing.describe()}; state it with "
+              "--mean/--std or --no-normalize", file=out or sys.stderr)
+
+
 def add_certify_image(sub) -> None:
     p = sub.add_parser("certify-image", help="CERTIFY one image with your own model; writes the app's certificate JSON")
     p.add_argument("model", help="model file: .onnx, .pt2, .safetensors, a state dict or checkpoint (.pth, .pt)")
@@ -126,6 +138,7 @@ def certify_image(args) -> int:
     loaded = load_model(args.model, device=device, **model_kwargs(args))
     if loaded.meta.get("kind") == "denoiser":
         raise ValueError(f"model: {Path(args.model).name} is a denoiser; pass it as --denoiser with a classifier")
+    warn_if_assumed(loaded, Path(args.model).name)
     x, file_sha, options = _input(args, loaded)
     model, record = loaded.model, {"label": loaded.name, "id": None, **loaded.record()}
     record["classifier_sha256"] = loaded.sha256
@@ -191,7 +204,6 @@ def add_verify(sub) -> None:
 
 def _verify_input(spec: str, loaded, options: dict[str, Any]):
     from rs_core.data import get_dataset, load_image
-
     from rs_core.logs.verify import input_from_image
 
     path = Path(spec)
@@ -211,7 +223,7 @@ def verify(args) -> int:
     import torch
 
     from rs_core.logs.verify import combined_sha256, read_document, verify_document
-    from rs_core.models.formats import load_model
+    from rs_core.models.formats import load_model, normalization_declared, with_normalization
 
     name = Path(args.certificate).name
     try:
@@ -223,6 +235,14 @@ def verify(args) -> int:
     recorded_type = (doc.get("software") or {}).get("device_type", "cpu")
     device = args.device or ("cuda" if recorded_type == "cuda" and torch.cuda.is_available() else "cpu")
     loaded = load_model(args.model, device=device, **model_kwargs(args))
+    recorded = (doc.get("model") or {}).get("preprocess")
+    if not normalization_declared(loaded) and isinstance(recorded, dict) and "mean" in recorded:
+        # The file declares no normalization (and no --mean/--std/--no-normalize was given): its certificate records
+        # the one its maker chose (the app asks), so the re-run reads the model that way. The rest of the
+        # preprocessing is still compared with the record.
+        loaded = with_normalization(loaded, recorded.get("mean"), recorded.get("std"))
+        print(f"normalization: as the certificate records ({loaded.preprocessing.describe()}); {Path(args.model).name} "
+              "declares none", file=sys.stderr)
     model, sha = loaded.model, loaded.sha256
     if args.denoiser:
         from rs_core.models.denoisers import denoised, load_denoiser

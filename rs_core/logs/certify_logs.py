@@ -168,7 +168,9 @@ def parse_certify_log(text: str | bytes, label: str, name: str = "log", *, max_r
             raise ValueError(f"log: {name} is not UTF-8 text") from None
     lines = _tsv_rows(text, name)
     header = next(lines, (1, None))[1]
-    if header is None or [h.strip() for h in header] != CERTIFY_HEADER:
+    if header is None:
+        raise ValueError(f"log: {name} is empty (a certify log starts with the line {' '.join(CERTIFY_HEADER)})")
+    if [h.strip() for h in header] != CERTIFY_HEADER:
         raise ValueError(f"log: {name} is not a certify log (header must be {' '.join(CERTIFY_HEADER)}, got "
                          f"{str(header)[:120]})")
     rows, seen = [], set()
@@ -209,18 +211,110 @@ def dataset_from_path(path: str | os.PathLike) -> str | None:
 def distinct_labels(logs: list[CertifyLog]) -> list[CertifyLog]:
     """The logs, those whose label repeats an earlier one's relabelled "label #2", "label #3" … (copies; the rest
     as they are): tables and legends key rows by label, and Cohen et al.'s own logs share names (``sigma_0.25``
-    in every model's folder), as does one file uploaded twice.
+    in every model's folder), as does one file uploaded twice. A new label never takes one that another log
+    already has (logs named ``x``, ``x`` and ``x #2`` become ``x``, ``x #3``, ``x #2``).
 
     >>> a = CertifyLog.from_rows("sigma_0.25", [(0, 1, 1, 0.5, 1, 0.1)])
     >>> [log.label for log in distinct_labels([a, a, a])]
     ['sigma_0.25', 'sigma_0.25 #2', 'sigma_0.25 #3']
     """
-    seen: dict[str, int] = {}
-    out = []
-    for log in logs:
-        k = seen[log.label] = seen.get(log.label, 0) + 1
-        out.append(log if k == 1 else dataclasses.replace(log, label=f"{log.label} #{k}"))
+    return [log if label == log.label else dataclasses.replace(log, label=label)
+            for log, label in zip(logs, distinct_names([log.label for log in logs]), strict=True)]
+
+
+def distinct_names(names: list[str]) -> list[str]:
+    """The names, each repeat of an earlier one numbered "name #2", "name #3" …, never taking a name that is
+    already in the list (``x``, ``x``, ``x #2`` → ``x``, ``x #3``, ``x #2``).
+
+    >>> distinct_names(["x", "x", "x #2"])
+    ['x', 'x #3', 'x #2']
+    """
+    taken, used, out = set(names), set(), []
+    for name in names:
+        label, k = name, 1
+        while label in used or (k > 1 and label in taken):
+            k += 1
+            label = f"{name} #{k}"
+        used.add(label)
+        out.append(label)
     return out
+
+
+MAX_LABEL = 80
+"""Characters of an uploaded file's name kept in a label (legends and tables stay readable)."""
+
+
+def upload_label(name: str) -> str:
+    """One clear label for an uploaded log named ``name``: Cohen et al.'s ``sigma_0.25`` reads
+    ``σ = 0.25 (sigma_0.25)``, any other name is itself (never ``mylog.tsv (mylog.tsv)``). Control characters
+    become spaces, a name longer than ``MAX_LABEL`` is shortened with "…", an empty one reads "uploaded log".
+
+    >>> upload_label("sigma_0.25"), upload_label("mylog.tsv"), upload_label("  ")
+    ('σ = 0.25 (sigma_0.25)', 'mylog.tsv', 'uploaded log')
+    """
+    name = " ".join("".join(" " if not c.isprintable() else c for c in str(name)).split())
+    if len(name) > MAX_LABEL:
+        name = name[:MAX_LABEL - 1] + "…"
+    if not name:
+        return "uploaded log"
+    # Only Cohen et al.'s sigma_<σ> gets a reading; a name with a folder in it (or "." …) stays as given.
+    short = default_label(name) if "/" not in name and "\\" not in name else name
+    return name if short in (name, "") else f"{short} ({name})"
+
+
+@dataclass(frozen=True)
+class Problem:
+    """Why an uploaded file is not among the curves: ``level`` "error" (unreadable) or "warning" (no rows)."""
+
+    level: str
+    message: str
+
+
+def read_uploads(files: list[tuple[str, bytes]], dataset: str | None = None, *, max_bytes: int = MAX_LOG_BYTES,
+                 max_rows: int = MAX_LOG_ROWS) -> tuple[list[CertifyLog], list[Problem]]:
+    """Uploaded certify logs ``(file name, bytes)`` as logs labelled by :func:`upload_label` (made distinct by
+    :func:`distinct_names` over all the files), each of data set ``dataset``, and one :class:`Problem` per file
+    left out: unreadable (the ``ValueError`` of :func:`parse_certify_log`) or with a header but no rows. Raises
+    nothing else, whatever the names and bytes: a page shows the problems as messages and plots the rest.
+    """
+    logs, problems = [], []
+    # Labels made distinct over all the files, readable or not: two bad files of one name get two messages that
+    # can be told apart, and the curves keep the numbers their files had in the list.
+    for (_, data), label in zip(files, distinct_names([upload_label(name) for name, _ in files]), strict=True):
+        try:
+            log = parse_certify_log(data, label, label, max_bytes=max_bytes, max_rows=max_rows)
+        except ValueError as err:
+            problems.append(Problem("error", str(err)))
+            continue
+        if len(log) == 0:
+            problems.append(Problem("warning", f"log: {label} has a header but no rows; it is left out."))
+            continue
+        logs.append(dataclasses.replace(log, dataset=dataset))
+    return logs, problems
+
+
+def same_images(logs: list[CertifyLog]) -> bool:
+    """Whether every log holds the same example indices (then restricting to common images changes nothing)."""
+    sets = [frozenset(log.idx.tolist()) for log in logs]
+    return all(s == sets[0] for s in sets[1:])
+
+
+def accuracy_tables(logs: list[CertifyLog], radii, alpha: float, rho: float) -> tuple[dict[str, list], dict[str, list]]:
+    """The page's two tables, one row per log (columns: log, data set, n images, then one per radius): the
+    certified accuracy, and its App. D lower bound at each log's own α (``alpha`` for logs without one, marked
+    "(box)"). A log with no rows gets "—" for its bound (there is no bound on zero images)."""
+    radii = np.atleast_1d(np.asarray(radii, dtype=float))
+    columns = [f"r = {r:g}" for r in radii]
+    acc = [log.certified_accuracy(radii) for log in logs]
+    labels = [log.label for log in logs]
+    first: dict[str, list] = {"log": labels, "data set": [log.dataset or "not stated" for log in logs],
+                              "n images": [len(log) for log in logs]}
+    first.update({c: [f"{a[j]:.3f}" for a in acc] for j, c in enumerate(columns)})
+    lower: dict[str, list] = {"log": labels,
+                              "α": [f"{log.alpha:g}" if log.alpha else f"{alpha:g} (box)" for log in logs]}
+    lower.update({c: [floor_str(accuracy_lower_bound(a[j], len(log), log.alpha or alpha, rho), 3) if len(log)
+                      else "—" for a, log in zip(acc, logs, strict=True)] for j, c in enumerate(columns)})
+    return first, lower
 
 
 def common_images(logs: list[CertifyLog]) -> tuple[list[CertifyLog], set[int]]:
@@ -411,8 +505,9 @@ def figure(logs: list[CertifyLog], alpha: float = 0.001, rho: float = 0.001, max
     import plotly.graph_objects as go
     from plotly.colors import qualitative
 
-    top = max_radius or max([float(log.radius.max()) for log in logs if len(log)] + [1.0]) * 1.05
-    r = np.linspace(0.0, top, 400)
+    largest = max([float(log.radius.max()) for log in logs if len(log)] + [1.0])
+    top = max_radius or (largest * 1.05 if largest < 1e300 else largest)  # 1.05 × a radius near 1.8e308 is inf
+    r = np.linspace(0.0, 1.0, 400) * top  # not linspace(0, top): its step overflows for a top near 1.8e308
     palette = qualitative.Plotly
     fig = go.Figure()
     for i, log in enumerate(logs):

@@ -56,9 +56,13 @@ class LoadedModel:
 
     def record(self) -> dict[str, Any]:
         """How a certificate names this model: format, file, sha256, architecture, preprocessing, classes."""
+        from rs_core.models.preprocess import NORMALIZATION_SOURCES
+
         names = self.meta.get("class_names")
         return {"format": self.fmt, "file": self.name or Path(self.path).name, "sha256": self.sha256,
                 "arch": self.arch, "num_classes": self.num_classes, "preprocess": self.preprocessing.to_dict(),
+                # Whether preprocess's mean/std were declared, chosen by the user or assumed (formats.load_model).
+                "normalization": NORMALIZATION_SOURCES.get(self.meta.get("normalization_source", "network")),
                 "class_names": self.meta.get("class_names_source") or ("from the file" if names else "indices"),
                 "sigma_trained": self.sigma}
 

@@ -49,7 +49,14 @@ from rs_core.models.checkpoints import (
     load_checkpoint,
     read_weights_only,
 )
-from rs_core.models.preprocess import IMAGENET_MEAN, IMAGENET_STD, Preprocess, parse_input_size
+from rs_core.models.preprocess import (
+    DECLARED_NORMALIZATION,
+    IMAGENET_MEAN,
+    IMAGENET_STD,
+    Preprocess,
+    parse_floats,
+    parse_input_size,
+)
 from rs_core.untrusted import MAX_CHECKPOINT_BYTES, MAX_CLASSES, check_size, first_line, reading
 
 FORMATS = ("onnx", "pt2", "safetensors", "checkpoint", "state dict", "torchscript")
@@ -599,7 +606,7 @@ def load_model(path: str | os.PathLike, *, arch: str | None = None, num_classes:
                                      "choice) with a classifier")
                 return _finish(loaded.model, loaded.arch, "checkpoint", path, name, dev, loaded.meta,
                                {"channels": loaded.input_shape[0], "size": tuple(loaded.input_shape[1:])}, {},
-                               size, resize, mean, std, normalize, num_classes, class_names, False)
+                               size, resize, mean, std, normalize, num_classes, class_names, False, inside=True)
             if isinstance(obj, dict):
                 if isinstance(obj.get("meta"), dict):
                     declared = dict(obj["meta"])
@@ -637,14 +644,15 @@ def load_model(path: str | os.PathLike, *, arch: str | None = None, num_classes:
             raise ValueError(f"input_size: {name} takes {found['channels']}-channel inputs, not {shape[0]}")
         found = {**found, "channels": shape[0]}
     return _finish(net, arch_label, fmt, path, name, dev, declared, found, defaults, size, resize, mean, std,
-                   normalize, num_classes, class_names, imagenet_default)
+                   normalize, num_classes, class_names, imagenet_default, inside=spec is not None and spec[0] == "builtin")
 
 
 def _finish(net: nn.Module, arch: str, fmt: str, path: Path, name: str, dev: torch.device, declared: dict[str, Any],
             found: dict[str, Any], defaults: dict[str, Any], size, resize, mean, std, normalize: bool | None,
-            num_classes: int | None, class_names, imagenet_default: bool) -> LoadedModel:
+            num_classes: int | None, class_names, imagenet_default: bool, *, inside: bool = False) -> LoadedModel:
     """Preprocessing from (in order) the caller, the file's declaration, the graph/weights, a named architecture's
-    reference weights; then one clean forward pass checks the input and counts the classes."""
+    reference weights; then one clean forward pass checks the input and counts the classes. ``inside``: the network
+    normalizes by construction (RS Lab's and Cohen et al.'s architectures: a NormalizeLayer first)."""
     meta = check_meta({k: v for k, v in declared.items() if k not in ("preprocess",)}, name)
     pre = declared.get("preprocess") if isinstance(declared.get("preprocess"), dict) else {}
     channels = found.get("channels") or (pre.get("input_shape") or [None])[0] or 3
@@ -662,6 +670,18 @@ def _finish(net: nn.Module, arch: str, fmt: str, path: Path, name: str, dev: tor
     elif resize is None and defaults.get("crop_ratio"):
         # A named architecture's reference ratio (e.g. 256/224) kept at the input size in use.
         resize = max(min(hw), int(math.floor(min(hw) * defaults["crop_ratio"])))
+    # Where the normalization comes from, recorded with the model (normalization_declared() reads it): the app asks
+    # the user whenever it is an assumption ("architecture", "none") instead of taking it silently.
+    if normalize is not None or mean is not None or std is not None:
+        norm_source = "given"
+    elif "mean" in pre or "std" in pre:
+        norm_source = "file"
+    elif inside:
+        norm_source = "network"
+    elif defaults.get("mean") is not None:
+        norm_source = "architecture"
+    else:
+        norm_source = "none"
     if normalize is False:
         mean = std = None
     elif mean is None and std is None:
@@ -681,9 +701,41 @@ def _finish(net: nn.Module, arch: str, fmt: str, path: Path, name: str, dev: tor
     if class_names is None and meta.get("class_names"):
         source = "from the file"
     meta = {**meta, "class_names": names_list, "class_names_source": source, "num_classes": k,
-            "input_shape": list(preprocess.input_shape), **{k_: v for k_, v in found.items() if k_.startswith("onnx")}}
+            "input_shape": list(preprocess.input_shape), **{k_: v for k_, v in found.items() if k_.startswith("onnx")},
+            "normalization_source": norm_source}
     return LoadedModel(model=model, arch=arch, num_classes=k, input_shape=preprocess.input_shape, meta=meta,
                        sha256=file_sha256(path), path=str(path), fmt=fmt, preprocess=preprocess, name=name)
+
+
+def normalization_declared(loaded: LoadedModel) -> bool:
+    """True when ``loaded``'s normalization is known (declared by the file, built into its network, or given/chosen
+    by the caller); False when :func:`load_model` had to assume it (the file declares none: a named architecture's
+    reference mean/std, or "the model normalizes itself") — the app then asks instead."""
+    return loaded.meta.get("normalization_source", "file") in DECLARED_NORMALIZATION
+
+
+def with_normalization(loaded: LoadedModel, mean: Sequence[float] | str | None, std: Sequence[float] | str | None, *,
+                       source: str = "chosen") -> LoadedModel:
+    """``loaded`` with another normalization in front of the same network (not loaded again): ``mean``/``std`` per
+    channel (1 or C values), or both None for a model that normalizes itself. The new normalization is checked
+    (``ValueError`` naming mean or std) and goes into the preprocessing a certificate records, with ``source``
+    (a key of :data:`rs_core.models.preprocess.NORMALIZATION_SOURCES`)."""
+    import dataclasses
+
+    from rs_core.models.preprocess import NORMALIZATION_SOURCES
+
+    if source not in NORMALIZATION_SOURCES:
+        raise ValueError(f"source: must be one of {', '.join(NORMALIZATION_SOURCES)}, got {source!r}")
+    old = loaded.preprocessing
+    pre = Preprocess(old.input_shape, old.resize, parse_floats(mean, "mean"), parse_floats(std, "std"))
+    # A normalizing model is Preprocess.wrap's Sequential(NormalizeLayer, net): the network is its second part.
+    net = loaded.model[1] if old.normalizes else loaded.model
+    model = pre.wrap(net)
+    dev = next((t.device for t in (*model.parameters(), *model.buffers())), torch.device("cpu"))
+    model.to(dev).eval()
+    _probe(model, pre, loaded.name or Path(loaded.path).name, dev)  # e.g. a tiny std that overflows the scores
+    return dataclasses.replace(loaded, model=model, preprocess=pre,
+                               meta={**loaded.meta, "normalization_source": source})
 
 
 @torch.inference_mode()

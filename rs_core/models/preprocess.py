@@ -31,6 +31,18 @@ from rs_core.untrusted import MAX_INPUT_SIDE
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
 IMAGENET_STD = (0.229, 0.224, 0.225)
 
+# Where a loaded model's normalization comes from (``LoadedModel.meta["normalization_source"]``, written by
+# rs_core.models.formats), in the words a certificate records. The last two are assumptions: the file says nothing.
+NORMALIZATION_SOURCES = {
+    "file": "declared by the file",
+    "network": "inside the network (its architecture normalizes)",
+    "given": "given with the model options",
+    "chosen": "chosen by the user (the file declares none)",
+    "architecture": "assumed: the named architecture's reference weights (the file declares none)",
+    "none": "assumed: the model normalizes itself (the file declares none)",
+}
+DECLARED_NORMALIZATION = ("file", "network", "given", "chosen")  # known, not assumed
+
 
 def parse_floats(value: str | Sequence[float] | None, name: str) -> tuple[float, ...] | None:
     """``"0.485,0.456,0.406"`` (or a sequence) → a tuple of finite floats; ``None``/``""`` → None."""
@@ -160,10 +172,13 @@ class Preprocess:
         box = ((img.width - cw) / 2, (img.height - ch) / 2, (img.width + cw) / 2, (img.height + ch) / 2)
         return to_tensor(img.resize((w, h), Image.BILINEAR, box=box))
 
-    def describe(self) -> str:
+    def describe(self, normalization: bool = True) -> str:
+        """Shape, crop policy and (unless ``normalization`` is False: not known yet) the normalization, in words."""
         c, h, w = self.input_shape
         crop = (f"shorter side to {self.resize}, center crop {h}×{w}" if self.resize is not None
                 else f"central {h}:{w} region resized to {h}×{w}")
+        if not normalization:
+            return f"{c}×{h}×{w} · {crop}"
         norm = (f"normalized by mean {tuple(round(v, 4) for v in self.mean)}, std "
                 f"{tuple(round(v, 4) for v in self.std)}" if self.normalizes else "the model normalizes itself "
                 "(it takes [0, 1] pixels)")

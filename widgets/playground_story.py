@@ -1,0 +1,60 @@
+"""The Playground's guided steps in computed words: what f, the exact smoothed classifier g and CERTIFY say at the
+point, so a step's text is what the page's numbers show (never a claim written in advance about a trained MLP)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+from torch import nn
+
+from rs_core.rounding import floor_str
+from rs_core.smoothing import playground as pg
+
+
+@dataclass(frozen=True)
+class AtSigma:
+    """At one σ: the exact g's class and its probability under the noise, and CERTIFY's result for (n, α, seed)."""
+
+    sigma: float
+    g_class: int
+    g_p: float
+    cert: pg.PointCertificate
+
+
+def base_class(model: nn.Module, point: tuple[float, float]) -> int:
+    """f's class at the point (the page's models take points as [B, 1, 1, 2] images)."""
+    with torch.inference_mode():
+        return int(model(torch.tensor(point, dtype=torch.float32).reshape(1, 1, 1, 2)).argmax(1))
+
+
+def at_sigma(model: nn.Module, point: tuple[float, float], sigma: float, n: int, alpha: float, seed: int) -> AtSigma:
+    """The page's own computations at ``sigma``: ``exact_probabilities`` (the exact g) and ``certify_point``."""
+    probs = pg.exact_probabilities(model, point, sigma)
+    g = int(np.argmax(probs))
+    return AtSigma(sigma=float(sigma), g_class=g, g_p=float(probs[g]),
+                   cert=pg.certify_point(model, point, sigma, n=n, alpha=alpha, seed=seed))
+
+
+def noise_story(model: nn.Module, point: tuple[float, float], sigmas: tuple[float, ...], n: int, alpha: float,
+                seed: int) -> str:
+    """What happens at ``point`` as σ grows through ``sigmas``, in the numbers the page shows at each σ."""
+    f = base_class(model, point)
+    parts = [f"Here, at ({point[0]:g}, {point[1]:g}), f says **class {f}**."]
+    for s in sigmas:
+        a = at_sigma(model, point, s, n, alpha, seed)
+        same = "f's class" if a.g_class == f else "no longer f's class"
+        c = a.cert
+        if c.prediction < 0:
+            sampled = (f"CERTIFY with n = {n:,} at α = {alpha:g} **abstains** (its pA lower bound "
+                       f"{floor_str(c.p_lower)} is not above ½)")
+        else:
+            sampled = (f"CERTIFY with n = {n:,} at α = {alpha:g} certifies **class {c.prediction}** within radius "
+                       f"{floor_str(c.radius)}")
+        parts.append(f"At σ = {s:g} the exact g says **class {a.g_class}** ({same}; P = {a.g_p:.4f} under the "
+                     f"noise), and {sampled}.")
+    return " ".join(parts)
+
+
+__all__ = ["AtSigma", "at_sigma", "base_class", "noise_story"]
