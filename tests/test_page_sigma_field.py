@@ -10,13 +10,15 @@ from streamlit.testing.v1 import AppTest
 APP = str(Path(__file__).resolve().parents[1] / "app.py")
 
 
-def test_sigma_box_has_no_default_for_the_browser_to_put_in_place_of_text():
+def test_no_sidebar_number_box_has_a_default_for_the_browser_to_put_in_place_of_text():
     """Streamlit's frontend commits ``entry ?? default`` when a number box holds no number (Chromium empties it on
-    "abc"): with a default of 0.0 that read "got 0". The σ box must have none, so such an entry arrives as None."""
+    "abc"): with a default of 0 that read "got 0". No sidebar box may have one, so such an entry arrives as None."""
     at = AppTest.from_file(APP, default_timeout=60).run()
-    box = at.number_input(key="sigma")
-    assert not box.proto.HasField("default"), box.proto.default
-    assert box.value == at.session_state["settings"].train_sigma  # the default model's training σ is still filled in
+    for key in ("sigma", "alpha", "n0", "n_max", "batch", "seed"):
+        box = at.number_input(key=key)
+        assert not box.proto.HasField("default"), (key, box.proto.default)
+    assert at.number_input(key="sigma").value == at.session_state["settings"].train_sigma  # still filled in
+    assert at.number_input(key="n0").value == 100 and isinstance(at.number_input(key="seed").value, int)
 
 
 def test_an_entry_that_is_not_a_number_names_sigma_and_never_claims_a_value():
@@ -30,3 +32,6 @@ def test_an_entry_that_is_not_a_number_names_sigma_and_never_claims_a_value():
     assert "sigma" in at.session_state["settings"].problems
     at.number_input(key="sigma").set_value(0.5).run()
     assert not at.sidebar.error and at.session_state["settings"].sigma == 0.5
+    at.number_input(key="n0").set_value(None).run()
+    errors = [e.value for e in at.sidebar.error]
+    assert errors and errors[0].startswith("n0") and "empty" in errors[0] and "got" not in errors[0], errors

@@ -1,6 +1,11 @@
 """rs_core/models/shipped.py: what ships in checkpoints/, by stable id."""
 
+import functools
 import json
+import re
+from pathlib import Path
+
+import numpy as np
 
 from rs_core.models.checkpoints import CHECKPOINTS_DIR
 from rs_core.models.shipped import (
@@ -11,6 +16,10 @@ from rs_core.models.shipped import (
     shipped_logs,
     shipped_models,
 )
+from rs_core.rounding import COHEN_CONVERSION_RULE, convert_cohen_log_text, floor_str, lower_str_from_cohen_format
+from rs_core.smoothing.bounds import max_certifiable_radius
+from rs_core.smoothing.results import decide
+from rs_core.smoothing.stats import clopper_pearson_lower_complement
 
 
 def test_every_indexed_model_has_an_id_that_finds_it_and_a_file():
@@ -64,3 +73,127 @@ def test_denoisers_are_listed_apart_from_the_classifiers_and_load_as_denoisers()
 def test_clean_classifiers_are_labelled_as_such():
     clean = [m for m in shipped_models() if m.sigma == 0]
     assert clean and all("clean" in m.label and "σ =" not in m.label for m in clean)
+
+
+# --- Every shipped certify log follows the README's rounding rule (issue 27) ---
+
+_LOG_HEADER = ("idx", "label", "predict", "radius")  # certify logs, and their .radii.tsv / .dual.tsv companions
+_FOUR_DECIMALS = re.compile(r"[0-9]+\.[0-9]{4}")
+# The dual RS logs have no .meta.json; checkpoints/README.md: N = 10,000 per stage, α = 0.001 split evenly, σ_e = 1.0.
+_DUAL_N, _DUAL_STAGE_ALPHA, _DUAL_SIGMA_E = 10_000, SHIPPED_LOG_ALPHA / 2, 1.0
+
+
+def _shipped_certify_logs(root: Path = CHECKPOINTS_DIR) -> list[Path]:
+    """Every text file under checkpoints/ whose header is a certify log's (whatever its folder or name)."""
+    out = []
+    for p in sorted(root.rglob("*")):
+        if p.is_file() and p.suffix not in (".tar", ".json", ".md", ".csv", ".py"):
+            with p.open("rb") as f:
+                if f.readline().decode("utf-8", "replace").rstrip("\n").split("\t")[:4] == list(_LOG_HEADER):
+                    out.append(p)
+    return out
+
+
+def _rows(text: str) -> tuple[list[str], list[dict[str, str]]]:
+    lines = text.splitlines()
+    header = lines[0].split("\t")
+    return header, [dict(zip(header, line.split("\t"), strict=True)) for line in lines[1:]]
+
+
+@functools.cache
+def _attainable(n: int, alpha: float, sigma: float, cohen_converted: bool) -> frozenset[str]:
+    """Every radius CERTIFY can write with n estimation samples at α and σ — σ·Φ⁻¹(pA_lower) for some count k,
+    Clopper–Pearson, rounded down to 4 decimals; or, for a converted log, the Cohen-format f"{r:.3}" of it
+    lowered by the stated rule. The logs carry no counts, so this is the row-by-row check they allow."""
+    k = np.arange(n // 2, n + 1)
+    out = set()
+    for q in clopper_pearson_lower_complement(k, n, alpha):
+        _, radius, ok = decide(float(q), sigma)
+        if ok:
+            out.add(lower_str_from_cohen_format(f"{radius:.3}") if cohen_converted else floor_str(radius))
+    return frozenset(out)
+
+
+def _meta(log: Path) -> dict | None:
+    path = log.with_name(log.name + ".meta.json")
+    return json.loads(path.read_text()) if path.exists() else None
+
+
+def _check_log(log: Path, text: str, meta: dict | None) -> list[str]:
+    """What is wrong with one shipped log (its text and its .meta.json), as messages; [] when it follows the rule."""
+    name = log.relative_to(CHECKPOINTS_DIR).as_posix()
+    header, rows = _rows(text)
+    problems = [f"{name}: {col} {row[col]!r} (idx {row['idx']}) is not written with 4 decimals"
+                for row in rows for col in header if col.startswith("radius") and row[col] != ""
+                and not _FOUR_DECIMALS.fullmatch(row[col])]
+    if problems or log.name.endswith((".radii.tsv", ".dual.tsv")):
+        return problems[:5]  # the companions' radii are checked with their log
+    abstain = [r["idx"] for r in rows if r["predict"] == "-1" and (r["radius"] != "0.0000" or r["correct"] != "0")]
+    problems += [f"{name}: abstentions {abstain[:5]} must have radius 0.0000 and correct 0"] if abstain else []
+    certified = [r for r in rows if r["predict"] != "-1"]
+    if log.name == "certify_dual":  # no meta; each stage at α/2, the radius is min(R_σ, R_c) of .dual.tsv
+        _, stages = _rows(log.with_name(log.name + ".dual.tsv").read_text())
+        assert [s["idx"] for s in stages] == [r["idx"] for r in rows]
+        for row, s in zip(rows, stages, strict=True):
+            if row["radius"] != s["radius"] or (row["predict"] != "-1" and (
+                    s["radius_class"] not in _attainable(_DUAL_N, _DUAL_STAGE_ALPHA, float(s["sigma"]), False)
+                    or s["radius_sigma"] not in _attainable(_DUAL_N, _DUAL_STAGE_ALPHA, _DUAL_SIGMA_E, False)
+                    or float(row["radius"]) != min(float(s["radius_sigma"]), float(s["radius_class"])))):
+                problems.append(f"{name}: idx {row['idx']}: radius {row['radius']} is not what the stages certify")
+        return problems[:5]
+    if meta is None:
+        return [*problems, f"{name}: has no .meta.json (N, α, σ and how it was made are unknown)"]
+    conversion = meta.get("radius_conversion")
+    if conversion is not None and conversion.get("rule") != COHEN_CONVERSION_RULE:
+        problems.append(f"{name}: converted by another rule than COHEN_CONVERSION_RULE: {conversion.get('rule')!r}")
+    if meta.get("N") is None:  # adaptive CERTIFY: the largest of the asked radii decided, or none
+        allowed = {floor_str(r) for r in meta["radii"]} | {"0.0000"}
+        wrong = [r["radius"] for r in certified if r["radius"] not in allowed]
+    else:
+        sigma, n, alpha = float(meta["sigma"]), int(meta["N"]), float(meta["alpha"])
+        ceiling = max_certifiable_radius(n, alpha, sigma)
+        wrong = [r["radius"] for r in certified if float(r["radius"]) > ceiling
+                 or r["radius"] not in _attainable(n, alpha, sigma, conversion is not None)]
+    if wrong:
+        problems.append(f"{name}: {len(wrong)} radii no count at the log's N, α and σ gives when rounded down, "
+                        f"e.g. {wrong[:5]}")
+    return problems
+
+
+def test_the_shipped_logs_are_found_wherever_they_are():
+    logs = {p.relative_to(CHECKPOINTS_DIR).as_posix() for p in _shipped_certify_logs()}
+    singles = {log.path.relative_to(CHECKPOINTS_DIR).as_posix() for log in shipped_logs()}
+    assert singles <= logs and len(singles) >= 11
+    assert {"mnist/dual/certify_dual.dual.tsv", "mnist/mnist_cnn/noise_0.50/adaptive/radii_0.50",
+            "mnist/denoisers/dncnn_mnist/noise_0.50_mse/sigma_0.50"} <= logs
+
+
+def test_every_shipped_log_writes_radii_rounded_down_to_4_decimals():
+    """README: radii are written with 4 decimals, rounded down. Each log is re-certified by the CLI (its .meta.json
+    says how) or, where re-certifying costs CPU hours (partial CIFAR-10), converted from Cohen et al.'s {:.3} by
+    the stated rule and marked so; every radius must be one that a count at the log's N, α and σ gives."""
+    problems = []
+    for log in _shipped_certify_logs():
+        problems += _check_log(log, log.read_text(), _meta(log))
+    assert not problems, "\n".join(problems)
+    converted = {p.relative_to(CHECKPOINTS_DIR).parts[0] for p in _shipped_certify_logs()
+                 if (_meta(p) or {}).get("radius_conversion")}
+    assert converted == {"cifar10-partial"}, "only the partial CIFAR-10 logs may be converted instead of re-certified"
+
+
+def test_the_rule_check_refuses_cohen_format_and_rounded_up_radii():
+    """The check above fails on the logs as first shipped ({:.3}, no metadata), on a radius rounded up to 4
+    decimals, and on a Cohen-format log that says it was converted but was not."""
+    log = CHECKPOINTS_DIR / "mnist/mnist_cnn/noise_0.50/sigma_0.50"
+    meta = {"sigma": 0.5, "N": 10_000, "alpha": 0.001}
+    first = "idx\tlabel\tpredict\tradius\tcorrect\ttime\n0\t7\t7\t1.6\t1\t0:00:00.9\n60\t7\t-1\t0.0\t0\t0:00:00.1\n"
+    assert any("4 decimals" in p for p in _check_log(log, first, meta))
+    assert any("no .meta.json" in p for p in _check_log(log, convert_cohen_log_text(first), None))
+    top = floor_str(max_certifiable_radius(10_000, 0.001, 0.5))  # 1.5992
+    ok = f"idx\tlabel\tpredict\tradius\tcorrect\ttime\n0\t7\t7\t{top}\t1\t0:00:00.9\n"
+    assert _check_log(log, ok, meta) == []
+    assert _check_log(log, ok.replace(top, "1.5993"), meta)  # rounded up: above the largest certifiable radius
+    assert _check_log(log, ok.replace(top, "1.2458"), meta)  # 1.24579… rounded to nearest: no count gives it
+    converted = {**meta, "radius_conversion": {"rule": COHEN_CONVERSION_RULE}}
+    assert _check_log(log, convert_cohen_log_text(first), converted) == []
+    assert _check_log(log, ok, converted)  # said converted, but 1.5992 is no converted Cohen-format radius

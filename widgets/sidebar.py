@@ -173,11 +173,11 @@ def draw() -> state.Settings:
         kw = {"step": step} if step is not None else {}
         if fmt is not None:
             kw["format"] = fmt
-        if key == "sigma":
-            # No default for σ's box: Streamlit's frontend commits a number box's default in place of an empty or
-            # non-numeric entry (Chromium empties a number box on "abc"), and number_input's implicit default 0.0
-            # then read "σ … got 0", a value nobody typed. Without one such an entry arrives as None ("σ is empty").
-            kw["value"] = None
+        # No default in any box: Streamlit's frontend commits a number box's default in place of an empty or
+        # non-numeric entry (Chromium empties a number box on "abc"), and number_input's implicit default 0 then
+        # read "σ … got 0", a value nobody typed. Without one such an entry arrives as None ("σ is empty"). The
+        # values themselves come from session state (DEFAULTS, a link).
+        kw["value"] = None
         value = where.number_input(text, key=key, help=help_, **kw)
         why = fields.problem(name, value)
         if why is not None:
