@@ -83,3 +83,14 @@ def set_number(page, label: str, value: str) -> None:
     box.fill(value)
     box.press("Enter")
     page.wait_for_timeout(400)
+
+
+def draw_one(page, canvas) -> None:
+    """Draw a "1" with the mouse on the drawing canvas (a slightly slanted stroke from the top down)."""
+    box = canvas.bounding_box()
+    x0, y0 = box["x"] + box["width"] * 0.5, box["y"] + box["height"] * 0.15
+    page.mouse.move(x0, y0)
+    page.mouse.down()
+    for k in range(1, 21):
+        page.mouse.move(x0 + k * 0.3, y0 + k * box["height"] * 0.035)
+    page.mouse.up()

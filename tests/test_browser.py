@@ -12,7 +12,7 @@ import time
 from pathlib import Path
 
 import pytest
-from browser_kit import NEEDS_CHROMIUM, ROOT, SERVER, server, set_number, shot, wait_text
+from browser_kit import NEEDS_CHROMIUM, ROOT, SERVER, draw_one, server, set_number, shot, wait_text
 
 from rs_core.rounding import floor_str
 
@@ -187,13 +187,7 @@ def test_certify_page_draw_a_digit_and_bad_upload(app_url, page, tmp_path_factor
     canvas = page.locator("canvas").last
     canvas.wait_for(timeout=30_000)
     page.wait_for_timeout(1000)
-    box = canvas.bounding_box()
-    x0, y0 = box["x"] + box["width"] * 0.5, box["y"] + box["height"] * 0.15
-    page.mouse.move(x0, y0)
-    page.mouse.down()
-    for k in range(1, 21):
-        page.mouse.move(x0 + k * 0.3, y0 + k * box["height"] * 0.035)
-    page.mouse.up()
+    draw_one(page, canvas)
     wait_text(page, "What the model sees — drawing", timeout=30_000)
     set_number(page, "n max (estimation)", "20000")
     page.get_by_role("button", name="Start", exact=True).click()

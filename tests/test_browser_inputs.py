@@ -9,7 +9,7 @@ import json
 from pathlib import Path
 
 import pytest
-from browser_kit import NEEDS_CHROMIUM, set_number, shot, wait_text
+from browser_kit import NEEDS_CHROMIUM, draw_one, set_number, shot, wait_text
 
 sync_api = pytest.importorskip("playwright.sync_api", reason="playwright is not installed")
 pytestmark = NEEDS_CHROMIUM
@@ -99,13 +99,7 @@ def test_a_drawing_survives_a_page_switch(app_url, page, tmp_path_factory):
     canvas = main.locator("canvas").last
     canvas.wait_for(timeout=30_000)
     page.wait_for_timeout(1000)  # the canvas takes strokes once its drawing library has started
-    box = canvas.bounding_box()
-    x0, y0 = box["x"] + box["width"] * 0.5, box["y"] + box["height"] * 0.15
-    page.mouse.move(x0, y0)
-    page.mouse.down()
-    for k in range(1, 21):
-        page.mouse.move(x0 + k * 0.3, y0 + k * box["height"] * 0.035)
-    page.mouse.up()
+    draw_one(page, canvas)
     wait_text(page, "What the model sees — drawing", timeout=30_000)
     page.get_by_role("link", name="Bounds").first.click()
     wait_text(page, "Why Cohen's bound is tight")

@@ -183,6 +183,16 @@ def li_radius(p_a, p_b, sigma: float):
     return _out(r.reshape(shape), scalar)
 
 
+def check_sample_sizes(n) -> np.ndarray:
+    """``n`` (one sample size or an array of them) as an array, each a whole number ≥ 1, else ValueError naming n."""
+    n_arr = np.asarray(n)
+    if n_arr.ndim == 0:
+        check_count(n_arr.item(), "n")
+    elif not np.issubdtype(n_arr.dtype, np.integer) or np.any(n_arr < 1):
+        raise ValueError(f"n: must be integers >= 1, got {n!r}")
+    return n_arr
+
+
 def max_certifiable_radius(n, alpha: float, sigma: float):
     """Largest radius CERTIFY can return with n estimation samples: all n agree.
 
@@ -195,11 +205,7 @@ def max_certifiable_radius(n, alpha: float, sigma: float):
     """
     sigma = check_sigma(sigma)
     alpha = check_alpha(alpha)
-    n_arr = np.asarray(n)
-    if n_arr.ndim == 0:
-        check_count(n_arr.item(), "n")
-    elif not np.issubdtype(n_arr.dtype, np.integer) or np.any(n_arr < 1):
-        raise ValueError(f"n: must be integers >= 1, got {n!r}")
+    n_arr = check_sample_sizes(n)
     q = -np.expm1(math.log(alpha) / n_arr.astype(float))
     r = np.where(q < 0.5, sigma * -special.ndtri(q), 0.0)  # Φ̄⁻¹(q): scipy's norm.isf is −ndtri, at 1/200 the cost
     return _out(np.asarray(r, dtype=float), n_arr.ndim == 0)
@@ -255,11 +261,7 @@ def largest_radius(sigma: float, n, alpha: float, bound: str = CLOPPER_PEARSON,
     if _check_bound(bound) == CLOPPER_PEARSON:
         return max_certifiable_radius(n, alpha, sigma)
     mixture = _check_mixture(mixture)
-    n_arr = np.asarray(n)
-    if n_arr.ndim == 0:
-        check_count(n_arr.item(), "n")
-    elif not np.issubdtype(n_arr.dtype, np.integer) or np.any(n_arr < 1):
-        raise ValueError(f"n: must be integers >= 1, got {n!r}")
+    n_arr = check_sample_sizes(n)
     q = np.array([_anytime_q(int(v), int(v), alpha, mixture) for v in n_arr.ravel()]).reshape(n_arr.shape)
     r = np.where(q < 0.5, sigma * -special.ndtri(q), 0.0)  # Φ̄⁻¹(q), as CERTIFY's decide computes it
     return _out(np.asarray(r, dtype=float), n_arr.ndim == 0)
