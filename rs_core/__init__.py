@@ -3,6 +3,7 @@
 >>> from rs_core import Smooth, certify, predict, sample_counts, ABSTAIN
 """
 
+from rs_core.attacks import AttackResult, attack_smoothed
 from rs_core.models.device import default_device
 from rs_core.smoothing.adaptive import RadiusCertificate, RadiusCertifier
 from rs_core.smoothing.bounds import (
@@ -32,6 +33,7 @@ __version__ = "0.1.0"
 
 __all__ = [
     "ABSTAIN",
+    "AttackResult",
     "BetaMixture",
     "Certificate",
     "CertifyStream",
@@ -42,6 +44,7 @@ __all__ = [
     "Smooth",
     "Snapshot",
     "anytime_lower_bound",
+    "attack_smoothed",
     "binomial_pvalue",
     "certify",
     "certify_examples",

@@ -265,6 +265,17 @@ MUTANTS = [
     Mutant("analyze --versus: unpaired (best of the others taken per image)", "rs_core/logs/certify_logs.py",
            "        d = ok[0] - ok[1 + j]", "        d = ok[0] - np.max(ok[1:], axis=0)",
            ("tests/test_certify_logs.py::test_the_dual_rs_comparison_in_the_model_cards_is_recomputed_from_the_shipped_logs",)),
+    Mutant("CERTIFY's radius inflated ×1.5 (the attack finds g's boundary inside it)", "rs_core/smoothing/results.py",
+           "return p_lower, radius_from_p_lower(p_lower, sigma, complement=q_lower), True",
+           "return p_lower, 1.5 * radius_from_p_lower(p_lower, sigma, complement=q_lower), True",
+           ("tests/test_attacks.py::test_the_found_distance_is_never_below_certifys_radius_over_many_seeds",)),
+    Mutant("attack: PREDICT's confirmation skipped (the soft classifier's guess reported)", "rs_core/attacks/smoothed.py",
+           "            if pred not in (clean, ABSTAIN):", "            if True:",
+           ("tests/test_attacks.py::test_the_found_distance_is_never_below_certifys_radius_over_many_seeds",
+            "tests/test_attacks.py::test_on_the_half_plane_the_attack_finds_gs_boundary_within_2_percent_in_the_exact_direction")),
+    Mutant("attack: noise from the certificate's seed", "rs_core/smoothing/seeding.py",
+           "    return derive_seed(seed, SeedPath.ATTACK)", "    return seed",
+           ("tests/test_attacks.py::test_the_attacks_noise_never_reuses_a_certificates_samples",)),
 ]
 
 

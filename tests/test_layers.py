@@ -18,6 +18,7 @@ LAYERS = [
     ("foundation", ("rs_core.checks", "rs_core.untrusted", "rs_core.rounding", "rs_core.data")),
     ("models", ("rs_core.models",)),
     ("smoothing", ("rs_core.smoothing",)),
+    ("attacks", ("rs_core.attacks",)),  # attacks on g use smoothing; training (SmoothAdv) may use attacks
     ("training", ("rs_core.training",)),
     ("dual", ("rs_core.dual",)),
     ("logs", ("rs_core.logs",)),

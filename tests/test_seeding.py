@@ -105,7 +105,7 @@ def test_named_paths_give_distinct_seeds_for_every_purpose():
     assert derive_seed(seed, SeedPath.FINETUNE, 1, 2) != derive_seed(seed, SeedPath.FINETUNE, 2, 1)
     # The values are fixed: a change of derivation must be deliberate (it changes every later run's noise and, for
     # the labels of dual RS, must bump rs_core.dual.estimator's label format).
-    assert [int(p) for p in SeedPath] == [1001, 1002, 1003, 1101, 1102, 1103, 1201, 1202, 1203]
+    assert [int(p) for p in SeedPath] == [1001, 1002, 1003, 1004, 1101, 1102, 1103, 1201, 1202, 1203]
     assert named[SeedPath.PREDICT] == derive_seed(seed, 1001)
 
 

@@ -82,6 +82,9 @@ class SeedPath(enum.IntEnum):
     """The noisy copies x + ε shown next to an input (display only, :func:`~rs_core.smoothing.sampling.noisy_views`)."""
     PLAYGROUND_NOISE = 1003
     """The noise points drawn around the playground's point (display only)."""
+    ATTACK = 1004
+    """The attack on the smoothed classifier (:mod:`rs_core.attacks`): its optimisation noise, and under it the
+    samples of its PREDICT confirmations — never a certificate's stream."""
     TRAIN_SHUFFLE = 1101
     """Training: the order of the training examples, one permutation per epoch (a CPU generator)."""
     TRAIN_NOISE = 1102
@@ -104,6 +107,16 @@ def predict_seed(seed: int) -> int:
     True
     """
     return derive_seed(seed, SeedPath.PREDICT)
+
+
+def attack_seed(seed: int) -> int:
+    """The seed of an attack's noise (:func:`rs_core.attacks.attack_smoothed`) run with ``seed``: independent of
+    CERTIFY's (``seed``) and PREDICT's (:func:`predict_seed`) noise for the same seed, reproducible with it.
+
+    >>> attack_seed(5) == derive_seed(5, SeedPath.ATTACK) not in (5, predict_seed(5))
+    True
+    """
+    return derive_seed(seed, SeedPath.ATTACK)
 
 
 def example_seed(seed: int, index: int) -> int:
@@ -188,5 +201,14 @@ def make_generator(seed: int, device: str | torch.device = "cpu") -> torch.Gener
     return g
 
 
-__all__ = ["SEED_LIMIT", "SeedPath", "cpu_state_layout_ok", "derive_seed", "example_seed", "fresh_seed",
-           "make_generator", "predict_seed"]
+__all__ = [
+    "SEED_LIMIT",
+    "SeedPath",
+    "attack_seed",
+    "cpu_state_layout_ok",
+    "derive_seed",
+    "example_seed",
+    "fresh_seed",
+    "make_generator",
+    "predict_seed",
+]
