@@ -8,7 +8,9 @@ import math
 import numpy as np
 import plotly.graph_objects as go
 import streamlit as st
+import torch
 
+from rs_core.attacks import attack_smoothed
 from rs_core.rounding import floor_str
 from rs_core.smoothing import playground as pg
 from widgets import entry, playground_story
@@ -98,6 +100,16 @@ def _smoothed(name: str, s: float) -> np.ndarray:
     return pg.smoothed_grid(_model(name), s)
 
 
+@st.cache_resource(show_spinner="Attacking g (about a second)…", max_entries=32)
+def _attack(name: str, point: tuple[float, float], s: float, alpha_: float, seed: int):
+    """The attack on g from the point, its path kept: no clipping (the plane is not an image), the plane's diagonal
+    as budget. PREDICT confirms with 20,000 samples (cheap in 2-D), so it needs only pA ≈ 0.51 beyond the boundary:
+    the point found lies about 0.03σ past it, not 0.1σ as with 2,000."""
+    return attack_smoothed(_model(name), torch.tensor([[list(point)]]), s, eps_max=2 * math.sqrt(2) * pg.LIM,
+                           steps=120, m=64, alpha=alpha_, n_predict=20_000, batch_size=20_000, seed=seed, clip=None,
+                           keep_trajectory=True)
+
+
 model = _model(preset)
 
 
@@ -116,6 +128,10 @@ smooth = _smoothed(preset, float(sigma))
 cert = pg.certify_point(model, (float(px), float(py)), float(sigma), n=int(n), alpha=float(alpha),
                         seed=int(ss["pg_seed"]))
 nearest = pg.nearest_boundary(model, (float(px), float(py)), smooth)
+attack = None
+if st.checkbox("Attack g here: search for the nearest point where g's class changes (the empirical side of the "
+               "certificate)", key="pg_attack"):
+    attack = _attack(preset, (float(px), float(py)), float(sigma), float(alpha), int(ss["pg_seed"]))
 xs, ys = pg.grid(base.shape[0])
 COLORS = [[0, "#c6dbef"], [1, "#fdd0a2"]]  # class 0 blue, class 1 orange
 
@@ -152,6 +168,16 @@ if nearest is not None:
                              name=f"nearest point of g's boundary: {floor_str(dist)} away",
                              marker={"symbol": ["circle", "x"], "size": [1, 12], "color": "black"},
                              line={"color": "black", "width": 1}))
+if attack is not None and attack.trajectory:
+    path = np.array([[float(px), float(py)], *[t.reshape(2).tolist() for t in attack.trajectory]])
+    fig.add_trace(go.Scatter(x=path[:, 0], y=path[:, 1], mode="lines", xaxis="x2", yaxis="y2",
+                             line={"color": "#e377c2", "width": 1.5}, name="the attack's path (PGD on soft g)",
+                             hoverinfo="skip"))
+if attack is not None and attack.found:
+    ax, ay = attack.x_adv.reshape(2).tolist()
+    fig.add_trace(go.Scatter(x=[ax], y=[ay], mode="markers", xaxis="x2", yaxis="y2",
+                             marker={"symbol": "star", "size": 14, "color": "#e377c2"},
+                             name=f"adversarial point found: {attack.distance:.4f} away"))
 for axis in ("", "2"):
     fig.add_trace(go.Scatter(x=[px], y=[py], mode="markers", marker={"size": 11, "color": "#d62728",
                                                                      "line": {"color": "white", "width": 2}},
@@ -196,6 +222,9 @@ m[3].metric("distance to boundary", "—" if nearest is None else floor_str(near
             help="The nearest point of the smoothed classifier's decision boundary (exact for the half-plane, on "
                  "the grid otherwise, within half a grid step)")
 m[4].metric("certificate holds", "yes" if holds else "NO", help="certified radius ≤ distance to g's boundary")
+if attack is not None:
+    st.caption(playground_story.attack_caption(attack, cert.radius, None if nearest is None else nearest[1],
+                                               exact=isinstance(model, pg.HalfPlane)))
 if not holds:
     st.warning("The certified radius exceeds the distance to the boundary found on the grid. A certificate fails "
                f"with probability ≤ α = {alpha:g}, and the grid boundary is itself estimated (Monte Carlo, "

@@ -270,7 +270,7 @@ MUTANTS = [
            "return p_lower, 1.5 * radius_from_p_lower(p_lower, sigma, complement=q_lower), True",
            ("tests/test_attacks.py::test_the_found_distance_is_never_below_certifys_radius_over_many_seeds",)),
     Mutant("attack: PREDICT's confirmation skipped (the soft classifier's guess reported)", "rs_core/attacks/smoothed.py",
-           "            if pred not in (clean, ABSTAIN):", "            if True:",
+           "(pred if pred not in (clean, ABSTAIN) else None)", "pred",
            ("tests/test_attacks.py::test_the_found_distance_is_never_below_certifys_radius_over_many_seeds",
             "tests/test_attacks.py::test_on_the_half_plane_the_attack_finds_gs_boundary_within_2_percent_in_the_exact_direction")),
     Mutant("attack: noise from the certificate's seed", "rs_core/smoothing/seeding.py",

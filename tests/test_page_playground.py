@@ -137,3 +137,21 @@ def test_each_guided_step_brings_its_own_n():
     at.select_slider(key="pg_n").set_value(3_000).run()
     at.radio(key="pg_step").set_value("Free play").run()
     assert at.select_slider(key="pg_n").value == 3_000  # free play keeps what is on screen
+
+
+def test_the_attack_on_g_draws_its_path_and_lands_beyond_the_certified_ball_near_the_exact_boundary():
+    """On the half-plane (step 3) g's boundary is exactly known: the attack's point lies beyond the certified radius
+    and within 5 % of the exact distance, and its path is drawn on the smoothed panel."""
+    at = _page()
+    at.radio(key="pg_step").set_value("3 · The bound is tight").run()
+    at.checkbox(key="pg_attack").check().run()
+    assert not at.exception
+    m = _metrics(at)
+    exact, certified = float(m["distance to boundary"]), float(m["certified radius"])
+    names = [t.get("name", "") for t in _figure(at)["data"]]
+    assert "the attack's path (PGD on soft g)" in names
+    [found] = [n for n in names if n.startswith("adversarial point found: ")]
+    distance = float(found.rsplit(": ", 1)[1].split()[0])
+    assert certified <= distance <= exact * 1.05
+    caption = next(c.value for c in at.caption if c.value.startswith("Attack: g changes"))
+    assert "the exact distance" in caption and "soundness alarm" not in caption

@@ -58,3 +58,22 @@ def noise_story(model: nn.Module, point: tuple[float, float], sigmas: tuple[floa
 
 
 __all__ = ["AtSigma", "at_sigma", "base_class", "noise_story"]
+
+
+def attack_caption(attack, certified: float, boundary: float | None, exact: bool) -> str:
+    """What the attack found, against the certificate and the distance to g's boundary, in one sentence."""
+    from rs_core.rounding import floor_str
+
+    if attack.clean_prediction < 0:
+        return "Attack: PREDICT abstains at the point, so g has no class to change here."
+    where = "the exact distance" if exact else "the grid's distance (within half a grid step)"
+    truth = "" if boundary is None else f"; {where} to g's boundary is {floor_str(boundary)}"
+    if not attack.found:
+        return (f"Attack: no point with another class of g found within {attack.eps_max:.2f} ({attack.steps} steps)"
+                f"{truth}. Certified radius {floor_str(certified)}.")
+    alarm = " — below the certified radius: a soundness alarm (probability ≤ 2α)" \
+        if attack.distance < certified else ""
+    return (f"Attack: g changes to class {attack.adv_prediction} at distance {attack.distance:.4f} (PREDICT with "
+            f"{attack.n_predict:,} fresh samples at α = {attack.alpha:g}){alarm}{truth}; certified radius "
+            f"{floor_str(certified)}. The truth lies between the certified radius (a lower bound) and the attack's "
+            f"distance (an upper bound).")

@@ -46,6 +46,10 @@ LEVELS = 10  # bisection halvings of [0, eps_max]: the budget is found to eps_ma
 GROWTH = 0.01
 GROWTH_RATE = 1.25
 CONFIRM_TRIES = 40
+REFINE = 4  # then halvings between the last refused and the first confirmed scale, each by PREDICT too
+# Every confirmation is a PREDICT at α / (CONFIRM_TRIES + REFINE) (Bonferroni over all that may run), so the claim
+# "some confirmed point changed g's class" is wrong with probability ≤ α in all, whichever point is reported.
+CONFIRMATIONS = CONFIRM_TRIES + REFINE
 ZO_DIRECTIONS = 16  # random directions per zeroth-order gradient estimate
 PREDICT_PATH = 1  # derive_seed(attack_seed(seed), PREDICT_PATH, k): the k-th PREDICT's samples
 
@@ -187,9 +191,10 @@ def attack_smoothed(model: nn.Module, x: torch.Tensor, sigma: float, *, eps_max:
     """Search for the smallest ℓ2 perturbation of x [C, H, W] (or any shape the model takes as a batch) that changes
     the prediction of g, the smoothed classifier of ``model`` at noise ``sigma``.
 
-    Guarantee: when ``found``, PREDICT at ``x_adv`` returned a class other than the clean PREDICT's, each wrong with
-    probability ≤ α; so ``distance`` is ≥ g's true boundary distance at x except with probability ≤ 2α — never
-    below a sound certificate's radius but with that probability. ``steps`` bounds the optimisation steps (each
+    Guarantee: when ``found``, PREDICT at ``x_adv`` returned a class other than the clean PREDICT's. The clean PREDICT
+    is wrong with probability ≤ α, and all the confirmation PREDICTs together (each at α / 44) ≤ α; so ``distance``
+    is ≥ g's true boundary distance at x except with probability ≤ 2α — never below a sound certificate's radius
+    but with that probability. ``steps`` bounds the optimisation steps (each
     costs m forward and backward passes, or 2·16·m forward passes without gradients); PREDICT costs n_predict
     forward passes per confirmation. ``stop`` ends the search within one step (``stopped``), keeping the best
     candidate found so far (still confirmed by PREDICT).
@@ -207,11 +212,11 @@ def attack_smoothed(model: nn.Module, x: torch.Tensor, sigma: float, *, eps_max:
     root = attack_seed(seed)
     predictions = 0
 
-    def predict_at(point: torch.Tensor) -> int:
+    def predict_at(point: torch.Tensor, level: float) -> int:
         nonlocal predictions
         predictions += 1
         gen = make_generator(derive_seed(root, PREDICT_PATH, predictions), device)
-        return predict(model, point, sigma, n_predict, alpha, batch_size, generator=gen)
+        return predict(model, point, sigma, n_predict, level, batch_size, generator=gen)
 
     reason = None
     if method == "auto":
@@ -223,7 +228,7 @@ def attack_smoothed(model: nn.Module, x: torch.Tensor, sigma: float, *, eps_max:
                          "'zeroth-order')")
     common = {"eps_max": float(eps_max), "m": m, "seed": seed, "alpha": alpha, "n_predict": n_predict,
               "method": method, "reason": reason}
-    clean = predict_at(x)
+    clean = predict_at(x, alpha)
     if clean == ABSTAIN:  # g has no class at x: there is nothing to change
         return AttackResult(clean, False, math.inf, None, None, 0, stopped=False, path=[],
                             trajectory=[] if keep_trajectory else None, elapsed_s=time.perf_counter() - t0,
@@ -280,16 +285,32 @@ def attack_smoothed(model: nn.Module, x: torch.Tensor, sigma: float, *, eps_max:
     adv, adv_pred, distance = None, None, math.inf
     if best is not None and float(best.norm()) > 0:
         direction = best / float(best.norm())
-        t, growth = float(best.norm()), GROWTH
+        level = alpha / CONFIRMATIONS
+
+        def confirm(scale: float) -> tuple[torch.Tensor, int | None]:
+            point = x + _project(x, direction * scale, math.inf, clip)
+            pred = predict_at(point, level)
+            return point, (pred if pred not in (clean, ABSTAIN) else None)
+
+        t, growth, refused = float(best.norm()), GROWTH, 0.0
         for _ in range(CONFIRM_TRIES):
-            point = x + _project(x, direction * t, math.inf, clip)
-            pred = predict_at(point)
-            if pred not in (clean, ABSTAIN):
+            point, pred = confirm(t)
+            if pred is not None:
                 adv, adv_pred, distance = point, pred, float((point - x).norm())
                 break
             if t >= eps_max:
                 break
+            refused = t
             t, growth = min(t * (1 + growth), eps_max), growth * GROWTH_RATE
+        if adv is not None and refused > 0:  # the growth overshoots by up to its last step: halve the gap
+            lo_t, hi_t = refused, t
+            for _ in range(REFINE):
+                mid = (lo_t + hi_t) / 2
+                point, pred = confirm(mid)
+                if pred is not None:
+                    adv, adv_pred, distance, hi_t = point, pred, float((point - x).norm()), mid
+                else:
+                    lo_t = mid
     return AttackResult(clean, adv is not None, distance, adv, adv_pred, taken, stopped=stopped, path=path,
                         trajectory=trajectory, elapsed_s=time.perf_counter() - t0, **common)
 
