@@ -144,7 +144,7 @@ def test_invalid_compute_here_and_alpha_values_are_kept_and_named():
     at.number_input(key="live_k").set_value(4)
     at.number_input(key="live_n").set_value(200).run()
     assert not at.error and not at.button(key="live_run").disabled
-    assert len(at.table) == 2  # the shipped log's tables
+    assert len(at.table) == 3  # the shipped log's two tables and its attack log's (empirical robust accuracy)
 
     at.number_input(key="acc_rho").set_value(0.0).run()
     assert not at.exception and at.number_input(key="acc_rho").value == 0.0
@@ -156,7 +156,7 @@ def test_invalid_compute_here_and_alpha_values_are_kept_and_named():
     assert [e.value for e in at.error] == ["α must be > 0 and ≤ 0.5, got 1.5"]
     assert len(at.table) == 0
     at.number_input(key="acc_alpha").set_value(0.001).run()
-    assert not at.error and len(at.table) == 2 and not at.button(key="live_run").disabled
+    assert not at.error and len(at.table) == 3 and not at.button(key="live_run").disabled
     # An invalid sidebar setting (σ = 0) is kept and named in the sidebar, and Certify waits for it.
     at.number_input(key="sigma").set_value(0.0).run()
     assert not at.exception and at.number_input(key="sigma").value == 0.0
@@ -349,7 +349,7 @@ def test_compute_here_runs_as_a_job_whose_stop_is_prompt_and_keeps_what_was_done
     job = at.session_state["acc_job"].job
     assert not job.done and not at.button(key="acc_stop").disabled
     assert at.button(key="live_run").disabled  # one run at a time
-    assert len(at.table) == 2  # the shipped logs' curves and tables are drawn while it runs
+    assert len(at.table) == 3  # the shipped logs' curves and tables (and their attack's) are drawn while it runs
     assert any("of 50 test images" in p.proto.text for p in at.get("progress"))
     deadline = time.monotonic() + 60
     while (job.snapshot is None or job.snapshot.images_done < 2) and time.monotonic() < deadline:
@@ -375,4 +375,32 @@ def test_compute_here_without_the_data_set_names_no_server_folder(monkeypatch, t
     errors = [e.value for e in at.error]
     assert len(errors) == 1 and errors[0].startswith("The mnist test images are not on this server")
     assert str(tmp_path) not in errors[0]
-    assert len(at.table) == 2  # the rest of the page is still there
+    assert len(at.table) == 3  # the rest of the page is still there
+
+
+def test_an_uploaded_attack_log_draws_a_dashed_empirical_curve_and_its_table():
+    import json
+
+    at = _page()
+    at.multiselect(key="acc_shipped").set_value([MNIST_050]).run()
+    # The shipped attack log beside the σ = 0.5 log is shown with it (dashed, in its colour), until unticked.
+    traces = json.loads(at.get("plotly_chart")[0].proto.spec)["data"]
+    assert [t["name"] for t in traces if t.get("line", {}).get("dash") == "dash"] == \
+        ["attack σ = 0.50: empirical (n = 500)"]
+    at.checkbox(key="acc_show_attacks").uncheck()
+    attack = (b"idx\tlabel\tpredict\tadv_distance\tadv_predict\ttime\n0\t7\t7\t0.75\t3\t1.0\n20\t9\t9\tinf\tnone\t1.0\n"
+              b"40\t1\t1\t1.2\t7\t1.0\n")
+    at.file_uploader(key="acc_attack_uploads").set_value([("my_attack", attack, "text/plain")])
+    at.text_input(key="acc_radii").set_value("0, 1.0")
+    at.run()
+    assert not at.exception
+    traces = json.loads(at.get("plotly_chart")[0].proto.spec)["data"]
+    dashed = [t for t in traces if t.get("line", {}).get("dash") == "dash"]
+    assert [t["name"] for t in dashed] == ["my_attack (attack): empirical (n = 3)"]
+    table = at.table[2].value
+    assert table["attack log"].tolist() == ["my_attack (attack)"]
+    assert table["r = 0"].tolist() == ["1.000"] and table["r = 1"].tolist() == ["0.667"]
+    bad = b"idx\tlabel\tpredict\tradius\tcorrect\ttime\n0\t1\t1\t0.5\t1\t1.0\n"
+    at.file_uploader(key="acc_attack_uploads").set_value([("sigma_0.50", bad, "text/plain")])
+    at.run()
+    assert not at.exception and any("is not an attack log" in e.value for e in at.error)

@@ -17,6 +17,14 @@ from streamlit.runtime import Runtime
 from streamlit.runtime.scriptrunner import get_script_run_ctx
 
 from rs_core.data import DATASETS, get_dataset
+from rs_core.logs.attack_logs import (
+    AttackLog,
+    add_empirical_curves,
+    attack_log_beside,
+    check_same_images,
+    parse_attack_log,
+    read_attack_log,
+)
 from rs_core.logs.certify_logs import (
     CertifyLog,
     accuracy_tables,
@@ -28,6 +36,7 @@ from rs_core.logs.certify_logs import (
     read_certify_log,
     read_uploads,
     same_images,
+    upload_label,
 )
 from rs_core.models.shipped import ShippedLog, default_model, shipped_models
 from rs_core.smoothing.jobs import Job, default_scheduler
@@ -41,6 +50,7 @@ NOT_STATED = "not stated"
 SHIPPED_KEY, GROUP_KEY, COMMON_KEY = "acc_shipped", "acc_group", "acc_common"
 UPLOADS_KEY, UPLOAD_DATASET_KEY = "acc_uploads", "acc_upload_dataset"
 JOB_KEY, LIVE_LOGS = "acc_job", "live_logs"
+ATTACK_UPLOADS_KEY, SHOW_ATTACKS_KEY = "acc_attack_uploads", "acc_show_attacks"
 BATCH_SECONDS = 0.5  # batches sized to about this long: Stop is answered within about that, on any model
 
 
@@ -98,6 +108,69 @@ def _read_log(path: str, label: str, dataset: str, alpha: float) -> CertifyLog:
 def shipped(chosen: list[str], available: dict[str, ShippedLog]) -> list[CertifyLog]:
     return [_read_log(str(available[k].path), available[k].label, available[k].dataset, available[k].alpha)
             for k in chosen]
+
+
+# -- attack logs: empirical robust accuracy next to the certified one ---------------------------------------------
+
+@dataclass(frozen=True)
+class Empirical:
+    """An attack log and the path of the certify log it belongs to (same model, σ and images), if known: its curve
+    is drawn dashed in that log's colour."""
+
+    log: AttackLog
+    partner: str | None
+
+
+@st.cache_data(show_spinner=False)
+def _read_attack(path: str, dataset: str) -> AttackLog:
+    return read_attack_log(path, dataset=dataset)
+
+
+def attack_curves(chosen: list[str], available: dict[str, ShippedLog]) -> list[Empirical]:
+    """The attack logs shipped beside the chosen shipped logs (``attack_<σ>`` next to ``sigma_<σ>``), shown with
+    them unless unticked, and uploaded attack logs (their own colours: which model made them is not known)."""
+    shipped_pairs = [(available[k], attack_log_beside(available[k].path)) for k in chosen]
+    shipped_pairs = [(c, a) for c, a in shipped_pairs if a is not None]
+    show = st.checkbox("Empirical robust accuracy (dashed): the attack logs shipped with the chosen logs"
+                       + (f" ({len(shipped_pairs)})" if shipped_pairs else " (none for these logs)"), value=True,
+                       key=SHOW_ATTACKS_KEY, help="python -m rs_core attack: per image, the smallest ℓ2 perturbation "
+                       "found that changes the smoothed classifier's PREDICT. An upper bound on robust accuracy, "
+                       "as certified accuracy is a lower one")
+    out = [Empirical(_read_attack(str(a), c.dataset), str(c.path)) for c, a in shipped_pairs] if show else []
+    uploads = st.file_uploader("Upload attack logs (idx label predict adv_distance adv_predict time …)",
+                               accept_multiple_files=True, key=ATTACK_UPLOADS_KEY,
+                               max_upload_size=MAX_LOG_BYTES // 2**20)
+    for u in uploads or []:
+        label = upload_label(u.name)
+        try:
+            log = parse_attack_log(u.getvalue(), f"{label} (attack)", label)
+        except ValueError as err:
+            st.error(str(err))
+            continue
+        out.append(Empirical(log, None))
+    return out
+
+
+def empirical_table(curves: list[Empirical], shown: list[CertifyLog], radii) -> dict[str, list] | None:
+    """One row per attack log: empirical robust accuracy at each radius, and, when its certify log is shown on the
+    same images, the certified accuracy beside it and the gap (empirical − certified)."""
+    if not curves:
+        return None
+    by_path = {log.path: log for log in shown if log.path}
+    rows: dict[str, list] = {"attack log": [], "n images": []}
+    columns = [f"r = {r:g}" for r in radii]
+    for c in columns:
+        rows[c] = []
+    for curve in curves:
+        cert = by_path.get(curve.partner or "")
+        emp = curve.log.empirical_accuracy(radii)
+        certified = cert.certified_accuracy(radii) if cert is not None else None
+        rows["attack log"].append(curve.log.label)
+        rows["n images"].append(len(curve.log))
+        for j, c in enumerate(columns):
+            rows[c].append(f"{emp[j]:.3f}" + ("" if certified is None else
+                                                f" (certified {certified[j]:.3f}, gap {emp[j] - certified[j]:+.3f})"))
+    return rows
 
 
 # -- uploads -----------------------------------------------------------------------------------------------------
@@ -337,7 +410,7 @@ def shown_group(groups: list[str], sidebar_dataset: str | None, event: str | Non
 
 
 def results(logs: list[CertifyLog], radii, alpha: float | None, rho: float | None, sidebar_dataset: str | None,
-            event: str | None) -> None:
+            event: str | None, attacks: list[Empirical] | None = None) -> None:
     """One data set's logs at a time (logs of different data sets number different images), as curves and two
     tables with one row per log; cut to the common images only when asked, and then said in the heading."""
     logs = distinct_labels(logs)  # rows and legends are keyed by label: same-named logs must stay apart
@@ -372,10 +445,41 @@ def results(logs: list[CertifyLog], radii, alpha: float | None, rho: float | Non
     if radii is None or alpha is None or rho is None:
         return
     st.markdown(f"#### Certified accuracy against radius — {scope}")
-    st.plotly_chart(figure(logs, alpha, rho), width="stretch")
+    fig = figure(logs, alpha, rho)
+    curves = _shown_attacks(attacks or [], logs)
+    add_empirical_curves(fig, [(c.log, next((log.label for log in logs if log.path == c.partner), None))
+                               for c in curves])
+    st.plotly_chart(fig, width="stretch")
     first, lower = accuracy_tables(logs, radii, alpha, rho)
     st.markdown(f"**Certified accuracy** (one row per log; {scope})")
     st.table(first)
     st.markdown(f"**Lower bound on the true certified accuracy** (probability ≥ {1 - rho:g}, App. D; each log's "
                 "own CERTIFY α where it is known)")
     st.table(lower)
+    table = empirical_table(curves, logs, radii)
+    if table is not None:
+        st.markdown("**Empirical robust accuracy** (dashed curves): correct, and no adversarial example found within "
+                    "r by the attack — an upper bound on the true robust accuracy, as certified accuracy is a lower "
+                    "one; the gap is what neither knows")
+        st.table(table)
+
+
+def _shown_attacks(curves: list[Empirical], shown: list[CertifyLog]) -> list[Empirical]:
+    """The attack curves of the shown data set: a shipped one whose certify log is shown (and covers the same
+    images: otherwise a message, not a curve), and every uploaded one."""
+    by_path = {log.path: log for log in shown if log.path}
+    out = []
+    for c in curves:
+        if c.partner is None:
+            out.append(c)
+            continue
+        cert = by_path.get(c.partner)
+        if cert is None:
+            continue
+        try:
+            check_same_images(c.log, cert)
+        except ValueError as err:
+            st.warning(f"{err}: its empirical curve is not drawn.")
+            continue
+        out.append(c)
+    return out

@@ -15,6 +15,7 @@ import sys
 from pathlib import Path
 
 from rs_core.cli import args as A
+from rs_core.cli import attack as cli_attack
 from rs_core.cli import model as cli_model
 from rs_core.data import DATASETS
 from rs_core.logs.certify_logs import CERTIFY_HEADER, PREDICT_HEADER
@@ -520,6 +521,11 @@ def _add_analyze(sub) -> None:
                    "each radius, with its paired standard error (on their common images)")
     p.add_argument("--oracle", action="store_true", help="add a row: per image, the best of the logs (the others "
                    "than the first with --versus) in hindsight — a ceiling, not a certificate")
+    p.add_argument("--attack", nargs="+", default=[], metavar="LOG",
+                   help="attack logs (python -m rs_core attack): each is paired with the certify log of the same model "
+                        "and σ (by .meta.json, or attack_<σ> beside sigma_<σ>) and of the same images, and its "
+                        "empirical robust accuracy is printed next to the certified accuracy, with the gap; an image "
+                        "attacked below its certified radius is a soundness alarm (exit status 1)")
 
 
 def _analyze(args) -> int:
@@ -554,17 +560,44 @@ def _analyze(args) -> int:
                                   "per-image oracle (not a certificate)")]
     tables = {"markdown": markdown_table(logs, radii), "latex": latex_table(logs, radii),
               "csv": csv_table(logs, radii, args.alpha, args.rho)}
+    attack_pairs, gap, alarms = _analyze_attacks(args, logs, radii)
     sys.stdout.write(tables[args.format])
     if versus:
         sys.stdout.write("\n" + versus)
+    if gap:
+        sys.stdout.write("\nEmpirical robust accuracy (attack) next to certified accuracy, on the same images:\n\n"
+                         + gap)
+    if alarms:
+        print("SOUNDNESS ALARM: an attack found an adversarial example below a certified radius (see above)",
+              file=sys.stderr)
     if args.out:
         out = Path(args.out)
         out.parent.mkdir(parents=True, exist_ok=True)
         for fmt, ext in [("markdown", ".md"), ("latex", ".tex"), ("csv", ".csv")]:
             out.with_name(out.name + ext).write_text(tables[fmt])
         # plotly.js is embedded so the page works offline.
-        figure(logs, args.alpha, args.rho).write_html(out.with_name(out.name + ".html"), include_plotlyjs=True)
-    return 0
+        fig = figure(logs, args.alpha, args.rho)
+        if attack_pairs:
+            from rs_core.logs.attack_logs import add_empirical_curves
+
+            add_empirical_curves(fig, [(a, c.label) for a, c in attack_pairs])
+            out.with_name(out.name + ".attack.md").write_text(gap)
+        fig.write_html(out.with_name(out.name + ".html"), include_plotlyjs=True)
+    return 1 if alarms else 0
+
+
+def _analyze_attacks(args, logs, radii):
+    """The --attack logs paired with ``logs`` (ValueError when one has no partner or other images), the gap table,
+    and whether any image is a soundness alarm (said loudly on stdout and stderr)."""
+    from rs_core.logs.attack_logs import alarm_text, gap_table, pair_logs, read_attack_log, soundness_alarms
+
+    if not args.attack:
+        return [], "", False
+    attacks = [read_attack_log(path, dataset=args.dataset) for path in args.attack]
+    pairs = pair_logs(attacks, logs)
+    gap = gap_table(pairs, radii)
+    alarms = "".join(alarm_text(soundness_alarms(a, c), a, c) for a, c in pairs)
+    return pairs, gap + ("\n" + alarms if alarms else ""), bool(alarms)
 
 
 def _index(args) -> int:
@@ -594,6 +627,7 @@ def build_parser() -> argparse.ArgumentParser:
     cli_model.add_certify_image(sub)
     cli_model.add_export(sub)
     cli_model.add_verify(sub)
+    cli_attack.add_parser(sub, _add_examples, OVERWRITE_HELP)
     _add_analyze(sub)
     p = sub.add_parser("index", help="list the shipped checkpoints (checkpoints/index.json)")
     p.add_argument("--rebuild", action="store_true", help="rescan the folder and rewrite index.json")
@@ -607,7 +641,9 @@ def main(argv: list[str] | None = None) -> int:
         return {"train": _train, "certify": _certify, "predict": _predict, "analyze": _analyze,
                 "index": _index, "train-sigma": _train_sigma, "certify-dual": _certify_dual,
                 "train-denoiser": _train_denoiser, "certify-image": cli_model.certify_image,
-                "export": cli_model.export, "verify": cli_model.verify}[args.command](args)
+                "export": cli_model.export, "verify": cli_model.verify,
+                "attack": lambda a: cli_attack.run(a, cli_attack.Machinery(_ranked, _setup, _my_examples, _bar)),
+                }[args.command](args)
     except (ValueError, OSError) as err:  # the error contract: bad input is a message and status 2, no traceback
         print(f"error: {err}", file=sys.stderr)
         return 2

@@ -524,3 +524,21 @@ def figure(logs: list[CertifyLog], alpha: float = 0.001, rho: float = 0.001, max
                       title={"text": f"solid: certified accuracy · dotted: lower bound, probability ≥ {1 - rho:g} "
                                      "(App. D)", "font": {"size": 13}})
     return fig
+
+
+# Public forms of the row checks above, shared with the other log readers (rs_core.logs.attack_logs): every log of
+# rs_core refuses the same malformed numbers the same way.
+
+def tsv_rows(text: str, name: str) -> Iterator[tuple[int, list[str]]]:
+    """(line number, fields) of tab-separated ``text``; ``ValueError`` naming ``log: {name}`` for what csv refuses."""
+    return _tsv_rows(text, name)
+
+
+def int_field(text: str, field: str, low: int, high: int) -> int:
+    """An integer in [low, high] written in plain ASCII digits; ``ValueError`` naming ``field`` otherwise."""
+    return _int_field(text, field, low, high)
+
+
+def is_decimal(text: str) -> bool:
+    """Whether ``text`` is a decimal number as Python and C print one (ASCII digits only; no 'inf', no 'nan')."""
+    return bool(_FLOAT.fullmatch(text))
