@@ -62,7 +62,8 @@ def test_certified_accuracy_page_in_chromium(app_url, page, tmp_path_factory):
     # Upload Cohen et al.'s log through the real file input.
     ref = ROOT.parent / "shared" / "reference" / "cohen2019" / "data" / "certify" / "cifar10" / "resnet110"
     if ref.exists():
-        page.locator("input[type='file']").set_input_files(str(ref / "noise_0.50" / "test" / "sigma_0.50"))
+        page.locator("[data-testid='stFileUploader']").filter(has_text="Upload certify logs").locator(
+            "input[type='file']").set_input_files(str(ref / "noise_0.50" / "test" / "sigma_0.50"))
         page.get_by_text("σ = 0.50 (sigma_0.50)").first.wait_for(timeout=30_000)
         # Its data set is not stated: never intersected with the preselected MNIST logs.
         page.get_by_text("logs of different data sets are not compared", exact=False).first.wait_for(timeout=30_000)

@@ -31,7 +31,8 @@ def test_four_same_named_logs_are_plotted_side_by_side(app_url, page, tmp_path_f
     wait_text(page, "Lower bound on the true certified accuracy")
     page.wait_for_timeout(1500)  # a fresh server's first visit reruns through app.py: let that settle
     files = [{"name": "sigma_0.25", "mimeType": "text/plain", "buffer": _log(k)} for k in (0, 1, 2, 2)]
-    page.locator("[data-testid='stFileUploader'] input[type='file']").set_input_files(files)
+    page.locator("[data-testid='stFileUploader']").filter(has_text="Upload certify logs").locator(
+        "input[type='file']").set_input_files(files)
     wait_text(page, "σ = 0.25 (sigma_0.25) #4", timeout=90_000)
     page.wait_for_timeout(1500)  # the chart draws its legend
     _no_traceback(page)
@@ -51,14 +52,14 @@ def test_compute_here_shows_progress_keeps_the_page_usable_and_stops(app_url, pa
     wait_text(page, "Lower bound on the true certified accuracy")
     page.get_by_text("Compute certified accuracy here, on k test images").click()
     set_number(page, "k test images (evenly spaced)", "50")
-    set_number(page, "N (estimation samples)", "1000")
+    set_number(page, "N (estimation samples)", "10000")  # long enough (~30 s) to be stopped midway
     page.get_by_role("button", name="Certify", exact=True).click()
     wait_text(page, "of 50 test images", timeout=30_000)
     wait_text(page, " left · ", timeout=30_000)  # the time left, once a first batch is timed
     page.wait_for_timeout(2000)
     # While it runs only the progress redraws: the rest of the page is not greyed out (stale).
     tables = page.locator("[data-testid='stElementContainer']:has([data-testid='stTable'])")
-    assert tables.count() == 2
+    assert tables.count() == 3  # certified, its lower bound, and the shipped attack log's empirical accuracy
     for _ in range(5):
         assert page.locator("[data-testid='stElementContainer'][data-stale='true']:has([data-testid='stTable'])"
                             ).count() == 0
@@ -70,6 +71,6 @@ def test_compute_here_shows_progress_keeps_the_page_usable_and_stops(app_url, pa
     wait_text(page, "Stopped after", timeout=15_000)
     _no_traceback(page)
     table = page.locator("[data-testid='stTable']").first.inner_text()
-    assert "· here, k = " in table and "of 50, N = 1000" in table
+    assert "· here, k = " in table and "of 50, N = 10000" in table
     page.locator("[data-testid='stTable']").first.scroll_into_view_if_needed()
     shot(page, "accuracy_compute_here_stopped.png", tmp_path_factory)

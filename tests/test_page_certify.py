@@ -243,6 +243,7 @@ def test_exif_rotation_is_applied_before_the_model_sees_it():
     exif = Image.Exif()
     exif[0x0112] = 6  # rotate 90° clockwise to display: the white half ends on top
     at = _page(n_max=200, batch=200)
+    at.radio(key="source").set_value("upload").run()  # with the data set the page opens on a test image
     at.radio(key="invert").set_value("no")
     at.checkbox(key="frame").uncheck()
     at = _upload(at, "rotated.jpg", _png(img, "JPEG", exif=exif))
