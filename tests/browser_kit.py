@@ -78,6 +78,18 @@ def wait_text(page, text: str, timeout: float = 60_000) -> None:
     page.get_by_text(text, exact=False).first.wait_for(timeout=timeout)
 
 
+def wait_chart(page, text: str, timeout: float = 60_000):
+    """The first Plotly chart whose drawn text contains `text`, once Plotly has drawn it.
+
+    A chart's element exists before Plotly lays out its SVG (and later still on a loaded machine), so a fixed pause
+    before reading a legend is a race: wait for the text itself.
+    """
+    chart = page.locator("[data-testid='stPlotlyChart']").filter(has_text=text).first
+    chart.scroll_into_view_if_needed(timeout=timeout)
+    chart.wait_for(timeout=timeout)
+    return chart
+
+
 def set_number(page, label: str, value: str) -> None:
     box = page.get_by_label(label, exact=True)
     box.fill(value)

@@ -3,7 +3,7 @@
 import re
 
 import pytest
-from browser_kit import NEEDS_CHROMIUM, set_number, shot, wait_text
+from browser_kit import NEEDS_CHROMIUM, set_number, shot, wait_chart, wait_text
 
 from rs_core.data import data_dir
 
@@ -34,7 +34,7 @@ def test_four_same_named_logs_are_plotted_side_by_side(app_url, page, tmp_path_f
     page.locator("[data-testid='stFileUploader']").filter(has_text="Upload certify logs").locator(
         "input[type='file']").set_input_files(files)
     wait_text(page, "σ = 0.25 (sigma_0.25) #4", timeout=90_000)
-    page.wait_for_timeout(1500)  # the chart draws its legend
+    wait_chart(page, "σ = 0.25 (sigma_0.25) #4 (n = 20)")
     _no_traceback(page)
     page.locator("[data-testid='stTable']").first.scroll_into_view_if_needed()
     table = page.locator("[data-testid='stTable']").first.inner_text()

@@ -1,7 +1,7 @@
 """The Playground's attack on g in a real Chromium: the path to g's boundary next to the certified ball."""
 
 import pytest
-from browser_kit import NEEDS_CHROMIUM, shot, wait_text
+from browser_kit import NEEDS_CHROMIUM, shot, wait_chart, wait_text
 
 sync_api = pytest.importorskip("playwright.sync_api", reason="playwright is not installed")
 pytestmark = NEEDS_CHROMIUM
@@ -16,7 +16,6 @@ def test_the_playground_attack_draws_its_path_and_says_where_the_truth_lies(app_
     wait_text(page, "Attack: g changes to class", timeout=60_000)
     text = page.locator("[data-testid='stMain']").inner_text()
     assert "the exact distance to g's boundary" in text and "soundness alarm" not in text
-    page.wait_for_timeout(1500)  # let the chart draw
-    legend = page.locator("[data-testid='stPlotlyChart']").first.inner_text()
+    legend = wait_chart(page, "adversarial point found").inner_text()
     assert "the attack's path" in legend and "adversarial point found" in legend
     shot(page, "playground_attack.png", tmp_path_factory)
