@@ -14,7 +14,7 @@ from rs_core.smoothing.diagnostics import noise_robustness_warning
 from rs_core.smoothing.jobs import default_scheduler
 from rs_core.smoothing.sampling import noisy_views
 from rs_core.smoothing.seeding import predict_seed
-from widgets import ceilings, entry, figures, inputs, live, report
+from widgets import attack, ceilings, entry, figures, inputs, live, report
 
 KEY = "run"
 BATCH_SECONDS = 0.5
@@ -206,8 +206,10 @@ else:
     st.markdown(f"**Run:** {run.source} · {report.model_name(run.model)} · certifying at σ = {run.params['sigma']:g}, "
                 f"α = {run.params['alpha']:g}")
     live.stale_warning(run, chosen, s.model_sha256, _params(), preprocess_now=s.model_record().get("preprocess"))
+    attack.follow(run)  # a search about a replaced certificate stops (its result stays, marked outdated)
     if live.show(run, KEY, _names):
         _headline(run)
         live.live_view(run, KEY, _names)
         _trace(run)
         _details(run)
+        attack.section(run, s, n_predict=int(run.extra.get("predict_n", 1000)))

@@ -276,6 +276,14 @@ MUTANTS = [
     Mutant("attack: noise from the certificate's seed", "rs_core/smoothing/seeding.py",
            "    return derive_seed(seed, SeedPath.ATTACK)", "    return seed",
            ("tests/test_attacks.py::test_the_attacks_noise_never_reuses_a_certificates_samples",)),
+    Mutant("attack: optimisation noise from the certificate's seed", "rs_core/attacks/smoothed.py",
+           "soft = _Soft(model, x, sigma, m, batch_size, clean, make_generator(root, device))",
+           "soft = _Soft(model, x, sigma, m, batch_size, clean, make_generator(seed, device))",
+           ("tests/test_attacks.py::test_the_attacks_noise_never_reuses_a_certificates_samples",)),
+    Mutant("attack: Stop ignored", "rs_core/attacks/smoothed.py",
+           "        if self.stop is not None and self.stop.is_set():\n            self.stopped = True",
+           "        if False:\n            self.stopped = True",
+           ("tests/test_attacks.py::test_stop_ends_the_search_within_a_step_and_keeps_what_was_found",)),
 ]
 
 

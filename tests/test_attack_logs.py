@@ -21,7 +21,7 @@ from rs_core.logs.attack_logs import (
 from rs_core.logs.certify_logs import read_certify_log
 
 ROWS = [(0, 7, 7, 0.812345, 3, 1.5, "pgd", 20, 4.0, 32), (20, 9, 9, math.inf, None, 1.25, "pgd", 20, 4.0, 32),
-        (40, 1, 2, 0.1, 1, 0.5, "zeroth-order", 7, 4.0, 32), (60, 4, -1, 2.0, 4, 0.5, "pgd", 100, 4.0, 32)]
+        (40, 1, 2, 0.1, 1, 0.5, "ddn", 7, 4.0, 32), (60, 4, -1, 2.0, 4, 0.5, "boundary", 100, 4.0, 32)]
 
 
 def write_log(path, rows=ROWS, header=ATTACK_LOG_HEADER):
@@ -38,7 +38,7 @@ def test_round_trip_keeps_every_field_and_rounds_distances_up(tmp_path):
     assert log.distance[0] == 0.8124 and math.isinf(log.distance[1])
     assert log.distance[2] == 0.1001  # the float 0.1 is 0.1000000000000000055…: up is 0.1001
     assert log.adv_predict.tolist() == [3, NO_CLASS, 1, 4]
-    assert log.method == ["pgd", "pgd", "zeroth-order", "pgd"] and log.steps.tolist() == [20, 20, 7, 100]
+    assert log.method == ["pgd", "pgd", "ddn", "boundary"] and log.steps.tolist() == [20, 20, 7, 100]
     assert log.m.tolist() == [32] * 4 and log.seconds.tolist() == [1.5, 1.25, 0.5, 0.5]
     assert log.label == "attack σ = 0.50"
     assert ceil_str(0.81230000001) == "0.8124" and ceil_str(0.3, 2) == "0.30" and ceil_str(math.inf) == "inf"
@@ -93,7 +93,7 @@ def test_bad_files_are_refused_by_name(tmp_path):
         read_attack_log(tmp_path / "missing")
     bad_method = write_log(tmp_path / "method", [(0, 7, 7, 0.5, 3, 1.0, "pgd", 20, 4.0, 32)])
     bad_method.write_text(bad_method.read_text().replace("pgd", "fgsm"))
-    with pytest.raises(ValueError, match=r"^log: method line 2: method: expected one of pgd, zeroth-order"):
+    with pytest.raises(ValueError, match=r"^log: method line 2: method: expected one of pgd, ddn, boundary"):
         read_attack_log(bad_method)
 
 

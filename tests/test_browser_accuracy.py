@@ -74,3 +74,20 @@ def test_compute_here_shows_progress_keeps_the_page_usable_and_stops(app_url, pa
     assert "· here, k = " in table and "of 50, N = 10000" in table
     page.locator("[data-testid='stTable']").first.scroll_into_view_if_needed()
     shot(page, "accuracy_compute_here_stopped.png", tmp_path_factory)
+
+
+def test_the_shipped_attack_log_draws_a_dashed_empirical_curve_above_the_certified_one(app_url, page, tmp_path_factory):
+    """Issue 29, deliverable 3: the MNIST σ = 0.5 attack log is drawn dashed next to its certify log, with the gap
+    table, in a real browser."""
+    page.goto(f"{app_url}/Certified_accuracy")
+    wait_text(page, "Lower bound on the true certified accuracy")
+    chart = wait_chart(page, "attack σ = 0.50: empirical (n = 500)")
+    dashes = chart.locator(".scatterlayer path.js-line").evaluate_all("ps => ps.map(p => p.style.strokeDasharray || '')")
+    # Plotly writes "dash" as 9px,9px and the lower bounds' "dot" as 3px,3px: one dashed curve, the attack's.
+    assert sum(d.replace(" ", "") == "9px,9px" for d in dashes) == 1, dashes
+    wait_text(page, "Empirical robust accuracy")
+    table = page.locator("[data-testid='stTable']").last.inner_text()
+    assert "attack σ = 0.50" in table and "gap" in table
+    chart.scroll_into_view_if_needed()
+    path = shot(page, "certified_accuracy_attack.png", tmp_path_factory)
+    assert path.stat().st_size > 20_000

@@ -58,3 +58,59 @@ def sigma_axis(sigmas: Iterable[float]) -> dict[str, Any]:
     values = sorted({float(v) for v in sigmas})
     return {"type": "log", "title": {"text": "σ"}, "tickmode": "array", "tickvals": values,
             "ticktext": [f"{v:g}" for v in values]}
+
+
+def perturbation_display(delta: torch.Tensor, size: int = 140) -> tuple[np.ndarray, float]:
+    """A perturbation δ [C, H, W] as an image: 0.5 + k·δ (grey = unchanged, lighter = added, darker = removed), with
+    k chosen so that the largest change reaches black or white. Returns the image and k, which the caption states:
+    an adversarial δ is usually too faint to see at ×1."""
+    peak = float(delta.detach().abs().max()) if delta.numel() else 0.0
+    factor = 0.5 / peak if peak > 0 else 1.0
+    return to_display(0.5 + factor * delta.detach().float().cpu(), size), factor
+
+
+def interval_figure(radius: float, distance: float | None, eps_max: float) -> dict[str, Any]:
+    """The ℓ2 distance from the input as one line: [0, R) certified (no adversarial example can exist there, with
+    probability ≥ 1 − α), R to D where g's true robustness lies, and D where the attack found one (``distance`` None:
+    none found up to ε max, so the truth lies beyond R, perhaps beyond ε max). A dict, like :func:`vote_figure`."""
+    found = distance is not None
+    end = max(eps_max, radius, distance if found else 0.0) * 1.08 or 1.0
+    upper = distance if found else eps_max
+    alarm = found and distance < radius
+    bands = [(0.0, radius, "rgba(44,160,44,0.30)", "certified: no adversarial example within R")]
+    if not alarm:
+        bands.append((radius, upper, "rgba(158,158,158,0.25)",
+                      "g's true robustness lies here" if found else "searched: none found up to ε max"))
+    if found:
+        bands.append((distance, end, "rgba(214,39,40,0.18)", "adversarial example found at D"))
+    shapes = [{"type": "rect", "xref": "x", "yref": "y", "x0": a, "x1": b, "y0": -1, "y1": 1, "fillcolor": c,
+               "line": {"width": 0}, "layer": "below"} for a, b, c, _ in bands if b > a]
+    data: list[dict[str, Any]] = [
+        # Invisible markers carry the bands' names into the legend.
+        {"type": "scatter", "x": [None], "y": [None], "mode": "markers", "name": name,
+         "marker": {"size": 12, "symbol": "square", "color": color}} for a, b, color, name in bands if b > a]
+    data.append({"type": "scatter", "x": [0.0], "y": [0.0], "mode": "markers+text", "text": ["x"],
+                 "textposition": "top center", "marker": {"size": 10, "color": "black"}, "name": "the input x",
+                 "showlegend": False})
+    data.append({"type": "scatter", "x": [radius], "y": [0.0], "mode": "markers+text", "text": [f"R = {radius:.4f}"],
+                 "textposition": "top center", "marker": {"size": 14, "symbol": "line-ns-open", "color": "#2ca02c",
+                                                            "line": {"width": 3}},
+                 "name": "certified radius R", "showlegend": False})
+    if found:
+        data.append({"type": "scatter", "x": [distance], "y": [0.0], "mode": "markers+text",
+                     "text": [f"D = {distance:.4f}"], "textposition": "bottom center",
+                     "marker": {"size": 12, "symbol": "x", "color": "#d62728"}, "name": "adversarial example D",
+                     "showlegend": False})
+    else:
+        data.append({"type": "scatter", "x": [eps_max], "y": [0.0], "mode": "markers+text",
+                     "text": [f"ε max = {eps_max:g}"], "textposition": "bottom center",
+                     "marker": {"size": 12, "symbol": "line-ns-open", "color": "#7f7f7f", "line": {"width": 2}},
+                     "name": "ε max", "showlegend": False})
+    title = ("Soundness alarm: the attack found an adversarial example inside the certified ball" if alarm else
+             "ℓ2 distance from the input: certified up to R" + (", adversarial at D" if found else
+                                                                 ", none found up to ε max"))
+    return {"data": data,
+            "layout": {"title": {"text": title}, "shapes": shapes, "template": "plotly_white", "height": 240,
+                       "xaxis": {"title": {"text": "ℓ2 distance ‖δ‖₂ from the input"}, "range": [-0.03 * end, end]},
+                       "yaxis": {"visible": False, "range": [-1, 1]},
+                       "legend": {"orientation": "h", "y": -0.45}, "margin": {"t": 50, "b": 40, "l": 20, "r": 20}}}

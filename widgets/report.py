@@ -61,7 +61,12 @@ def model_record(run) -> dict[str, Any]:
 
 
 def certificate_report(run) -> dict[str, Any]:
-    """Everything needed to check or reproduce a certificate: what the download button serves."""
-    return certificate_document(run.job.certificate, class_names=run.class_names, model=model_record(run),
-                                input=input_record(run), prediction=run.job.prediction,
-                                repeat=int(run.extra.get("repeat", 1)), warnings=run.extra.get("warnings", ()))
+    """Everything needed to check or reproduce a certificate: what the download button serves. An attack run on this
+    certificate (widgets/attack.py keeps its record in ``run.extra["attack"]``) is added as its own section, found or
+    not — and a soundness alarm (an adversarial example inside the certified radius) with it."""
+    doc = certificate_document(run.job.certificate, class_names=run.class_names, model=model_record(run),
+                               input=input_record(run), prediction=run.job.prediction,
+                               repeat=int(run.extra.get("repeat", 1)), warnings=run.extra.get("warnings", ()))
+    if run.extra.get("attack") is not None:
+        doc["attack"] = run.extra["attack"]
+    return doc

@@ -27,7 +27,7 @@ from rs_core.logs.attack_logs import ATTACK_LOG_HEADER, format_row
 from rs_core.logs.resumable import ResumableLogs
 from rs_core.smoothing.seeding import example_seed
 
-METHODS = ("auto", "pgd", "zeroth-order")  # rs_core.attacks.METHODS, spelled out: the parser must not import torch
+METHODS = ("auto", "pgd", "ddn", "boundary")  # rs_core.attacks.METHODS, spelled out: the parser must not import torch
 ATTACK_IDENTITY = ("command", "dataset", "split", "skip", "sigma", "seed", "alpha", "n_predict", "eps_max", "steps",
                    "m", "method", "batch", "base_classifier.sha256", "base_classifier.normalize", "denoiser.sha256")
 """What a rerun must share with a log to continue it (the batch too: how noise is drawn in chunks may depend on it)."""
@@ -57,7 +57,7 @@ def add_parser(sub, add_examples: Callable[[argparse.ArgumentParser], None], ove
     p.add_argument("--steps", type=A.count, default=100, help="optimisation steps (or queries) per image")
     p.add_argument("--m", type=A.count, default=32, help="noise draws per step for the soft smoothed classifier")
     p.add_argument("--method", choices=list(METHODS), default="auto",
-                   help="auto: PGD when the model has gradients, else the same search with zeroth-order gradients")
+                   help="auto: PGD when the model has gradients, else the gradient-free boundary search")
     p.add_argument("--alpha", type=A.probability, default=0.001, help="PREDICT's α at the clean and adversarial points")
     p.add_argument("--n-predict", type=A.count, default=1000, help="samples of each PREDICT")
     p.add_argument("--device", type=A.device, default=None, help="cpu, cuda, cuda:1, mps (default: the best available)")
@@ -88,8 +88,10 @@ def run(args: argparse.Namespace, machinery: Machinery) -> int:
         record.update({"alpha": args.alpha, "n_predict": args.n_predict, "eps_max": args.eps_max,
                        "steps": args.steps, "m": args.m, "method": args.method, "batch": args.batch,
                        "seed_rule": "example i: attack_smoothed(seed = seed + i)",
-                       "attack": "PGD on the soft smoothed classifier (mean softmax over m noise draws) with a "
-                                 "bisection on the budget, confirmed by PREDICT; rs_core.attacks.attack_smoothed",
+                       "attack": "a search on the soft smoothed classifier (mean softmax over m noise draws), the "
+                                 "method column per row: pgd (PGD with a bisection on the budget), ddn (decoupled "
+                                 "direction and norm) or boundary (gradient-free); every finding confirmed by PREDICT "
+                                 "with fresh samples; rs_core.attacks.attack_smoothed",
                        "software": software()})
         logs = ResumableLogs({args.outfile: ATTACK_LOG_HEADER}, record, ATTACK_IDENTITY, rank,
                              overwrite=args.overwrite)

@@ -44,7 +44,7 @@ from rs_core.untrusted import MAX_CLASSES, MAX_LOG_BYTES, MAX_LOG_ROWS, check_si
 ATTACK_HEADER = ["idx", "label", "predict", "adv_distance", "adv_predict", "time"]
 ATTACK_EXTRA = ["method", "steps", "eps_max", "m"]
 ATTACK_LOG_HEADER = [*ATTACK_HEADER, *ATTACK_EXTRA]  # what `python -m rs_core attack` writes
-METHODS = ("pgd", "zeroth-order")  # rs_core.attacks.METHODS less "auto": what a row records as the method used
+METHODS = ("pgd", "ddn", "boundary")  # rs_core.attacks.METHODS less "auto": what a row records as the method used
 NOT_FOUND = "none"  # adv_predict where nothing was found
 NO_CLASS = -2  # adv_predict in the arrays where nothing was found (−1 is an abstention)
 
