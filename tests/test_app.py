@@ -168,6 +168,22 @@ def test_a_new_link_in_a_running_session_is_read_but_the_apps_own_link_is_not_re
     assert (s.sigma, s.seed) == (0.7, 9)
 
 
+def test_an_older_address_of_this_session_arriving_late_does_not_undo_edits():
+    """Under load a run can be interrupted by the user's next edit before its address reaches the browser, whose
+    next rerun then carries an older address this app wrote: the edits since must stay (CI saw n max and seed
+    revert to the link's when they were typed quickly one after another)."""
+    at = AppTest.from_file(APP, default_timeout=60).run()
+    stale = dict(at.query_params.items())  # the address after the first run (n_max=100000, seed=0)
+    at.number_input(key="n_max").set_value(60_000).run()
+    at.number_input(key="seed").set_value(3).run()
+    at.query_params.clear()
+    at.query_params.update(stale)  # the browser still shows the first address and sends it with the next rerun
+    at.run()
+    s = at.session_state["settings"]
+    assert (s.n_max, s.seed) == (60_000, 3)
+    assert at.query_params["n_max"] == "60000" and at.query_params["seed"] == "3"
+
+
 @pytest.mark.parametrize("page", PAGES[1:])
 def test_a_page_run_without_the_entrypoint_draws_the_sidebar_itself(page):
     """What a server does with a link straight to a page before its first st.navigation: run the file alone."""

@@ -25,7 +25,8 @@ from . import fields, own_model, state
 
 LOCAL = "local"  # the model choice "your own file" (shipped models are chosen by registry id)
 _LINK_READ = "link_read"
-LINK_SEEN = "link_seen"
+LINK_SEEN = "link_seen"  # the addresses this app wrote into the address bar in this session, oldest first
+LINKS_KEPT = 64
 _SIGMA_FOR = "sigma_for"
 
 NUMBERS = {  # widget key → (field, label, step, format, help)
@@ -79,6 +80,8 @@ def _read_link(model_ids: list[str], devices: list[str]) -> dict[str, str]:
     """Once per session: put the link's settings into the widgets; returns what was wrong with it."""
     ss = st.session_state
     ss[_LINK_READ] = True
+    # The link itself counts as seen: the browser may send it again before this app's own address reaches it.
+    ss[LINK_SEEN] = [*ss.get(LINK_SEEN, [])[-(LINKS_KEPT - 1):], st.query_params.to_dict()]
     values, problems = fields.parse_query(st.query_params.to_dict())
     if "model" in values:
         if values["model"] in model_ids:
@@ -109,10 +112,12 @@ def draw() -> state.Settings:
     sb = st.sidebar
     models = [m.id for m in shipped_models()] + [m.id for m in folder_models()]
     devices = available_devices()
-    # A link is read when a session starts, and again whenever the address differs from what this app last
-    # wrote into it (a link pasted into a tab whose session Streamlit resumed).
+    # A link is read when a session starts, and again whenever the address is none this app wrote into it (a link
+    # pasted into a tab whose session Streamlit resumed). Not merely "differs from the last one written": a run
+    # interrupted by the user's next edit may never have put its address into the browser, whose next rerun then
+    # carries an older address of this session — re-reading that would undo the edits since.
     now = st.query_params.to_dict()
-    if not ss.get(_LINK_READ) or (now and now != ss.get(LINK_SEEN)):
+    if not ss.get(_LINK_READ) or (now and now not in ss.get(LINK_SEEN, [])):
         ss["link_problems"] = _read_link(models, devices)
     options = models + [LOCAL]
     if ss.get("model") not in options:
@@ -274,4 +279,5 @@ def write_link(values: dict[str, str], *, replace: bool = False) -> None:
     else:
         for key, value in values.items():
             st.query_params[key] = value
-    st.session_state[LINK_SEEN] = st.query_params.to_dict()
+    written = [d for d in st.session_state.get(LINK_SEEN, []) if d != st.query_params.to_dict()]
+    st.session_state[LINK_SEEN] = [*written[-(LINKS_KEPT - 1):], st.query_params.to_dict()]
