@@ -8,13 +8,11 @@ restricting every log to the images common to all is off by default, and when on
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 
 import numpy as np
 import streamlit as st
-from streamlit.runtime import Runtime
-from streamlit.runtime.scriptrunner import get_script_run_ctx
 
 from rs_core.data import DATASETS, get_dataset
 from rs_core.logs.attack_logs import (
@@ -231,18 +229,6 @@ class LiveLog:
     notes: list[str] = field(default_factory=list)
 
 
-def _session() -> tuple[str | None, Callable[[], bool] | None]:
-    """This browser session's id and whether it is still connected (None where nothing can be watched, e.g. under
-    AppTest): the scheduler cancels the run a few seconds after the tab is closed."""
-    ctx = get_script_run_ctx()
-    if ctx is None:
-        return None, None
-    sid = ctx.session_id
-    if not Runtime.exists() or not Runtime.instance().is_active_session(sid):
-        return sid, None
-    runtime = Runtime.instance()
-    return sid, lambda: runtime.is_active_session(sid)
-
 
 def _start(settings: Settings, k: int, n: int) -> None:
     ss = st.session_state
@@ -262,7 +248,7 @@ def _start(settings: Settings, k: int, n: int) -> None:
     scheduler = default_scheduler()
     stream = scheduler.exclusive(device, lambda: ExamplesStream(model, _Picks(data, picks), sigma, n0, n, alpha, batch,
                                                                 seed=seed, batch_seconds=BATCH_SECONDS))
-    owner, alive = _session()
+    owner, alive = state.browser_session()
     label = (f"{settings.model_label}" + (f" + {settings.denoiser_label}" if settings.denoiser is not None else "")
              + f" at σ = {sigma:g} · here")
     ss[JOB_KEY] = LiveLog(job=scheduler.submit(stream, owner=owner, alive=alive), label=label,

@@ -24,8 +24,6 @@ from typing import Any
 
 import streamlit as st
 import torch
-from streamlit.runtime import Runtime
-from streamlit.runtime.scriptrunner import get_script_run_ctx
 from torch import nn
 
 from rs_core import ABSTAIN, CertifyStream
@@ -129,18 +127,6 @@ def problems(eps_max: Any, steps: Any, m: Any, input_shape: tuple[int, ...]) -> 
     return out
 
 
-def _session() -> tuple[str | None, Callable[[], bool] | None]:
-    """This browser session's id and whether it is still connected (None where nothing can be watched, e.g. under
-    AppTest)."""
-    ctx = get_script_run_ctx()
-    if ctx is None:
-        return None, None
-    sid = ctx.session_id
-    if not Runtime.exists() or not Runtime.instance().is_active_session(sid):
-        return sid, None
-    runtime = Runtime.instance()
-    return sid, lambda: runtime.is_active_session(sid)
-
 
 def _record(job: AttackJob, class_names: list[str]) -> dict[str, Any]:
     """The attack as the certificate's JSON carries it: settings, result, the interval and the alarm."""
@@ -238,7 +224,7 @@ def start(run: Any, model: nn.Module, device: str, *, eps_max: float, steps: int
     run.extra.pop("attack", None)  # the previous search's record is replaced by this one's once it ends
     params = {"sigma": float(cert.sigma), "alpha": float(cert.alpha), "n0": int(cert.n0),
               "n_max": int(cert.n_max or max(cert.n, 1)), "batch_size": batch}
-    launch(job, turns, device, params, run.extra, list(run.class_names), alive=_session()[1])
+    launch(job, turns, device, params, run.extra, list(run.class_names), alive=state.browser_session()[1])
     ss[KEY] = job
     return job
 

@@ -16,14 +16,12 @@ from typing import Any
 import numpy as np
 import streamlit as st
 import torch
-from streamlit.runtime import Runtime
-from streamlit.runtime.scriptrunner import get_script_run_ctx
 
 from rs_core.logs.verify import tensor_sha256
 from rs_core.rounding import floor_str
 from rs_core.smoothing.jobs import Job, LiveSnapshot, LiveStream, default_scheduler
 
-from . import errors, figures, report
+from . import errors, figures, report, state
 from .inputs import Chosen
 
 StageNames = Callable[[LiveSnapshot], list[str]]
@@ -50,20 +48,6 @@ class Run:
             self.input_sha256 = tensor_sha256(self.x)
 
 
-def _session() -> tuple[str | None, Callable[[], bool] | None]:
-    """This browser session's id, and a callback saying whether it is still connected (None where there is no
-    connection to watch, e.g. under AppTest)."""
-    ctx = get_script_run_ctx()
-    if ctx is None:
-        return None, None
-    sid = ctx.session_id
-    if not Runtime.exists():
-        return sid, None
-    runtime = Runtime.instance()
-    if not runtime.is_active_session(sid):  # no websocket behind this session (a test harness)
-        return sid, None
-    return sid, lambda: runtime.is_active_session(sid)
-
 
 def start(key: str, build: Callable[[], LiveStream], device: str, chosen: Chosen, *, class_names: list[str],
           model: dict[str, Any], params: dict[str, Any], predict: Callable[[], Any] | None = None,
@@ -76,7 +60,7 @@ def start(key: str, build: Callable[[], LiveStream], device: str, chosen: Chosen
         old.job.stop()
     scheduler = default_scheduler()
     stream = scheduler.exclusive(device, build)
-    owner, alive = _session()
+    owner, alive = state.browser_session()
     job = scheduler.submit(stream, predict=predict, owner=owner, alive=alive)
     job.wait_for_votes(timeout=0.5)  # so the first frame after Start already shows votes
     run = Run(job=job, x=chosen.x.detach().cpu(), source=chosen.source, true_label=chosen.true_label,

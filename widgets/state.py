@@ -6,11 +6,14 @@ pages read them with :func:`widgets.entry.settings` and never re-read widget key
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
 import streamlit as st
 import torch
+from streamlit.runtime import Runtime
+from streamlit.runtime.scriptrunner import get_script_run_ctx
 
 from rs_core.data import dataset_info
 from rs_core.models.checkpoints import LoadedModel
@@ -145,3 +148,18 @@ def recall(name: str, default: Any = None) -> Any:
 def forget(name: str) -> None:
     """Drop what is kept under ``name`` (the user cleared it)."""
     st.session_state.pop(_KEPT + name, None)
+
+
+def browser_session() -> tuple[str | None, Callable[[], bool] | None]:
+    """This browser session's id, and a callback saying whether it is still connected (None where there is no
+    connection to watch, e.g. under AppTest): background runs are cancelled a few seconds after the tab is closed."""
+    ctx = get_script_run_ctx()
+    if ctx is None:
+        return None, None
+    sid = ctx.session_id
+    if not Runtime.exists():
+        return sid, None
+    runtime = Runtime.instance()
+    if not runtime.is_active_session(sid):  # no websocket behind this session (a test harness)
+        return sid, None
+    return sid, lambda: runtime.is_active_session(sid)
