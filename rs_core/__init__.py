@@ -25,6 +25,7 @@ from rs_core.smoothing.certify import (
     predict,
     predict_result,
 )
+from rs_core.smoothing.noises import NOISES, NORMS, Gaussian, Laplace, Uniform, get_noise
 from rs_core.smoothing.sampling import NoiseSampler, iter_counts, sample_counts, sample_counts_many
 from rs_core.smoothing.smooth import Smooth
 from rs_core.smoothing.stats import BetaMixture, anytime_lower_bound, binomial_pvalue, clopper_pearson_lower
@@ -33,16 +34,21 @@ __version__ = "0.1.0"
 
 __all__ = [
     "ABSTAIN",
+    "NOISES",
+    "NORMS",
     "AttackResult",
     "BetaMixture",
     "Certificate",
     "CertifyStream",
+    "Gaussian",
+    "Laplace",
     "NoiseSampler",
     "Prediction",
     "RadiusCertificate",
     "RadiusCertifier",
     "Smooth",
     "Snapshot",
+    "Uniform",
     "anytime_lower_bound",
     "attack_smoothed",
     "binomial_pvalue",
@@ -52,6 +58,7 @@ __all__ = [
     "clopper_pearson_lower",
     "cohen_radius",
     "default_device",
+    "get_noise",
     "iter_counts",
     "lecuyer_radius",
     "li_radius",

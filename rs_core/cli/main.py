@@ -38,7 +38,22 @@ def _add_train(sub) -> None:
     p.add_argument("--weight-decay", type=A.nonnegative_float, default=5e-4)
     p.add_argument("--schedule", choices=["cosine", "step"], default="cosine")
     p.add_argument("--augment", action="store_true", help="random crop and flip (CIFAR)")
-    p.add_argument("--consistency", type=A.nonnegative_float, default=0.0, help="λ of consistency regularization (0 = off)")
+    p.add_argument("--consistency", type=A.nonnegative_float, default=0.0,
+                   help="λ of consistency regularization (0 = off); > 0 selects --objective consistency")
+    p.add_argument("--objective", choices=["gaussian", "consistency", "smoothadv", "macer"], default="gaussian",
+                   help="training loss: Gaussian augmentation, consistency (Jeong & Shin 2020), SmoothAdv (Salman "
+                        "et al. 2019) or MACER (Zhai et al. 2020)")
+    p.add_argument("--smoothadv-m", type=A.count, default=2, help="SmoothAdv: noise draws per image (default 2)")
+    p.add_argument("--smoothadv-eps", type=A.positive_float, default=1.0, help="SmoothAdv: ℓ2 budget ε (default 1.0)")
+    p.add_argument("--smoothadv-steps", type=A.count, default=1, help="SmoothAdv: PGD steps (default 1)")
+    p.add_argument("--smoothadv-warmup", type=A.count, default=10,
+                   help="SmoothAdv: epochs over which ε grows linearly to its value (default 10; 1 = none)")
+    p.add_argument("--macer-k", type=A.count, default=16, help="MACER: noise draws per image (default 16)")
+    p.add_argument("--macer-lambda", type=A.nonnegative_float, default=16.0,
+                   help="MACER: weight λ of the radius term (default 16)")
+    p.add_argument("--macer-gamma", type=A.positive_float, default=8.0, help="MACER: hinge γ (default 8)")
+    p.add_argument("--macer-beta", type=A.positive_float, default=16.0,
+                   help="MACER: inverse temperature β of the logits in the radius term (default 16)")
     p.add_argument("--max-train", type=A.count, default=None, help="use only the first N training images")
     p.add_argument("--max-eval", type=A.count, default=2000,
                    help="training and test images scored after each epoch (default 2000)")
@@ -55,7 +70,11 @@ def _train(args) -> int:
     recipe = Recipe(dataset=args.dataset, arch=args.arch, sigma=args.sigma, epochs=args.epochs,
                     batch_size=args.batch, lr=args.lr, momentum=args.momentum, weight_decay=args.weight_decay,
                     schedule=args.schedule, seed=args.seed, augment=args.augment,
-                    consistency=args.consistency, max_train=args.max_train, max_eval=args.max_eval)
+                    consistency=args.consistency, max_train=args.max_train, max_eval=args.max_eval,
+                    objective=args.objective, smoothadv_m=args.smoothadv_m, smoothadv_eps=args.smoothadv_eps,
+                    smoothadv_steps=args.smoothadv_steps, smoothadv_warmup=args.smoothadv_warmup,
+                    macer_k=args.macer_k, macer_lambda=args.macer_lambda, macer_gamma=args.macer_gamma,
+                    macer_beta=args.macer_beta)
     meta = train(recipe, args.out, device=args.device, resume=args.resume, progress=not args.no_progress,
                  download=args.download)
     print(f"wrote {args.out}: test accuracy clean {meta['accuracy']['test_clean']:.4f}, "

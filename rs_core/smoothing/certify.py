@@ -23,27 +23,33 @@ from torch import nn
 
 from rs_core.checks import check_options
 from rs_core.models.device import Autocast
+from rs_core.smoothing.noises import check_noise, get_noise
 from rs_core.smoothing.results import ABSTAIN, Bound, Certificate, Prediction, Snapshot, StopReason
 from rs_core.smoothing.sampling import SamplingOptions
 from rs_core.smoothing.smooth import LogRow, Smooth
 from rs_core.smoothing.stream import CertifyStream
 
 
-def _smooth(model: nn.Module, sigma: float, batch_size: int, options: SamplingOptions) -> tuple[Smooth, dict]:
-    """The ``Smooth`` these options describe, and the options left for its method (seed, generator)."""
+def _smooth(model: nn.Module, sigma: float, batch_size: int, options: SamplingOptions,
+            norm: str | None = None) -> tuple[Smooth, dict]:
+    """The ``Smooth`` these options describe, and the options left for its method (seed, generator). ``norm`` None
+    (PREDICT, which has no radius): the first norm the noise certifies, so that any noise is accepted."""
     options = check_options(options, SamplingOptions)
-    return Smooth(model, sigma, batch_size, autocast=options.pop("autocast", None)), options
+    noise = check_noise(options.pop("noise", "gaussian"))
+    if norm is None:
+        norm = get_noise(noise, sigma).norms[0] if isinstance(sigma, (int, float)) and sigma > 0 else "l2"
+    return Smooth(model, sigma, batch_size, autocast=options.pop("autocast", None), noise=noise, norm=norm), options
 
 
 def certify_many(model: nn.Module, xs: torch.Tensor, sigma: float, n0: int = 100, n: int = 100_000,
-                 alpha: float = 0.001, batch_size: int = 1000,
+                 alpha: float = 0.001, batch_size: int = 1000, *, norm: str = "l2",
                  **options: Unpack[SamplingOptions]) -> list[Certificate]:
     """CERTIFY for several inputs [N, C, H, W], their samples packed into shared batches.
 
     See :meth:`Smooth.certify_many <rs_core.smoothing.smooth.Smooth.certify_many>`; options:
-    :class:`SamplingOptions`.
+    :class:`SamplingOptions`; ``norm``: the radius's norm, as in :func:`certify`.
     """
-    smooth, draw = _smooth(model, sigma, batch_size, options)
+    smooth, draw = _smooth(model, sigma, batch_size, options, norm)
     return smooth.certify_many(xs, n0, n, alpha, **draw)
 
 
@@ -68,8 +74,8 @@ def certify_examples(
 
 
 def certify(model: nn.Module, x: torch.Tensor, sigma: float, n0: int = 100, n: int = 100_000, alpha: float = 0.001,
-            batch_size: int = 1000, **options: Unpack[SamplingOptions]) -> Certificate:
-    """CERTIFY (Cohen et al. Algorithm 2): the smoothed class of x [C, H, W] and a certified ℓ2 radius.
+            batch_size: int = 1000, *, norm: str = "l2", **options: Unpack[SamplingOptions]) -> Certificate:
+    """CERTIFY (Cohen et al. Algorithm 2): the smoothed class of x [C, H, W] and a certified radius in ``norm``.
 
     1. c_A = argmax of the votes of n0 noisy samples (selection);
     2. p_lower = one-sided (1 − α) Clopper–Pearson bound on pA from n fresh samples;
@@ -77,9 +83,11 @@ def certify(model: nn.Module, x: torch.Tensor, sigma: float, n0: int = 100, n: i
 
     Guarantee: with probability ≥ 1 − α, if a class is returned, the smoothed
     classifier returns it everywhere within the radius. See :class:`Certificate`; options (seed, generator,
-    autocast): :class:`SamplingOptions`.
+    autocast, noise): :class:`SamplingOptions`. With ``noise="gaussian"`` (default) and ``norm="l2"`` (default) the
+    radius is σΦ⁻¹(p_lower); other noises and norms (``"l1"``, ``"linf"``, each one the noise certifies) use the
+    radii of :mod:`rs_core.smoothing.noises` (Yang et al. 2020; Teng et al. 2020).
     """
-    smooth, draw = _smooth(model, sigma, batch_size, options)
+    smooth, draw = _smooth(model, sigma, batch_size, options, norm)
     return smooth.certify(x, n0, n, alpha, **draw)
 
 

@@ -8,11 +8,14 @@ from __future__ import annotations
 
 import json
 from dataclasses import asdict, dataclass, fields
-from typing import Any, Literal
+from typing import TYPE_CHECKING, Any, Literal
 
 import numpy as np
 
 from rs_core.smoothing.bounds import radius_from_p_lower
+
+if TYPE_CHECKING:
+    from rs_core.smoothing.noises import Noise
 
 ABSTAIN = -1
 """Returned as the class when PREDICT or CERTIFY abstains."""
@@ -29,7 +32,8 @@ class Certificate:
     abstaining. ``p_lower`` is the (1 − α) lower confidence bound on pA that the
     radius comes from, by the method named in ``bound``; ``counts`` holds the
     votes of the ``n`` estimation samples and ``counts_selection`` those of the
-    ``n0`` selection samples. ``seed`` reproduces the run.
+    ``n0`` selection samples. ``seed`` reproduces the run. ``noise`` is the smoothing noise (σ its standard
+    deviation, :mod:`rs_core.smoothing.noises`) and ``norm`` the norm the radius is in ("l2", "l1" or "linf").
     """
 
     prediction: int
@@ -51,6 +55,8 @@ class Certificate:
     target_radius: float | None = None
     stop_reason: StopReason | None = None
     batch_seconds: float | None = None  # batches sized and re-timed by time (CertifyStream); None: by count
+    noise: str = "gaussian"
+    norm: str = "l2"
 
     @property
     def abstained(self) -> bool:
@@ -92,6 +98,7 @@ class Prediction:
     batch_size: int
     elapsed_s: float
     autocast: str | None = None
+    noise: str = "gaussian"
 
     def to_dict(self) -> dict[str, Any]:
         d = asdict(self)
@@ -141,12 +148,19 @@ class Snapshot:
         return ""
 
 
-def decide(q_lower: float, sigma: float) -> tuple[float, float, bool]:
-    """p_lower, radius and whether to certify, from q_lower = 1 − p_lower (CERTIFY's last step)."""
+def decide(q_lower: float, sigma: float, noise: Noise | None = None, norm: str = "l2",
+           d: int = 1) -> tuple[float, float, bool]:
+    """p_lower, radius and whether to certify, from q_lower = 1 − p_lower (CERTIFY's last step).
+
+    ``noise`` (None: Gaussian with this σ) and ``norm`` choose the radius formula (:mod:`rs_core.smoothing.noises`);
+    d is the input's dimension (used by the ℓ∞ radii).
+    """
     p_lower = 1.0 - q_lower
     if q_lower > 0.5:  # p_lower < ½: CERTIFY abstains (Cohen et al. Algorithm 2)
         return p_lower, 0.0, False
-    return p_lower, radius_from_p_lower(p_lower, sigma, complement=q_lower), True
+    if noise is None or (noise.name == "gaussian" and norm == "l2"):  # Cohen et al.'s radius, exactly as always
+        return p_lower, radius_from_p_lower(p_lower, sigma, complement=q_lower), True
+    return p_lower, float(noise.radius(p_lower, norm, d, complement=q_lower)), True
 
 
 __all__ = ["ABSTAIN", "Bound", "Certificate", "Prediction", "Snapshot", "StopReason", "decide"]

@@ -29,6 +29,7 @@ from torch import nn
 
 from rs_core.checks import check_count, check_images, check_seed, check_sigma
 from rs_core.models.device import AUTOCAST_DTYPES, Autocast, check_autocast, check_model, model_device, model_dtype
+from rs_core.smoothing.noises import Noise, get_noise
 from rs_core.smoothing.seeding import SeedPath, derive_seed, fresh_seed, make_generator
 
 
@@ -41,11 +42,14 @@ class SamplingOptions(TypedDict, total=False):
     - ``generator``: draw the noise from this ``torch.Generator`` (on the model's device) instead of a seed.
     - ``autocast``: ``"bf16"`` or ``"fp16"`` for a reduced-precision forward pass, or None (fp32). The noise is
       drawn in float32 either way.
+    - ``noise``: ``"gaussian"`` (default), ``"laplace"`` or ``"uniform"``, σ its standard deviation per coordinate
+      (:mod:`rs_core.smoothing.noises`).
     """
 
     seed: int | None
     generator: torch.Generator | None
     autocast: Autocast
+    noise: str
 
 
 # Elements per randn call when noise is drawn in blocks off the CPU: large enough that the calls cost nothing next to a
@@ -123,7 +127,7 @@ def _is_oom(err: BaseException) -> bool:
 
 
 class NoiseSampler:
-    """Draws votes of ``model`` on x + ε, ε ~ N(0, σ²I), for one or several inputs.
+    """Draws votes of ``model`` on x + ε, ε ~ N(0, σ²I) (or another ``noise``), for one or several inputs.
 
     Args:
         model: maps [B, C, H, W] images in [0, 1] to [B, K] class scores; must
@@ -140,6 +144,8 @@ class NoiseSampler:
         generator: a ``torch.Generator`` on the model's device to use instead.
         autocast: ``"bf16"`` or ``"fp16"`` to run the forward pass under
             ``torch.autocast``; off by default.
+        noise: ``"gaussian"`` (default), ``"laplace"`` or ``"uniform"``, each with standard deviation σ per
+            coordinate (:mod:`rs_core.smoothing.noises`); made from the same standard normals, so batch-invariant.
 
     Noise is drawn and added to x in float32 (float64 for a float64 model);
     the noisy input is cast to the model's dtype after adding.
@@ -163,23 +169,29 @@ class NoiseSampler:
         seed: int | None = None,
         generator: torch.Generator | None = None,
         autocast: Autocast = None,
+        noise: str = "gaussian",
     ) -> None:
         self._setup(check_model(model), x, check_sigma(sigma), check_count(batch_size, "batch_size"),
-                    check_autocast(autocast), seed, generator)
+                    check_autocast(autocast), seed, generator, get_noise(noise, sigma))
 
     @classmethod
     def from_checked(cls, model: nn.Module, x: torch.Tensor, sigma: float, batch_size: int, autocast: Autocast,
-                     seed: int | None, generator: torch.Generator | None) -> NoiseSampler:
-        """A sampler whose model, σ, batch size and autocast the caller has already validated (as
+                     seed: int | None, generator: torch.Generator | None,
+                     noise_dist: Noise | None = None) -> NoiseSampler:
+        """A sampler whose model, σ, batch size, autocast and noise the caller has already validated (as
         :class:`~rs_core.smoothing.smooth.Smooth` does once for all its calls); x, seed and generator are checked here.
+        ``noise_dist``: the noise (:mod:`rs_core.smoothing.noises`, its σ the same as ``sigma``); None: Gaussian.
         """
         self = cls.__new__(cls)
-        self._setup(model, x, sigma, batch_size, autocast, seed, generator)
+        self._setup(model, x, sigma, batch_size, autocast, seed, generator,
+                    get_noise("gaussian", sigma) if noise_dist is None else noise_dist)
         return self
 
     def _setup(self, model: nn.Module, x: torch.Tensor, sigma: float, batch_size: int, autocast: Autocast,
-               seed: int | None, generator: torch.Generator | None) -> None:
+               seed: int | None, generator: torch.Generator | None, noise_dist: Noise) -> None:
         self.model, self.sigma, self.batch_size, self.autocast = model, sigma, batch_size, autocast
+        self.noise_dist = noise_dist
+        self.noise_name = noise_dist.name
         self.device = model_device(model)
         single = isinstance(x, torch.Tensor) and x.ndim == 3
         xs = check_images(x[None] if single else x, 4, "x")
@@ -286,7 +298,9 @@ class NoiseSampler:
         total, start = n_in * num, 0
         while start < total:
             size = min(self.batch_size, total - start)
-            batch = self._noise(start, size, num).mul_(self.sigma)
+            # Standard normals of the batch-invariant stream, mapped per coordinate to the smoothing noise
+            # (Gaussian: ·σ in place, exactly as before; others: inverse CDF, exact in distribution).
+            batch = self.noise_dist.transform(self._noise(start, size, num))
             first, last = start // num, (start + size - 1) // num
             if first == last:  # whole batch belongs to one input: broadcast, no gather
                 batch.add_(self.inputs[first])

@@ -36,6 +36,7 @@ from torch import nn
 
 from rs_core.checks import check_alpha, check_count, check_images, check_sigma
 from rs_core.models.device import Autocast, check_autocast, check_model, model_device
+from rs_core.smoothing.noises import check_noise_norm, get_noise
 from rs_core.smoothing.results import ABSTAIN, Certificate, Prediction, decide
 from rs_core.smoothing.sampling import NoiseSampler
 from rs_core.smoothing.seeding import example_seed
@@ -50,7 +51,7 @@ LogRow = tuple[int, int, int, float, int, float]
 
 
 class Smooth:
-    """The Gaussian-smoothed version g of a base classifier f at noise level σ.
+    """The smoothed version g of a base classifier f at noise level σ (Gaussian unless ``noise`` says otherwise).
 
     Args:
         model: f, mapping [B, C, H, W] images in [0, 1] to [B, K] class scores, in eval mode.
@@ -58,21 +59,34 @@ class Smooth:
         batch_size: forward batch size; on CUDA out-of-memory the samplers halve it
             (no vote lost) and this object keeps the smaller size for later calls.
         autocast: ``"bf16"`` or ``"fp16"`` to run the forward passes under ``torch.autocast``.
+        noise: the smoothing noise, ``"gaussian"`` (default), ``"laplace"`` or ``"uniform"``, with standard
+            deviation σ per coordinate (:mod:`rs_core.smoothing.noises`; Yang et al. 2020).
+        norm: the norm CERTIFY's radius is in: ``"l2"`` (default), ``"l1"`` or ``"linf"``; it must be one the
+            noise certifies (Laplace: ℓ1; uniform: ℓ1, ℓ∞; Gaussian: all, ℓ1 and ℓ∞ derived from ℓ2).
 
     Every method takes ``seed`` (an integer in [0, 2**64), honoured in full; ``None``
     draws a fresh one, recorded in the result) or ``generator`` (a ``torch.Generator``
     on the model's device).
     """
 
-    def __init__(self, model: nn.Module, sigma: float, batch_size: int = 1000, *, autocast: Autocast = None) -> None:
+    def __init__(self, model: nn.Module, sigma: float, batch_size: int = 1000, *, autocast: Autocast = None,
+                 noise: str = "gaussian", norm: str = "l2") -> None:
         self.model = check_model(model)
         self.sigma = check_sigma(sigma)
         self.batch_size = check_count(batch_size, "batch_size")
         self.autocast = check_autocast(autocast)
+        self.noise, self.norm = check_noise_norm(noise, norm)
+        self.noise_dist = get_noise(self.noise, self.sigma)
 
     def __repr__(self) -> str:
+        extra = "" if (self.noise, self.norm) == ("gaussian", "l2") else f", noise={self.noise!r}, norm={self.norm!r}"
         return (f"Smooth({type(self.model).__name__}, sigma={self.sigma:g}, batch_size={self.batch_size}, "
-                f"autocast={self.autocast!r}, device={self.device})")
+                f"autocast={self.autocast!r}{extra}, device={self.device})")
+
+    def _gaussian_only(self, what: str) -> None:
+        if self.noise != "gaussian" or self.norm != "l2":
+            raise ValueError(f"noise: {what} supports Gaussian noise and ℓ2 radii only, got noise={self.noise!r}, "
+                             f"norm={self.norm!r}")
 
     @property
     def device(self) -> torch.device:
@@ -82,7 +96,8 @@ class Smooth:
     def sampler(self, x: torch.Tensor, *, seed: int | None = None,
                 generator: torch.Generator | None = None) -> NoiseSampler:
         """A :class:`~rs_core.smoothing.sampling.NoiseSampler` for x [C, H, W] or [N, C, H, W] with this σ and model."""
-        return NoiseSampler.from_checked(self.model, x, self.sigma, self.batch_size, self.autocast, seed, generator)
+        return NoiseSampler.from_checked(self.model, x, self.sigma, self.batch_size, self.autocast, seed, generator,
+                                         self.noise_dist)
 
     def _learn(self, sampler: NoiseSampler) -> None:
         self.batch_size = min(self.batch_size, sampler.batch_size)  # keep a size that fitted
@@ -124,14 +139,16 @@ class Smooth:
         c_a = selection.argmax(axis=1)
         q_lower = np.atleast_1d(clopper_pearson_lower_complement(estimation[np.arange(len(c_a)), c_a], n, alpha))
         per_input = (time.perf_counter() - start) / len(c_a)
+        d = int(np.prod(xs.shape[1:]))
         certs = []
         for i, c in enumerate(c_a):
-            p_lower, radius, ok = decide(float(q_lower[i]), self.sigma)
+            p_lower, radius, ok = decide(float(q_lower[i]), self.sigma, self.noise_dist, self.norm, d)
             certs.append(Certificate(
                 prediction=int(c) if ok else ABSTAIN, radius=radius, p_lower=p_lower,
                 counts=estimation[i], counts_selection=selection[i], sigma=self.sigma, alpha=alpha,
                 n0=n0, n=n, seed=sampler.seed if seeds is None else int(seeds[i]), device=str(sampler.device),
-                batch_size=sampler.batch_size, elapsed_s=per_input, autocast=self.autocast,
+                batch_size=sampler.batch_size, elapsed_s=per_input, autocast=self.autocast, noise=self.noise,
+                norm=self.norm,
             ))
         return certs
 
@@ -165,6 +182,7 @@ class Smooth:
             prediction=int(order[0]) if p_value <= alpha else ABSTAIN, counts=counts, p_value=p_value,
             sigma=self.sigma, alpha=alpha, n=n, seed=sampler.seed, device=str(sampler.device),
             batch_size=sampler.batch_size, elapsed_s=time.perf_counter() - start, autocast=self.autocast,
+            noise=self.noise,
         )
 
     def predict(self, x: torch.Tensor, n: int = 1000, alpha: float = 0.001, *, seed: int | None = None,
@@ -186,7 +204,8 @@ class Smooth:
         answered promptly on a slow model (:func:`~rs_core.smoothing.sampling.time_batch_size`)."""
         check_images(x, 3)
         return CertifyStream.from_sampler(self.sampler(x, seed=seed, generator=generator), n0, n_max, alpha,
-                                          target_radius=target_radius, mixture=mixture, batch_seconds=batch_seconds)
+                                          target_radius=target_radius, mixture=mixture, batch_seconds=batch_seconds,
+                                          norm=self.norm)
 
     def certify_radii(self, x: torch.Tensor, radii: Sequence[float], n0: int = 100, n_max: int = 100_000,
                       alpha: float = 0.001, *, seed: int | None = None) -> RadiusCertificate:
@@ -195,6 +214,7 @@ class Smooth:
         shared, refilled batches use :class:`~rs_core.smoothing.adaptive.RadiusCertifier` directly."""
         from rs_core.smoothing.adaptive import RadiusCertifier
 
+        self._gaussian_only("certify_radii (the adaptive engine)")
         return RadiusCertifier(self.model, self.sigma, radii, n0, n_max, alpha, self.batch_size,
                                autocast=self.autocast).certify(x, seed=seed)
 

@@ -34,6 +34,7 @@ from torch import nn
 
 from rs_core.checks import check_alpha, check_count, check_images
 from rs_core.models.device import Autocast
+from rs_core.smoothing.noises import check_noise_norm
 from rs_core.smoothing.results import ABSTAIN, Certificate, Snapshot, StopReason, decide
 from rs_core.smoothing.sampling import NoiseSampler, time_batch_size
 from rs_core.smoothing.stats import DEFAULT_MIXTURE, BetaMixture, anytime_lower_bound_complement
@@ -91,26 +92,33 @@ class CertifyStream:
         mixture: BetaMixture = DEFAULT_MIXTURE,
         batch_seconds: float | None = None,
         clock: Callable[[], float] = time.perf_counter,
+        noise: str = "gaussian",
+        norm: str = "l2",
     ) -> None:
         check_images(x, 3)
-        self._setup(NoiseSampler(model, x, sigma, batch_size, seed=seed, generator=generator, autocast=autocast),
+        noise, norm = check_noise_norm(noise, norm)
+        self._setup(NoiseSampler(model, x, sigma, batch_size, seed=seed, generator=generator, autocast=autocast,
+                                 noise=noise),
                     n0, n_max, alpha, target_radius=target_radius, mixture=mixture, batch_seconds=batch_seconds,
-                    clock=clock)
+                    clock=clock, norm=norm)
 
     @classmethod
     def from_sampler(cls, sampler: NoiseSampler, n0: int, n_max: int, alpha: float, *,
                      target_radius: float | None, mixture: BetaMixture,
-                     batch_seconds: float | None = None) -> CertifyStream:
+                     batch_seconds: float | None = None, norm: str = "l2") -> CertifyStream:
         """A stream drawing from ``sampler`` (one input, checked by its maker), as
         :meth:`Smooth.stream <rs_core.smoothing.smooth.Smooth.stream>` builds it; the other arguments as in the class."""
         self = cls.__new__(cls)
         self._setup(sampler, n0, n_max, alpha, target_radius=target_radius, mixture=mixture,
-                    batch_seconds=batch_seconds)
+                    batch_seconds=batch_seconds, norm=norm)
         return self
 
     def _setup(self, sampler: NoiseSampler, n0: int, n_max: int, alpha: float, *,
                target_radius: float | None, mixture: BetaMixture, batch_seconds: float | None = None,
-               clock: Callable[[], float] = time.perf_counter) -> None:
+               clock: Callable[[], float] = time.perf_counter, norm: str = "l2") -> None:
+        self.noise, self.norm = check_noise_norm(sampler.noise_name, norm)
+        self._noise_dist = sampler.noise_dist
+        self._d = int(np.prod(sampler.inputs.shape[1:]))  # the input's dimension (ℓ∞ radii depend on it)
         self.batch_seconds = check_batch_seconds(batch_seconds)
         if not callable(clock):
             raise ValueError(f"clock: must be a function returning seconds, got {type(clock).__name__}")
@@ -127,8 +135,14 @@ class CertifyStream:
         if not isinstance(mixture, BetaMixture):
             raise ValueError(f"mixture: must be a BetaMixture, got {type(mixture).__name__}")
         self.target_radius = target_radius
-        # Radius >= r  ⟺  p_lower >= Φ(r/σ)  ⟺  1 − p_lower <= Φ̄(r/σ).
-        self._q_target = None if target_radius is None else float(special.ndtr(-target_radius / self.sigma))  # Φ̄(r/σ)
+        # Radius >= r  ⟺  p_lower >= Φ(r/σ)  ⟺  1 − p_lower <= Φ̄(r/σ) (Gaussian ℓ2; other noises and norms invert
+        # their own radius formula, rs_core.smoothing.noises).
+        if target_radius is None:
+            self._q_target = None
+        elif (self.noise, self.norm) == ("gaussian", "l2"):
+            self._q_target = float(special.ndtr(-target_radius / self.sigma))  # Φ̄(r/σ)
+        else:
+            self._q_target = self._noise_dist.q_for_radius(target_radius, self.norm, self._d)
         self.mixture = mixture
         self._stop = threading.Event()
         self._start = clock()
@@ -166,7 +180,7 @@ class CertifyStream:
 
     def _snapshot(self, phase: Literal["selection", "estimation"]) -> Snapshot:
         self._elapsed = self._clock() - self._start
-        p_lower, radius, _ = decide(self._q_lower, self.sigma)
+        p_lower, radius, _ = decide(self._q_lower, self.sigma, self._noise_dist, self.norm, self._d)
         drawn = self.n + self.n0_drawn
         return Snapshot(
             phase=phase, n=self.n, n_max=self.n_max, counts=self.counts.copy(),
@@ -263,7 +277,7 @@ class CertifyStream:
 
     def certificate(self) -> Certificate:
         """The certificate from the samples so far: valid whenever the stream was stopped."""
-        p_lower, radius, ok = decide(self._q_lower, self.sigma)
+        p_lower, radius, ok = decide(self._q_lower, self.sigma, self._noise_dist, self.norm, self._d)
         selection = self.counts_selection
         return Certificate(
             prediction=self.top_class if ok else ABSTAIN, radius=radius, p_lower=p_lower,
@@ -274,7 +288,7 @@ class CertifyStream:
             device=str(self._sampler.device), batch_size=self._sampler.batch_size,
             elapsed_s=self._elapsed, bound="anytime-beta-mixture", autocast=self.autocast,
             n_max=self.n_max, target_radius=self.target_radius, stop_reason=self.stop_reason,
-            batch_seconds=self.batch_seconds,
+            batch_seconds=self.batch_seconds, noise=self.noise, norm=self.norm,
         )
 
 

@@ -1,9 +1,14 @@
 """Training base classifiers with Gaussian noise augmentation (Cohen et al. §3.3, App. F).
 
 Every batch gets fresh noise N(0, σ²I) at the σ the model will be certified
-at. Optional consistency regularization (Jeong & Shin 2020): two noisy copies
-per image, cross-entropy on both, plus λ·KL(p̄ ‖ p_i) and η·H(p̄) on their
-softmax outputs p_i and mean p̄.
+at. ``Recipe.objective`` chooses the loss (:mod:`rs_core.training.objectives`):
+``gaussian`` (cross-entropy under noise), ``consistency`` (Jeong & Shin 2020:
+two noisy copies, cross-entropy on both, plus λ·KL(p̄ ‖ p_i) and η·H(p̄)),
+``smoothadv`` (Salman et al. 2019: PGD on the soft smoothed classifier, then
+cross-entropy at the adversarial point) or ``macer`` (Zhai et al. 2020:
+cross-entropy of the soft smoothed classifier plus a hinge on its soft radius).
+``consistency`` λ > 0 with the default objective selects ``consistency``, as
+before objectives existed.
 
 Seeded (initialization, shuffling, noise, augmentation), one CSV row per epoch
 beside the checkpoint, and resumable: the checkpoint written after each epoch
@@ -28,6 +33,7 @@ from rs_core.data import dataset_info, dataset_tensors, get_dataset
 from rs_core.models.architectures import ARCHITECTURES, ROUTERS, get_architecture
 from rs_core.smoothing.seeding import make_generator
 from rs_core.training.loop import Checkpointing, EpochReport, Streams, fit
+from rs_core.training.objectives import ObjectiveSpec, consistency_loss, gaussian_loss
 
 
 @dataclass
@@ -47,6 +53,35 @@ class Recipe:
     entropy: float = 0.5      # η, used only with consistency > 0
     max_train: int | None = None
     max_eval: int = 2000  # training and test images scored after each epoch (the CSV's accuracy columns)
+    # The objective and its hyper-parameters (rs_core.training.objectives.ObjectiveSpec has their meaning). All of
+    # them are in the checkpoint's recipe, so a rerun with any of them changed refuses to resume.
+    objective: str = "gaussian"
+    smoothadv_m: int = 2
+    smoothadv_eps: float = 1.0
+    smoothadv_steps: int = 1
+    smoothadv_warmup: int = 10
+    macer_k: int = 16
+    macer_lambda: float = 16.0
+    macer_gamma: float = 8.0
+    macer_beta: float = 16.0
+
+    def objective_spec(self) -> ObjectiveSpec:
+        """The checked objective (``ValueError`` naming a bad hyper-parameter); ``consistency`` λ > 0 with the
+        default ``gaussian`` objective means ``consistency``."""
+        name = "consistency" if self.objective == "gaussian" and self.consistency > 0 else self.objective
+        return ObjectiveSpec(name=name, consistency=self.consistency, entropy=self.entropy,
+                             smoothadv_m=self.smoothadv_m, smoothadv_eps=self.smoothadv_eps,
+                             smoothadv_steps=self.smoothadv_steps, smoothadv_warmup=self.smoothadv_warmup,
+                             macer_k=self.macer_k, macer_lambda=self.macer_lambda, macer_gamma=self.macer_gamma,
+                             macer_beta=self.macer_beta)
+
+
+def upgrade_recipe(stored: dict[str, Any]) -> dict[str, Any]:
+    """A recipe stored before objectives existed, with the fields it lacks at the values it trained with (the
+    dataclass defaults; ``objective`` "gaussian", which λ > 0 read as consistency then as now), so that such a mid-run
+    checkpoint still resumes."""
+    defaults = asdict(Recipe(dataset="", arch="", sigma=0.0, epochs=1))
+    return {**{k: v for k, v in defaults.items() if k not in stored}, **stored}
 
 
 def _augment(x: torch.Tensor, gen: torch.Generator, pad: int = 4) -> torch.Tensor:
@@ -82,20 +117,10 @@ def noisy_loss(model: nn.Module, x: torch.Tensor, y: torch.Tensor, sigma: float,
                consistency: float = 0.0, entropy: float = 0.5) -> torch.Tensor:
     """The training loss under Gaussian noise N(0, σ²I) drawn from ``gen``: cross-entropy on x + ε, or with
     ``consistency`` λ > 0 Jeong & Shin's (2020) objective over two noisy copies — mean cross-entropy
-    + λ · mean_i KL(p̄ ‖ p_i) + ``entropy`` η · H(p̄)."""
+    + λ · mean_i KL(p̄ ‖ p_i) + ``entropy`` η · H(p̄). The other objectives: :class:`ObjectiveSpec`."""
     if consistency <= 0:
-        noise = torch.randn(x.shape, generator=gen, device=x.device) * sigma
-        return F.cross_entropy(model(x + noise), y)
-    m = 2
-    noisy = x.repeat(m, 1, 1, 1)
-    noisy = noisy + torch.randn(noisy.shape, generator=gen, device=x.device) * sigma
-    logits = model(noisy).view(m, x.shape[0], -1)
-    ce = sum(F.cross_entropy(logits[i], y) for i in range(m)) / m
-    log_p = F.log_softmax(logits, dim=2)
-    p_mean = log_p.exp().mean(0).clamp_min(1e-12)
-    kl = sum(F.kl_div(log_p[i], p_mean, reduction="batchmean") for i in range(m)) / m
-    ent = -(p_mean * p_mean.log()).sum(1).mean()
-    return ce + consistency * kl + entropy * ent
+        return gaussian_loss(model, x, y, sigma, gen)
+    return consistency_loss(model, x, y, sigma, gen, consistency=consistency, entropy=entropy)
 
 
 def train(recipe: Recipe, out: str | Path, *, device: str = "cpu", resume: bool = False,
@@ -121,6 +146,7 @@ def train(recipe: Recipe, out: str | Path, *, device: str = "cpu", resume: bool 
                          f"{recipe.dataset} has {info.input_shape}")
     dev = torch.device(device)
     check_count(recipe.max_eval, "max_eval")
+    objective = recipe.objective_spec()  # before any data is read: a bad hyper-parameter fails at once
     x_train, y_train = dataset_tensors(get_dataset(recipe.dataset, "train", download=download), recipe.max_train)
     x_test, y_test = dataset_tensors(get_dataset(recipe.dataset, "test", download=download), recipe.max_eval)
 
@@ -142,8 +168,10 @@ def train(recipe: Recipe, out: str | Path, *, device: str = "cpu", resume: bool 
         xb, yb = batch
         if recipe.augment:
             xb = _augment(xb, streams.augment)
-        return noisy_loss(model, xb.to(dev), yb.to(dev), recipe.sigma, streams.noise,
-                          consistency=recipe.consistency, entropy=recipe.entropy)
+        # The 0-based epoch, for SmoothAdv's warm-up of ε, from the scheduler's step count: it is in the checkpoint,
+        # so a resumed run warms up exactly as a straight one.
+        epoch = sched.last_epoch // steps_per_epoch if sched.last_epoch > 0 else 0
+        return objective.loss(model, xb.to(dev), yb.to(dev), recipe.sigma, streams.noise, epoch)
 
     def report(epoch: int, train_loss: float) -> EpochReport:
         _, noisy_train = evaluate(model, x_train[:recipe.max_eval], y_train[:recipe.max_eval], recipe.sigma, dev)
@@ -162,7 +190,8 @@ def train(recipe: Recipe, out: str | Path, *, device: str = "cpu", resume: bool 
     header = ["lr", "train_loss", "train_acc_noisy", "test_acc_clean", f"test_acc_noise_{recipe.sigma}"]
     result = fit(model, (x_train, y_train), loss, opt, sched, epochs=recipe.epochs, batch_size=recipe.batch_size,
                  seed=recipe.seed, device=dev, report=report,
-                 checkpoint=Checkpointing(Path(out), recipe.arch, header, asdict(recipe), resume=resume),
+                 checkpoint=Checkpointing(Path(out), recipe.arch, header, asdict(recipe), resume=resume,
+                                            upgrade=upgrade_recipe),
                  stop_after=stop_after, progress=progress, log=log)
     return result.meta
 

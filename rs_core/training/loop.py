@@ -89,6 +89,9 @@ class Checkpointing:
     header: Sequence[str]
     recipe: dict[str, Any]
     resume: bool = False
+    # Applied to a stored recipe before it is compared with ``recipe``: fills in fields added since it was written,
+    # at the values that run used, so an older mid-run checkpoint still resumes.
+    upgrade: Callable[[dict[str, Any]], dict[str, Any]] | None = None
 
     @property
     def csv_path(self) -> Path:
@@ -146,7 +149,10 @@ def fit(model: nn.Module, data: Sequence[torch.Tensor], loss: Callable[[Batch, S
         out = Path(checkpoint.path)
         if checkpoint.resume and out.exists():
             state = torch.load(out, map_location=dev, weights_only=True)
-            if state.get("meta", {}).get("recipe") != checkpoint.recipe:
+            stored = state.get("meta", {}).get("recipe")
+            if stored is not None and checkpoint.upgrade is not None:
+                stored = checkpoint.upgrade(stored)
+            if stored != checkpoint.recipe:
                 raise ValueError(f"resume: {out} was trained with another recipe; remove it or drop --resume")
             if int(state["epoch"]) >= epochs:
                 print(f"{out} has finished all {epochs} epochs; nothing to resume", file=log)
