@@ -35,7 +35,26 @@ def test_every_indexed_model_has_an_id_that_finds_it_and_a_file():
 
 def test_the_default_model_is_mnists_cnn_at_half():
     m = default_model()
-    assert (m.dataset, m.arch, m.sigma) == ("mnist", "mnist_cnn", 0.5)
+    assert (m.dataset, m.arch, m.sigma, m.noise) == ("mnist", "mnist_cnn", 0.5, "gaussian")
+
+
+def test_each_model_says_its_training_noise_as_its_file_does():
+    from rs_core.models.checkpoints import load_checkpoint
+
+    for m in shipped_models():
+        assert m.noise == load_checkpoint(m.path).noise
+        assert (m.noise in m.short_label) == (m.noise != "gaussian")  # Gaussian stays unnamed, as always
+
+
+def test_a_file_without_a_noise_is_gaussian_where_it_names_a_sigma():
+    from rs_core.models.checkpoints import LoadedModel
+
+    def loaded(meta):
+        return LoadedModel(model=None, arch="x", num_classes=2, input_shape=(1, 2, 2), meta=meta, path="f",
+                           sha256="0", fmt="checkpoint")
+
+    assert loaded({"sigma": 0.5}).noise == "gaussian" and loaded({}).noise is None
+    assert loaded({"sigma": 0.5, "noise": "laplace"}).noise == "laplace"
 
 
 def test_logs_sit_next_to_their_models_and_name_their_data_set():

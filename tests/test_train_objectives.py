@@ -13,12 +13,14 @@ import pytest
 import torch
 from torch import nn
 
+from rs_core.smoothing.noises import get_noise
 from rs_core.training import classifier
 from rs_core.training.classifier import Recipe, train
 from rs_core.training.loop import fit
 from rs_core.training.objectives import (
     ObjectiveSpec,
     consistency_terms,
+    draw_noise,
     macer_terms,
     smoothadv_attack,
     soft_smoothed_loss,
@@ -145,7 +147,7 @@ def test_stop_and_resume_equals_a_straight_run_bit_for_bit(tmp_path, monkeypatch
 
 def test_a_recipe_stored_before_objectives_existed_still_resumes():
     old = {k: v for k, v in Recipe(dataset="mnist", arch="mnist_cnn", sigma=0.5, epochs=2, consistency=5.0).__dict__
-           .items() if not (k.startswith(("smoothadv", "macer")) or k == "objective")}
+           .items() if not (k.startswith(("smoothadv", "macer")) or k in ("objective", "noise"))}
     new = Recipe(dataset="mnist", arch="mnist_cnn", sigma=0.5, epochs=2, consistency=5.0)
     assert classifier.upgrade_recipe(old) == new.__dict__
     assert new.objective_spec().name == "consistency"
@@ -163,6 +165,7 @@ def test_a_recipe_stored_before_objectives_existed_still_resumes():
     ("macer_gamma", 0.0, "^macer_gamma:"),
     ("macer_beta", float("inf"), "^macer_beta:"),
     ("entropy", -0.5, "^entropy:"),
+    ("noise", "cauchy", "^noise: must be one of"),
 ])
 def test_bad_hyper_parameters_are_refused_by_name(field, value, message):
     with pytest.raises(ValueError, match=message):
@@ -193,3 +196,38 @@ def test_the_cli_refuses_bad_hyper_parameters_by_name(tmp_path, extra, stderr):
     assert proc.returncode == 2 and "Traceback" not in proc.stderr
     assert re.search(stderr, proc.stderr, re.MULTILINE), proc.stderr
     assert not (tmp_path / "m.pth.tar").exists()
+
+
+def test_training_noise_is_the_certification_law_and_gaussian_is_the_stream_it_always_was():
+    shape = torch.Size((4000, 1, 4, 4))
+    gaussian = draw_noise(shape, SIGMA, torch.Generator().manual_seed(3), torch.device("cpu"))
+    assert torch.equal(gaussian, torch.randn(shape, generator=torch.Generator().manual_seed(3)) * SIGMA)
+    for name in ("laplace", "uniform"):
+        eps = draw_noise(shape, SIGMA, torch.Generator().manual_seed(3), torch.device("cpu"), name)
+        # The same map as certification's sampler applies to the same standard normals.
+        assert torch.equal(eps, get_noise(name, SIGMA).transform(
+            torch.randn(shape, generator=torch.Generator().manual_seed(3))))
+        assert eps.dtype == torch.float32 and abs(float(eps.std()) - SIGMA) < 0.02  # 64,000 draws: sd of std ~0.003
+    lam = get_noise("uniform", SIGMA).lam
+    assert float(draw_noise(shape, SIGMA, torch.Generator().manual_seed(3), torch.device("cpu"),
+                            "uniform").abs().max()) <= lam
+
+
+def test_train_with_laplace_noise_records_it_and_refuses_to_resume_with_another(tmp_path, monkeypatch):
+    _synthetic_mnist(monkeypatch)
+    recipe = {"dataset": "mnist", "arch": "mnist_cnn", "sigma": SIGMA, "epochs": 2, "batch_size": 16, "lr": 0.05,
+              "max_eval": 16}
+    lap, gau = tmp_path / "l" / "m.pth.tar", tmp_path / "g" / "m.pth.tar"
+    meta = train(Recipe(**recipe, noise="laplace"), lap, progress=False, stop_after=1)
+    train(Recipe(**recipe), gau, progress=False, stop_after=1)
+    assert meta["noise"] == "laplace" and meta["recipe"]["noise"] == "laplace"
+    a, b = torch.load(lap, weights_only=True)["state_dict"], torch.load(gau, weights_only=True)["state_dict"]
+    assert any(not torch.equal(a[k], b[k]) for k in a)  # the noise reached the loss
+    with pytest.raises(ValueError, match="^resume: .* another recipe"):
+        train(Recipe(**recipe, noise="uniform"), lap, progress=False, resume=True)
+
+
+def test_macer_refuses_a_noise_other_than_gaussian_by_name():
+    with pytest.raises(ValueError, match="^noise: objective 'macer' maximizes the Gaussian"):
+        ObjectiveSpec("macer", noise="laplace")
+    ObjectiveSpec("smoothadv", noise="uniform")  # PGD on the soft smoothed classifier works with any noise

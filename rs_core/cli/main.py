@@ -38,6 +38,9 @@ def _add_train(sub) -> None:
     p.add_argument("--weight-decay", type=A.nonnegative_float, default=5e-4)
     p.add_argument("--schedule", choices=["cosine", "step"], default="cosine")
     p.add_argument("--augment", action="store_true", help="random crop and flip (CIFAR)")
+    p.add_argument("--noise", choices=["gaussian", "laplace", "uniform"], default="gaussian",
+                   help="the noise of standard deviation --sigma the model is trained under; certify with the same "
+                        "(default gaussian)")
     p.add_argument("--consistency", type=A.nonnegative_float, default=0.0,
                    help="λ of consistency regularization (0 = off); > 0 selects --objective consistency")
     p.add_argument("--objective", choices=["gaussian", "consistency", "smoothadv", "macer"], default="gaussian",
@@ -69,7 +72,7 @@ def _train(args) -> int:
 
     recipe = Recipe(dataset=args.dataset, arch=args.arch, sigma=args.sigma, epochs=args.epochs,
                     batch_size=args.batch, lr=args.lr, momentum=args.momentum, weight_decay=args.weight_decay,
-                    schedule=args.schedule, seed=args.seed, augment=args.augment,
+                    schedule=args.schedule, seed=args.seed, augment=args.augment, noise=args.noise,
                     consistency=args.consistency, max_train=args.max_train, max_eval=args.max_eval,
                     objective=args.objective, smoothadv_m=args.smoothadv_m, smoothadv_eps=args.smoothadv_eps,
                     smoothadv_steps=args.smoothadv_steps, smoothadv_warmup=args.smoothadv_warmup,

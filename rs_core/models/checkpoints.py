@@ -64,12 +64,21 @@ class LoadedModel:
                 # Whether preprocess's mean/std were declared, chosen by the user or assumed (formats.load_model).
                 "normalization": NORMALIZATION_SOURCES.get(self.meta.get("normalization_source", "network")),
                 "class_names": self.meta.get("class_names_source") or ("from the file" if names else "indices"),
-                "sigma_trained": self.sigma}
+                "sigma_trained": self.sigma, "noise_trained": self.noise}
 
     @property
     def sigma(self) -> float | None:
         s = self.meta.get("sigma")
         return None if s is None else float(s)
+
+    @property
+    def noise(self) -> str | None:
+        """The noise the model was trained under ("gaussian" | "laplace" | "uniform"): the file's own word, else
+        "gaussian" where the file names a σ (every σ-trained file before noises existed was Gaussian), else None."""
+        n = self.meta.get("noise")
+        if isinstance(n, str):
+            return n
+        return "gaussian" if self.sigma is not None else None
 
     @property
     def class_names(self) -> list[str]:
@@ -308,7 +317,7 @@ def write_index(root: str | os.PathLike = CHECKPOINTS_DIR) -> list[dict[str, Any
         m = loaded.meta
         entry = {
             "path": str(path.relative_to(root)), "dataset": m.get("dataset"), "arch": loaded.arch,
-            "sigma": m.get("sigma"), "num_classes": loaded.num_classes, "input_shape": list(loaded.input_shape),
+            "sigma": m.get("sigma"), "noise": m.get("noise", "gaussian"), "num_classes": loaded.num_classes, "input_shape": list(loaded.input_shape),
             "accuracy": m.get("accuracy"), "sha256": loaded.sha256,
         }
         if m.get("kind") == "denoiser":  # denoised smoothing's D (rs_core.models.denoisers), not a classifier

@@ -34,6 +34,7 @@ class ShippedModel:
     input_shape: tuple[int, ...]
     noisy_accuracy: float | None
     sha256: str | None
+    noise: str = "gaussian"  # the noise it was trained under (rs_core.smoothing.noises), and certifies best with
 
     @property
     def label(self) -> str:
@@ -46,7 +47,8 @@ class ShippedModel:
     def short_label(self) -> str:
         if self.sigma == 0:
             return f"{self.dataset} · {self.arch} · clean (no noise in training)"
-        return f"{self.dataset} · {self.arch} · σ = {self.sigma:.2f}"
+        noise = "" if self.noise == "gaussian" else f"{self.noise} "
+        return f"{self.dataset} · {self.arch} · {noise}σ = {self.sigma:.2f}"
 
 
 @dataclass(frozen=True)
@@ -126,7 +128,8 @@ def _models(root: Path) -> tuple[ShippedModel, ...]:
         out.append(ShippedModel(
             id=str(path.parent.as_posix()), path=root / path, dataset=str(e["dataset"]), arch=str(e["arch"]),
             sigma=float(e["sigma"]), num_classes=int(e["num_classes"]), input_shape=tuple(e["input_shape"]),
-            noisy_accuracy=(e.get("accuracy") or {}).get("test_noisy"), sha256=e.get("sha256")))
+            noisy_accuracy=(e.get("accuracy") or {}).get("test_noisy"), sha256=e.get("sha256"),
+            noise=str(e.get("noise", "gaussian"))))
     return tuple(out)
 
 
@@ -141,9 +144,9 @@ def find_model(model_id: str, root: Path = CHECKPOINTS_DIR) -> ShippedModel | No
 
 
 def default_model(root: Path = CHECKPOINTS_DIR) -> ShippedModel | None:
-    """The model the app opens with: MNIST's CNN at σ = 0.5 if shipped, else the first one."""
+    """The model the app opens with: MNIST's Gaussian CNN at σ = 0.5 if shipped, else the first one."""
     models = shipped_models(root)
-    return next((m for m in models if (m.dataset, m.arch, m.sigma) == ("mnist", "mnist_cnn", 0.5)),
+    return next((m for m in models if (m.dataset, m.arch, m.sigma, m.noise) == ("mnist", "mnist_cnn", 0.5, "gaussian")),
                 models[0] if models else None)
 
 

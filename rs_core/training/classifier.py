@@ -1,7 +1,9 @@
-"""Training base classifiers with Gaussian noise augmentation (Cohen et al. §3.3, App. F).
+"""Training base classifiers with noise augmentation (Cohen et al. §3.3, App. F).
 
-Every batch gets fresh noise N(0, σ²I) at the σ the model will be certified
-at. ``Recipe.objective`` chooses the loss (:mod:`rs_core.training.objectives`):
+Every batch gets fresh noise at the σ the model will be certified at: N(0, σ²I),
+or with ``Recipe.noise`` Laplace or uniform noise of standard deviation σ
+(:mod:`rs_core.smoothing.noises`, the same law as at certification).
+``Recipe.objective`` chooses the loss (:mod:`rs_core.training.objectives`):
 ``gaussian`` (cross-entropy under noise), ``consistency`` (Jeong & Shin 2020:
 two noisy copies, cross-entropy on both, plus λ·KL(p̄ ‖ p_i) and η·H(p̄)),
 ``smoothadv`` (Salman et al. 2019: PGD on the soft smoothed classifier, then
@@ -33,7 +35,7 @@ from rs_core.data import dataset_info, dataset_tensors, get_dataset
 from rs_core.models.architectures import ARCHITECTURES, ROUTERS, get_architecture
 from rs_core.smoothing.seeding import make_generator
 from rs_core.training.loop import Checkpointing, EpochReport, Streams, fit
-from rs_core.training.objectives import ObjectiveSpec, consistency_loss, gaussian_loss
+from rs_core.training.objectives import ObjectiveSpec, consistency_loss, draw_noise, gaussian_loss
 
 
 @dataclass
@@ -49,6 +51,7 @@ class Recipe:
     schedule: str = "cosine"
     seed: int = 0
     augment: bool = False
+    noise: str = "gaussian"  # the smoothing noise of σ (rs_core.smoothing.noises): train on the law you certify with
     consistency: float = 0.0  # λ of Jeong & Shin (2020); 0 = plain Gaussian augmentation
     entropy: float = 0.5      # η, used only with consistency > 0
     max_train: int | None = None
@@ -69,7 +72,7 @@ class Recipe:
         """The checked objective (``ValueError`` naming a bad hyper-parameter); ``consistency`` λ > 0 with the
         default ``gaussian`` objective means ``consistency``."""
         name = "consistency" if self.objective == "gaussian" and self.consistency > 0 else self.objective
-        return ObjectiveSpec(name=name, consistency=self.consistency, entropy=self.entropy,
+        return ObjectiveSpec(name=name, noise=self.noise, consistency=self.consistency, entropy=self.entropy,
                              smoothadv_m=self.smoothadv_m, smoothadv_eps=self.smoothadv_eps,
                              smoothadv_steps=self.smoothadv_steps, smoothadv_warmup=self.smoothadv_warmup,
                              macer_k=self.macer_k, macer_lambda=self.macer_lambda, macer_gamma=self.macer_gamma,
@@ -100,16 +103,15 @@ def _augment(x: torch.Tensor, gen: torch.Generator, pad: int = 4) -> torch.Tenso
 
 @torch.inference_mode()
 def evaluate(model: nn.Module, x: torch.Tensor, y: torch.Tensor, sigma: float, device: torch.device,
-             seed: int = 1, batch_size: int = 1000) -> tuple[float, float]:
-    """Clean accuracy and accuracy under one draw of N(0, σ²I) noise per image."""
+             seed: int = 1, batch_size: int = 1000, noise: str = "gaussian") -> tuple[float, float]:
+    """Clean accuracy and accuracy under one draw of the noise (standard deviation σ) per image."""
     model.eval()
     gen = make_generator(seed, device)
     clean = noisy = 0
     for s in range(0, len(y), batch_size):
         xb, yb = x[s:s + batch_size].to(device), y[s:s + batch_size].to(device)
         clean += int((model(xb).argmax(1) == yb).sum())
-        noise = torch.randn(xb.shape, generator=gen, device=device) * sigma
-        noisy += int((model(xb + noise).argmax(1) == yb).sum())
+        noisy += int((model(xb + draw_noise(xb.shape, sigma, gen, device, noise)).argmax(1) == yb).sum())
     return clean / len(y), noisy / len(y)
 
 
@@ -174,17 +176,20 @@ def train(recipe: Recipe, out: str | Path, *, device: str = "cpu", resume: bool 
         return objective.loss(model, xb.to(dev), yb.to(dev), recipe.sigma, streams.noise, epoch)
 
     def report(epoch: int, train_loss: float) -> EpochReport:
-        _, noisy_train = evaluate(model, x_train[:recipe.max_eval], y_train[:recipe.max_eval], recipe.sigma, dev)
-        clean, noisy = evaluate(model, x_test, y_test, recipe.sigma, dev)
+        _, noisy_train = evaluate(model, x_train[:recipe.max_eval], y_train[:recipe.max_eval], recipe.sigma, dev,
+                                  noise=recipe.noise)
+        clean, noisy = evaluate(model, x_test, y_test, recipe.sigma, dev, noise=recipe.noise)
         lr = opt.param_groups[0]["lr"]
         return EpochReport(
             row=[f"{lr:.5f}", f"{train_loss:.4f}", f"{noisy_train:.4f}", f"{clean:.4f}", f"{noisy:.4f}"],
-            message=f"loss {train_loss:.4f}, test clean {clean:.4f}, noisy(σ={recipe.sigma}) {noisy:.4f}",
+            message=f"loss {train_loss:.4f}, test clean {clean:.4f}, noisy({recipe.noise}, σ={recipe.sigma}) "
+                    f"{noisy:.4f}",
             meta={"dataset": recipe.dataset, "class_names": list(info.class_names), "num_classes": info.num_classes,
-                  "input_shape": list(info.input_shape), "sigma": recipe.sigma,
+                  "input_shape": list(info.input_shape), "sigma": recipe.sigma, "noise": recipe.noise,
                   "normalization": {"mean": list(info.mean), "std": list(info.std)}, "recipe": asdict(recipe),
                   "accuracy": {"test_clean": clean, "test_noisy": noisy, "n_eval": len(y_test),
-                               "note": f"first {len(y_test)} test images; noisy = one N(0, σ²I) draw each"},
+                               "note": f"first {len(y_test)} test images; noisy = one {recipe.noise} noise draw "
+                                       f"(standard deviation σ) each"},
                   "torch": str(torch.__version__), "device": str(dev)})
 
     header = ["lr", "train_loss", "train_acc_noisy", "test_acc_clean", f"test_acc_noise_{recipe.sigma}"]

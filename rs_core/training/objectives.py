@@ -25,6 +25,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from rs_core.smoothing.noises import check_noise, get_noise
+
 OBJECTIVES = ("gaussian", "consistency", "smoothadv", "macer")
 
 
@@ -59,6 +61,7 @@ class ObjectiveSpec:
     """
 
     name: str = "gaussian"
+    noise: str = "gaussian"
     consistency: float = 0.0
     entropy: float = 0.5
     smoothadv_m: int = 2
@@ -73,6 +76,11 @@ class ObjectiveSpec:
     def __post_init__(self) -> None:
         if self.name not in OBJECTIVES:
             raise ValueError(f"objective: must be one of {', '.join(OBJECTIVES)}, got {self.name!r}")
+        check_noise(self.noise)
+        if self.name == "macer" and self.noise != "gaussian":
+            # MACER's radius term is the Gaussian one, σ/2·(Φ⁻¹(p1) − Φ⁻¹(p2)); it means nothing for other noises.
+            raise ValueError(f"noise: objective 'macer' maximizes the Gaussian ℓ2 radius; it takes noise "
+                             f"'gaussian', not {self.noise!r}")
         _nonnegative(self.consistency, "consistency")
         _nonnegative(self.entropy, "entropy")
         _count(self.smoothadv_m, "smoothadv_m")
@@ -98,25 +106,33 @@ class ObjectiveSpec:
         for SmoothAdv's warm-up)."""
         if self.name == "gaussian" or sigma == 0:
             # σ = 0 (a clean classifier): every objective reduces to plain cross-entropy.
-            return gaussian_loss(model, x, y, sigma, gen)
+            return gaussian_loss(model, x, y, sigma, gen, noise=self.noise)
         if self.name == "consistency":
-            return consistency_loss(model, x, y, sigma, gen, consistency=self.consistency, entropy=self.entropy)
+            return consistency_loss(model, x, y, sigma, gen, consistency=self.consistency, entropy=self.entropy,
+                                    noise=self.noise)
         if self.name == "smoothadv":
             return smoothadv_loss(model, x, y, sigma, gen, eps=self.epsilon(epoch), steps=self.smoothadv_steps,
-                                  m=self.smoothadv_m)
+                                  m=self.smoothadv_m, noise=self.noise)
         return macer_terms(model, x, y, sigma, gen, k=self.macer_k, gamma=self.macer_gamma,
                            beta=self.macer_beta).loss(self.macer_lambda)
 
 
-def _noise(shape: torch.Size, sigma: float, gen: torch.Generator, device: torch.device) -> torch.Tensor:
-    return torch.randn(shape, generator=gen, device=device, dtype=torch.float32) * sigma
+def draw_noise(shape: torch.Size, sigma: float, gen: torch.Generator, device: torch.device,
+               noise: str = "gaussian") -> torch.Tensor:
+    """Training noise of standard deviation σ: ``noise`` "gaussian" | "laplace" | "uniform" made from standard
+    normals by the same map as certification's (:meth:`rs_core.smoothing.noises.Gaussian.transform` etc.), so a
+    model is trained on exactly the law it will be smoothed with. Gaussian: randn·σ, the stream it always was."""
+    z = torch.randn(shape, generator=gen, device=device, dtype=torch.float32)
+    if sigma == 0:
+        return z * 0.0
+    return get_noise(noise, sigma).transform(z)
 
 
 def gaussian_loss(model: nn.Module, x: torch.Tensor, y: torch.Tensor, sigma: float,
-                  gen: torch.Generator) -> torch.Tensor:
+                  gen: torch.Generator, noise: str = "gaussian") -> torch.Tensor:
     """Cross-entropy of f on x + ε, one draw ε ~ N(0, σ²I) per image (Cohen et al. 2019, §3.3). With σ = 0 the draw
     is still made (and multiplied by 0), so that a σ = 0 run's stream is the one it always was."""
-    return F.cross_entropy(model(x + _noise(x.shape, sigma, gen, x.device)), y)
+    return F.cross_entropy(model(x + draw_noise(x.shape, sigma, gen, x.device, noise)), y)
 
 
 @dataclass
@@ -130,10 +146,10 @@ class ConsistencyTerms:
 
 
 def consistency_terms(model: nn.Module, x: torch.Tensor, y: torch.Tensor, sigma: float, gen: torch.Generator,
-                      m: int = 2) -> ConsistencyTerms:
+                      m: int = 2, noise: str = "gaussian") -> ConsistencyTerms:
     """The terms of Jeong & Shin (2020, §3, eq. 6) over ``m`` noisy copies of ``x`` [B, C, H, W]."""
     noisy = x.repeat(m, 1, 1, 1)
-    noisy = noisy + _noise(noisy.shape, sigma, gen, x.device)
+    noisy = noisy + draw_noise(noisy.shape, sigma, gen, x.device, noise)
     logits = model(noisy).view(m, x.shape[0], -1)
     ce = sum(F.cross_entropy(logits[i], y) for i in range(m)) / m
     log_p = F.log_softmax(logits, dim=2)
@@ -144,9 +160,9 @@ def consistency_terms(model: nn.Module, x: torch.Tensor, y: torch.Tensor, sigma:
 
 
 def consistency_loss(model: nn.Module, x: torch.Tensor, y: torch.Tensor, sigma: float, gen: torch.Generator, *,
-                     consistency: float, entropy: float = 0.5) -> torch.Tensor:
+                     consistency: float, entropy: float = 0.5, noise: str = "gaussian") -> torch.Tensor:
     """ce + λ·KL + η·H (Jeong & Shin 2020, eq. 6) over two noisy copies."""
-    t = consistency_terms(model, x, y, sigma, gen)
+    t = consistency_terms(model, x, y, sigma, gen, noise=noise)
     return t.ce + consistency * t.kl + entropy * t.entropy
 
 
@@ -187,13 +203,13 @@ def smoothadv_attack(model: nn.Module, x: torch.Tensor, y: torch.Tensor, noise: 
 
 
 def smoothadv_loss(model: nn.Module, x: torch.Tensor, y: torch.Tensor, sigma: float, gen: torch.Generator, *,
-                   eps: float, steps: int = 1, m: int = 2) -> torch.Tensor:
+                   eps: float, steps: int = 1, m: int = 2, noise: str = "gaussian") -> torch.Tensor:
     """SmoothAdv's training loss (Salman et al. 2019, §3): ``m`` noise draws δ_i per image, the attack
     :func:`smoothadv_attack` with them, then the mean cross-entropy of f on x' + δ_i over all draws — the same draws
     as the attack, as in their code."""
-    noise = _noise(torch.Size((m, *x.shape)), sigma, gen, x.device)
-    adv = x + smoothadv_attack(model, x, y, noise, eps=eps, steps=steps, gen=gen)
-    logits = model((adv.unsqueeze(0) + noise).flatten(0, 1))
+    draws = draw_noise(torch.Size((m, *x.shape)), sigma, gen, x.device, noise)
+    adv = x + smoothadv_attack(model, x, y, draws, eps=eps, steps=steps, gen=gen)
+    logits = model((adv.unsqueeze(0) + draws).flatten(0, 1))
     return F.cross_entropy(logits, y.repeat(m))
 
 
@@ -220,7 +236,7 @@ def macer_terms(model: nn.Module, x: torch.Tensor, y: torch.Tensor, sigma: float
                 k: int = 16, gamma: float = 8.0, beta: float = 16.0) -> MacerTerms:
     """MACER's terms (Zhai et al. 2020, §4) with ``k`` noise draws per image of ``x`` [B, C, H, W]."""
     b = x.shape[0]
-    noise = _noise(torch.Size((k, *x.shape)), sigma, gen, x.device)
+    noise = draw_noise(torch.Size((k, *x.shape)), sigma, gen, x.device)
     logits = model((x.unsqueeze(0) + noise).flatten(0, 1)).view(k, b, -1)
     g = F.softmax(logits, dim=2).mean(0)
     ce = F.nll_loss((g + 1e-10).log(), y)
