@@ -2,11 +2,14 @@
 
 import functools
 import json
+import math
 import re
 from pathlib import Path
 
 import numpy as np
+import pytest
 
+from rs_core.data import dataset_info
 from rs_core.models.checkpoints import CHECKPOINTS_DIR
 from rs_core.models.shipped import (
     SHIPPED_LOG_ALPHA,
@@ -18,6 +21,7 @@ from rs_core.models.shipped import (
 )
 from rs_core.rounding import COHEN_CONVERSION_RULE, convert_cohen_log_text, floor_str, lower_str_from_cohen_format
 from rs_core.smoothing.bounds import max_certifiable_radius
+from rs_core.smoothing.noises import get_noise
 from rs_core.smoothing.results import decide
 from rs_core.smoothing.stats import clopper_pearson_lower_complement
 
@@ -120,14 +124,17 @@ def _rows(text: str) -> tuple[list[str], list[dict[str, str]]]:
 
 
 @functools.cache
-def _attainable(n: int, alpha: float, sigma: float, cohen_converted: bool) -> frozenset[str]:
-    """Every radius CERTIFY can write with n estimation samples at α and σ — σ·Φ⁻¹(pA_lower) for some count k,
-    Clopper–Pearson, rounded down to 4 decimals; or, for a converted log, the Cohen-format f"{r:.3}" of it
-    lowered by the stated rule. The logs carry no counts, so this is the row-by-row check they allow."""
+def _attainable(n: int, alpha: float, sigma: float, cohen_converted: bool, noise: str = "gaussian",
+                norm: str = "l2", d: int = 1) -> frozenset[str]:
+    """Every radius CERTIFY can write with n estimation samples at α and σ — σ·Φ⁻¹(pA_lower) for some count k
+    (or the radius of the log's noise and norm, on inputs of dimension d), Clopper–Pearson, rounded down to 4
+    decimals; or, for a converted log, the Cohen-format f"{r:.3}" of it lowered by the stated rule. The logs carry
+    no counts, so this is the row-by-row check they allow."""
     k = np.arange(n // 2, n + 1)
     out = set()
+    dist = get_noise(noise, sigma)
     for q in clopper_pearson_lower_complement(k, n, alpha):
-        _, radius, ok = decide(float(q), sigma)
+        _, radius, ok = decide(float(q), sigma, dist, norm, d)
         if ok:
             out.add(lower_str_from_cohen_format(f"{radius:.3}") if cohen_converted else floor_str(radius))
     return frozenset(out)
@@ -170,9 +177,13 @@ def _check_log(log: Path, text: str, meta: dict | None) -> list[str]:
         wrong = [r["radius"] for r in certified if r["radius"] not in allowed]
     else:
         sigma, n, alpha = float(meta["sigma"]), int(meta["N"]), float(meta["alpha"])
-        ceiling = max_certifiable_radius(n, alpha, sigma)
+        noise, norm = meta.get("noise", "gaussian"), meta.get("norm", "l2")
+        d = math.prod(dataset_info(meta["dataset"]).input_shape) if norm == "linf" else 1  # ℓ∞ radii depend on d
+        ceiling = get_noise(noise, sigma).radius(1 - clopper_pearson_lower_complement(n, n, alpha), norm, d)
+        if (noise, norm) == ("gaussian", "l2"):
+            assert ceiling == pytest.approx(max_certifiable_radius(n, alpha, sigma), rel=1e-9)
         wrong = [r["radius"] for r in certified if float(r["radius"]) > ceiling
-                 or r["radius"] not in _attainable(n, alpha, sigma, conversion is not None)]
+                 or r["radius"] not in _attainable(n, alpha, sigma, conversion is not None, noise, norm, d)]
     if wrong:
         problems.append(f"{name}: {len(wrong)} radii no count at the log's N, α and σ gives when rounded down, "
                         f"e.g. {wrong[:5]}")
@@ -216,3 +227,9 @@ def test_the_rule_check_refuses_cohen_format_and_rounded_up_radii():
     converted = {**meta, "radius_conversion": {"rule": COHEN_CONVERSION_RULE}}
     assert _check_log(log, convert_cohen_log_text(first), converted) == []
     assert _check_log(log, ok, converted)  # said converted, but 1.5992 is no converted Cohen-format radius
+    # A Laplace ℓ1 log is checked with Laplace's radius: its top radius is no Gaussian one, and the reverse.
+    lap = {**meta, "noise": "laplace", "norm": "l1"}
+    top_l1 = floor_str(get_noise("laplace", 0.5).radius(1 - clopper_pearson_lower_complement(10_000, 10_000, 0.001),
+                                                       "l1"))
+    assert _check_log(log, ok.replace(top, top_l1), lap) == [] and _check_log(log, ok, lap)
+    assert _check_log(log, ok.replace(top, top_l1), meta)

@@ -64,6 +64,8 @@ class ShippedLog:
     alpha: float = SHIPPED_LOG_ALPHA
     model_id: str | None = None
     sigma: float | None = None
+    noise: str = "gaussian"  # the smoothing noise and the norm of the radii (the log's .meta.json says both)
+    norm: str = "l2"
 
 
 @dataclass(frozen=True)
@@ -160,8 +162,11 @@ def shipped_logs(root: Path = CHECKPOINTS_DIR) -> tuple[ShippedLog, ...]:
             if sigma is None or not path.is_file():
                 continue
             label = m.short_label if sigma == m.sigma else f"{m.short_label}, smoothed at σ = {sigma:.2f}"
+            noise, norm = _log_noise_norm(path)
+            if (noise, norm) != ("gaussian", "l2"):
+                label = f"{label} · {NORM_NAMES.get(norm, norm)} radius"
             logs.append(ShippedLog(id=f"{m.id}/{path.name}", path=path, dataset=m.dataset, kind="single",
-                                   label=label, model_id=m.id, sigma=sigma))
+                                   label=label, model_id=m.id, sigma=sigma, noise=noise, norm=norm))
     for d in shipped_denoisers(root):
         for path in sorted(d.path.parent.glob("sigma_*")):
             sigma = _log_sigma(path)
@@ -178,12 +183,34 @@ def shipped_logs(root: Path = CHECKPOINTS_DIR) -> tuple[ShippedLog, ...]:
     return tuple(logs)
 
 
+NORM_NAMES = {"l2": "ℓ2", "l1": "ℓ1", "linf": "ℓ∞"}
+
+
 def _log_sigma(path: Path) -> float | None:
-    """σ of a log named ``sigma_<σ>`` (our naming, as Cohen et al.'s), None for other files."""
+    """σ of a log named ``sigma_<σ>`` (our naming, as Cohen et al.'s) or ``sigma_<σ>_<norm>`` (the same noise's
+    radii in another norm, e.g. ``sigma_0.50_linf``), None for other files (sidecars such as ``.meta.json``)."""
+    if not path.name.startswith("sigma_"):
+        return None
+    value, _, norm = path.name.removeprefix("sigma_").partition("_")
+    if norm and norm not in NORM_NAMES:
+        return None
     try:
-        return float(path.name.removeprefix("sigma_")) if path.name.startswith("sigma_") else None
+        return float(value)
     except ValueError:
         return None
+
+
+def _log_noise_norm(path: Path) -> tuple[str, str]:
+    """The noise and norm a log's ``.meta.json`` records; a log without them (written before noises existed) is
+    Gaussian ℓ2."""
+    import json
+
+    meta_path = path.with_name(path.name + ".meta.json")
+    try:
+        meta = json.loads(meta_path.read_text()) if meta_path.is_file() else {}
+    except (OSError, ValueError):
+        meta = {}
+    return str(meta.get("noise", "gaussian")), str(meta.get("norm", "l2"))
 
 
 def shipped_estimators(root: Path = CHECKPOINTS_DIR) -> tuple[ShippedEstimator, ...]:
@@ -193,5 +220,5 @@ def shipped_estimators(root: Path = CHECKPOINTS_DIR) -> tuple[ShippedEstimator, 
                  for p in sorted(root.glob("*/dual/sigma_estimator.pth.tar")))
 
 
-__all__ = ["SHIPPED_LOG_ALPHA", "ShippedDenoiser", "ShippedEstimator", "ShippedLog", "ShippedModel", "default_model",
+__all__ = ["NORM_NAMES", "SHIPPED_LOG_ALPHA", "ShippedDenoiser", "ShippedEstimator", "ShippedLog", "ShippedModel", "default_model",
            "find_denoiser", "find_model", "shipped_denoisers", "shipped_estimators", "shipped_logs", "shipped_models"]
