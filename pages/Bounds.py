@@ -8,6 +8,7 @@ import streamlit as st
 from rs_core import cohen_radius, lecuyer_radius, li_radius
 from rs_core.rounding import floor_str
 from rs_core.smoothing.bounds import ANYTIME, BOUND_KINDS, CLOPPER_PEARSON, largest_radius
+from rs_core.smoothing.noises import get_noise
 from widgets import ceilings, counts, entry, state
 
 settings = entry.settings()
@@ -80,6 +81,41 @@ def against_pa() -> None:
     })
 
 
+NOISE_CURVES = [("gaussian", "l2", "Gaussian, ℓ2 (= its ℓ1 radius)"), ("laplace", "l1", "Laplace, ℓ1"),
+                ("uniform", "l1", "uniform, ℓ1")]
+LINF_CURVES = [("gaussian", "linf", "Gaussian, ℓ∞ (ℓ2 radius / √d)"), ("uniform", "linf", "uniform, ℓ∞")]
+
+
+def per_noise() -> None:
+    """Each noise's certified radius against pA (pB = 1 − pA) at the sidebar's σ (its standard deviation for every
+    noise): the radii of rs_core.smoothing.noises, ℓ1 and ℓ∞ apart."""
+    st.subheader("Each noise's radius against pA")
+    d = 784
+    if settings.loaded is not None:
+        d = int(np.prod(settings.loaded.input_shape))
+    st.caption(f"At σ = {sigma:g} for every noise (Gaussian N(0, σ²); Laplace of scale σ/√2; uniform on ±σ√3), "
+               f"pB = 1 − pA, inputs of dimension d = {d:,} (the sidebar model's). Radii in different norms are "
+               "different shapes, not numbers to rank: an ℓ1 ball of radius r lies inside the ℓ2 ball of r (so "
+               "Gaussian's ℓ2 radius is an ℓ1 radius too), and the ℓ∞ ball of r contains the ℓ2 ball of r — "
+               "an ℓ∞ radius of r allows √d times more change than an ℓ2 radius of r. The sidebar's noise and norm "
+               "are what the Certify page uses.")
+    p_a = np.unique(np.concatenate([np.linspace(0.5, 0.99, 200), 1.0 - np.logspace(-2, -5, 200)]))
+    for title, curves in (("ℓ1 (and ℓ2)", NOISE_CURVES), ("ℓ∞", LINF_CURVES)):
+        fig = go.Figure([go.Scatter(x=nines(p_a), y=get_noise(noise, sigma).radius(p_a, norm, d), mode="lines",
+                                    name=name, customdata=p_a,
+                                    hovertemplate="pA = %{customdata:.6f}<br>radius = %{y:.5f}")
+                         for noise, norm, name in curves])
+        fig.update_layout(title=f"Certified {title} radius", xaxis_title="pA (spaced by −log10(1 − pA))",
+                          yaxis_title="radius", template="plotly_white", legend={"orientation": "h", "y": -0.2},
+                          height=360, xaxis={"tickvals": [float(nines(t)) for t in TICKS],
+                                             "ticktext": [f"{t:g}" for t in TICKS]})
+        st.plotly_chart(fig, width="stretch", key=f"noise_curves_{title}")
+    points = np.array([0.6, 0.9, 0.99, 0.999])
+    st.table({"pA": [f"{p:g}" for p in points],
+              **{name: [floor_str(float(r)) for r in get_noise(noise, sigma).radius(points, norm, d)]
+                 for noise, norm, name in NOISE_CURVES + LINF_CURVES}})
+
+
 def ceiling() -> None:
     """CERTIFY's largest radius under both bounds on pA: at the sidebar's n max and α, then against n and α."""
     st.subheader("Largest radius CERTIFY can return")
@@ -121,6 +157,8 @@ if view == VIEWS[1]:
 else:
     against_pa()
 ceiling()
+if view == VIEWS[0]:
+    per_noise()
 
 st.subheader("Why Cohen's bound is tight")
 st.markdown(

@@ -14,7 +14,7 @@ from rs_core.smoothing.diagnostics import noise_robustness_warning
 from rs_core.smoothing.jobs import default_scheduler
 from rs_core.smoothing.sampling import noisy_views
 from rs_core.smoothing.seeding import predict_seed
-from widgets import attack, ceilings, entry, figures, inputs, live, report
+from widgets import attack, ceilings, entry, figures, inputs, live, report, sidebar
 
 KEY = "run"
 BATCH_SECONDS = 0.5
@@ -35,23 +35,25 @@ def _names(_snap) -> list[str]:
 
 
 def _params() -> dict:
-    return {"sigma": s.sigma, "alpha": s.alpha, "n0": s.n0, "n_max": s.n_max, "seed": s.seed}
+    return {"sigma": s.sigma, "alpha": s.alpha, "n0": s.n0, "n_max": s.n_max, "seed": s.seed, "noise": s.noise,
+            "norm": s.norm}
 
 
 def _start(chosen: inputs.Chosen, target: float | None, predict_n: int) -> None:
     model, device, x = s.base_model, s.device, chosen.x.to(s.device)
-    sigma, alpha, batch, seed = s.sigma, s.alpha, s.batch_size, s.seed
+    sigma, alpha, batch, seed, noise, norm = s.sigma, s.alpha, s.batch_size, s.seed, s.noise, s.norm
     # The model's answer on the clean input, for the noise-robustness warning (one forward pass).
     clean = default_scheduler().exclusive(device, lambda: clean_class(model, x))
     live.start(
         # Batches sized to ~0.5 s each (at most the batch size): Stop is answered promptly on any model.
         KEY, lambda: CertifyStream(model, x, sigma, n0=s.n0, n_max=s.n_max, alpha=alpha, batch_size=batch,
-                                   seed=seed, target_radius=target, batch_seconds=BATCH_SECONDS),
+                                   seed=seed, target_radius=target, batch_seconds=BATCH_SECONDS, noise=noise,
+                                   norm=norm),
         device, chosen, class_names=names, model=s.model_record(), params=_params(),
         # PREDICT's own samples (predict_seed): independent of CERTIFY's, reproducible with it. Its batch is CERTIFY's
         # time-sized one, read when PREDICT starts.
         predict=lambda: predict_result(model, x, sigma, n=predict_n, alpha=alpha, batch_size=_batch_of(KEY, batch),
-                                       seed=predict_seed(seed)),
+                                       seed=predict_seed(seed), noise=noise),
         extra={"predict_n": predict_n, "clean_class": clean, "train_sigma": s.train_sigma, "input_hint": chosen.hint})
 
 
@@ -95,12 +97,21 @@ def _headline(run: live.Run) -> None:
         if run.true_label is not None:
             truth = " ✓ (the true label)" if cert.prediction == run.true_label else \
                 f" ✗ (true label: {lab(run.class_names, run.true_label)})"
-        st.success(f"**{lab(run.class_names, cert.prediction)}**{truth} is certified within ℓ2 radius "
-                   f"**{floor_str(cert.radius)}**, with probability ≥ {1 - cert.alpha:g} over the sampling.")
-        st.caption(report.radius_in_words(cert.radius, tuple(run.x.shape)))
+        st.success(f"**{lab(run.class_names, cert.prediction)}**{truth} is certified within "
+                   f"{sidebar.norm_label(cert.noise, cert.norm)} radius **{floor_str(cert.radius)}**, with "
+                   f"probability ≥ {1 - cert.alpha:g} over the sampling"
+                   + ("." if cert.noise == "gaussian" else f" ({sidebar.NOISE_LABELS[cert.noise]} noise, σ = "
+                                                            f"{cert.sigma:g})."))
+        if cert.norm == "l2":
+            st.caption(report.radius_in_words(cert.radius, tuple(run.x.shape)))
+        else:
+            st.caption(f"No input within {sidebar.NORM_LABELS[cert.norm]} distance {floor_str(cert.radius)} of this "
+                       f"one — Σ|δᵢ| < r for ℓ1, max|δᵢ| < r for ℓ∞, in units of the [0, 1] image — changes the "
+                       "smoothed classifier's answer.")
     st.caption(f"Ended: {reason.get(cert.stop_reason, cert.stop_reason)}. The bound is the anytime-valid "
                "confidence sequence (valid at any stopping time), not Clopper–Pearson at a chosen n.")
-    ceilings.show(cert.sigma, cert.n_max or max(cert.n, 1), cert.alpha, used=cert.bound)
+    if (cert.noise, cert.norm) == ("gaussian", "l2"):  # the ceilings are those of the Gaussian ℓ2 radius
+        ceilings.show(cert.sigma, cert.n_max or max(cert.n, 1), cert.alpha, used=cert.bound)
     caveat = report.repeat_caveat(live.repeat_count(run), cert.alpha)
     if caveat:
         st.info(caveat)
@@ -120,12 +131,14 @@ def _details(run: live.Run) -> None:
     c1, c2 = st.columns(2)
     with c1:
         st.markdown("**CERTIFY** (Cohen et al. Algorithm 2)")
-        st.table({"": ["class", "radius", "pA lower bound", "counts (n)", "counts (n0)", "n0", "n", "α", "σ",
-                       "seed", "model", "model sha256", "device", "time"],
+        st.table({"": ["class", f"radius ({sidebar.NORM_LABELS[cert.norm]})", "pA lower bound", "counts (n)",
+                       "counts (n0)", "n0", "n", "α", "σ", "noise", "seed", "model", "model sha256", "device",
+                       "time"],
                   "value": [report.class_label(names_, cert.prediction), floor_str(cert.radius),
                             floor_str(cert.p_lower, 5), report.votes_text(names_, cert.counts),
                             report.votes_text(names_, cert.counts_selection), f"{cert.n0:,}", f"{cert.n:,}",
-                            f"{cert.alpha:g}", f"{cert.sigma:g}", str(cert.seed), report.model_name(run.model),
+                            f"{cert.alpha:g}", f"{cert.sigma:g}", sidebar.NOISE_LABELS[cert.noise], str(cert.seed),
+                            report.model_name(run.model),
                             run.model["sha256"][:16] + "…",
                             cert.device, f"{cert.elapsed_s:.2f} s"]})
     with c2:
@@ -138,7 +151,7 @@ def _details(run: live.Run) -> None:
                 model, x = s.base_model, run.x.to(job.stream.device)
                 job.prediction = pred = default_scheduler().exclusive(job.stream.device, lambda: predict_result(
                     model, x, cert.sigma, n=run.extra["predict_n"], alpha=cert.alpha, batch_size=cert.batch_size,
-                    seed=predict_seed(cert.seed)))
+                    seed=predict_seed(cert.seed), noise=cert.noise))
         if pred is not None:
             st.table({"": ["class", "p-value (top two)", "counts", "n", "α", "seed"],
                       "value": [report.class_label(names_, pred.prediction), f"{pred.p_value:.3g}",
@@ -162,7 +175,7 @@ with right:
     if chosen is not None and s.sigma is not None:
         st.markdown(f"**What the model sees** — {chosen.source}, preprocessed to {tuple(chosen.x.shape)}")
         seed = s.seed if s.seed is not None else 0
-        views = noisy_views(chosen.x, s.sigma, k=5, seed=seed)
+        views = noisy_views(chosen.x, s.sigma, k=5, seed=seed, noise=s.noise)
         st.image([figures.to_display(chosen.x)] + [figures.to_display(v) for v in views],
                  caption=["input"] + [f"x + ε #{i + 1}" for i in range(len(views))], width=84)
         if s.denoiser is not None:  # what the classifier actually gets: the denoised copies
@@ -173,8 +186,8 @@ with right:
             st.caption(f"Noisy samples at σ = {s.sigma:g}, and below them what the classifier gets: the same samples "
                        f"after the denoiser ({s.denoiser_label}). Shown clipped to [0, 1].")
         else:
-            st.caption(f"Noisy samples at σ = {s.sigma:g} (shown clipped to [0, 1]; the classifier gets them "
-                       "unclipped).")
+            st.caption(f"Noisy samples, {sidebar.NOISE_LABELS[s.noise]} noise at σ = {s.sigma:g} (shown clipped to "
+                       "[0, 1]; the classifier gets them unclipped).")
         if chosen.hint:
             st.warning(chosen.hint, icon="⚠️")
 
@@ -203,8 +216,10 @@ if run is None:
     live.empty_chart(names, "votes")
 else:
     st.divider()
-    st.markdown(f"**Run:** {run.source} · {report.model_name(run.model)} · certifying at σ = {run.params['sigma']:g}, "
-                f"α = {run.params['alpha']:g}")
+    noise_text = "" if run.params.get("noise", "gaussian") == "gaussian" else \
+        f"{sidebar.NOISE_LABELS[run.params['noise']]} noise, "
+    st.markdown(f"**Run:** {run.source} · {report.model_name(run.model)} · certifying at {noise_text}"
+                f"σ = {run.params['sigma']:g}, α = {run.params['alpha']:g}")
     live.stale_warning(run, chosen, s.model_sha256, _params(), preprocess_now=s.model_record().get("preprocess"))
     attack.follow(run)  # a search about a replaced certificate stops (its result stays, marked outdated)
     if live.show(run, KEY, _names):

@@ -15,6 +15,9 @@ from widgets import entry, fields, figures, inputs, live, report, state
 KEY = "sweep_run"
 s = entry.settings()
 st.title("Compare σ on one input")
+if (s.noise, s.norm) != ("gaussian", "l2"):
+    st.info(f"This page smooths with Gaussian noise and certifies ℓ2 radii. The sidebar's {s.noise} noise and "
+            f"{s.norm} norm apply on the Certify page.")
 st.markdown(
     """
 The same model and input, certified at several noise levels σ one after another, each with its own samples.

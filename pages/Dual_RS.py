@@ -18,6 +18,9 @@ KEY = "dual_run"
 COMPARE = "dual_compare"
 s = entry.settings()
 st.title("Dual randomized smoothing")
+if (s.noise, s.norm) != ("gaussian", "l2"):
+    st.info(f"This page smooths with Gaussian noise and certifies ℓ2 radii (dual RS chooses among Gaussian σ). The sidebar's {s.noise} noise and "
+            f"{s.norm} norm apply on the Certify page.")
 st.markdown(
     """
 No single σ is best for every input: a small σ certifies small radii accurately, a large σ reaches

@@ -13,6 +13,7 @@ import torch
 from rs_core.attacks import attack_smoothed
 from rs_core.rounding import floor_str
 from rs_core.smoothing import playground as pg
+from rs_core.smoothing.noises import get_noise
 from widgets import entry, playground_story
 
 entry.settings()  # the sidebar (this page has its own settings below; the sidebar's model is not used)
@@ -23,7 +24,11 @@ st.caption("Cohen et al.'s Figure 1, live. Left: the base classifier f and Gauss
            "certifies, and the ball the exact pA would give. Click on the right panel to move the point.")
 
 DEFAULTS = {"pg_preset": "two moons", "pg_sigma": 0.5, "pg_n": 1000, "pg_alpha": 0.001, "pg_x": 0.5, "pg_y": 0.6,
-            "pg_seed": 0}
+            "pg_seed": 0, "pg_noise": "gaussian", "pg_norm": "l2"}
+NOISE_NAMES = {"gaussian": "Gaussian", "laplace": "Laplace", "uniform": "uniform"}
+NORM_NAMES = {"l2": "ℓ2 (ball)", "l1": "ℓ1 (diamond)", "linf": "ℓ∞ (square)"}
+SHAPES = {"l2": "ball", "l1": "diamond", "linf": "square"}
+GAUSS = {"pg_noise": "gaussian", "pg_norm": "l2"}  # the steps 1–4 are about Gaussian noise and ℓ2 balls
 for k, v in DEFAULTS.items():
     ss.setdefault(k, v)
 NS = [100, 300, 1_000, 3_000, 10_000, 30_000, 100_000]
@@ -34,25 +39,32 @@ ALPHAS = [0.1, 0.01, 0.001, 0.0001]
 STEPS = {
     "Free play": (None, "Move the point (click the right panel), change σ, n and α, and watch the balls."),
     "1 · More noise": ({"pg_preset": "checkerboard", "pg_sigma": 0.25, "pg_x": 0.75, "pg_y": 0.75, "pg_n": 1000,
-                        "pg_alpha": 0.001},
+                        "pg_alpha": 0.001, **GAUSS},
                        ("Drag σ from 0.25 up to 1.0. The smoothed regions (right) lose the checkerboard's corners "
                        "and thin squares: near thin regions the smoothed classifier no longer agrees with f.")),
     "2 · More samples": ({"pg_preset": "rings", "pg_sigma": 0.5, "pg_x": 0.0, "pg_y": 0.0, "pg_n": 100,
-                          "pg_alpha": 0.001},
+                          "pg_alpha": 0.001, **GAUSS},
                          ("Slide n from 100 to 100,000. The certified ball (solid) grows towards the exact-pA ball "
                          "(dashed) but never reaches it: the Clopper–Pearson bound at level α is below pA. The chart "
                          "under the picture shows the radius against n for several α: less α costs radius.")),
     "3 · The bound is tight": ({"pg_preset": "half-plane", "pg_sigma": 0.5, "pg_x": 0.9, "pg_y": 0.3,
-                                "pg_n": 100_000, "pg_alpha": 0.001},
+                                "pg_n": 100_000, "pg_alpha": 0.001, **GAUSS},
                                ("For a half-plane the smoothed classifier is the half-plane itself, and the exact-pA "
                                "ball (dashed) touches its boundary exactly: radius σΦ⁻¹(pA) equals the distance "
                                "(Cohen's Theorem 2 — no larger ball can be certified from pA). With any finite n the "
                                "certified ball (solid) stays inside.")),
     "4 · The certificate holds": ({"pg_preset": "two moons", "pg_sigma": 0.5, "pg_x": 0.5, "pg_y": 0.6, "pg_n": 1000,
-                                   "pg_alpha": 0.001},
+                                   "pg_alpha": 0.001, **GAUSS},
                                   ("The ✕ marks the nearest point of the smoothed classifier's true decision "
                                   "boundary (found numerically on the grid). It lies outside the certified ball: "
                                   "no point within the radius changes g's class. Move the point and try to break it.")),
+    "5 · The shape of the noise": ({"pg_preset": "half-plane", "pg_sigma": 0.5, "pg_x": 0.9, "pg_y": 0.3,
+                                    "pg_n": 100_000, "pg_alpha": 0.001, "pg_noise": "laplace", "pg_norm": "l1"},
+                                   ("Laplace noise certifies an ℓ1 diamond, uniform noise an ℓ1 diamond or an ℓ∞ "
+                                   "square, Gaussian noise an ℓ2 ball: switch the noise and the norm below and watch "
+                                   "the cloud and the certified shape change. For the half-plane the grey dashed shape "
+                                   "is the exact answer — the largest one inside g's region, which every symmetric "
+                                   "noise leaves where f's boundary is — and the certified shape stays inside it.")),
 }
 
 
@@ -77,6 +89,16 @@ n = c[2].select_slider("n (estimation samples)", NS, key="pg_n", format_func=lam
 alpha = c[3].selectbox("α", ALPHAS, key="pg_alpha", format_func=lambda v: f"{v:g}")
 px = c[4].number_input("x", step=0.1, key="pg_x", format="%.2f")
 py = c[5].number_input("y", step=0.1, key="pg_y", format="%.2f")
+nc = st.columns([2, 2, 4])
+noise = nc[0].selectbox("Noise", list(NOISE_NAMES), key="pg_noise", format_func=NOISE_NAMES.get,
+                        help="σ is the standard deviation for every noise: Laplace of scale σ/√2, uniform on ±σ√3")
+norms = list(get_noise(noise, 1.0).norms)
+if ss.get("pg_norm") not in norms:  # the noise changed: its first norm (the box shows which)
+    ss["pg_norm"] = norms[0]
+norm = nc[1].selectbox("Certified region", norms, key="pg_norm", format_func=NORM_NAMES.get,
+                       help="The norm the radius is in: the shape of the certified region")
+shape = SHAPES[norm]
+NORM_SHORT = {"l2": "ℓ2", "l1": "ℓ1", "linf": "ℓ∞"}[norm]
 bad = [f"{name} must be between −{pg.LIM:g} and {pg.LIM:g}, got {v:g}" for name, v in (("x", px), ("y", py))
        if not (isinstance(v, (int, float)) and -pg.LIM <= v <= pg.LIM)]
 if bad:  # shown, not clamped: nothing is computed for a point the user did not choose
@@ -96,8 +118,8 @@ def _base(name: str) -> np.ndarray:
 
 
 @st.cache_data(show_spinner=False, max_entries=128)
-def _smoothed(name: str, s: float) -> np.ndarray:
-    return pg.smoothed_grid(_model(name), s)
+def _smoothed(name: str, s: float, noise_: str) -> np.ndarray:
+    return pg.smoothed_grid(_model(name), s, noise=noise_)
 
 
 @st.cache_resource(show_spinner="Attacking g (about a second)…", max_entries=32)
@@ -124,27 +146,30 @@ if step == NOISE_STEP:  # what f, the exact g and CERTIFY say here at both ends 
 else:
     tour.info(STEPS[step][1])
 base = _base(preset)
-smooth = _smoothed(preset, float(sigma))
+smooth = _smoothed(preset, float(sigma), noise)
 cert = pg.certify_point(model, (float(px), float(py)), float(sigma), n=int(n), alpha=float(alpha),
-                        seed=int(ss["pg_seed"]))
-nearest = pg.nearest_boundary(model, (float(px), float(py)), smooth)
+                        seed=int(ss["pg_seed"]), noise=noise, norm=norm)
+nearest = pg.nearest_boundary(model, (float(px), float(py)), smooth, norm=norm)
 attack = None
-if st.checkbox("Attack g here: search for the nearest point where g's class changes (the empirical side of the "
-               "certificate)", key="pg_attack"):
+if (noise, norm) != ("gaussian", "l2"):
+    st.caption("The attack searches for the nearest ℓ2 change of the Gaussian-smoothed g: choose Gaussian noise and "
+               "the ℓ2 ball to run it here.")
+elif st.checkbox("Attack g here: search for the nearest point where g's class changes (the empirical side of the "
+                 "certificate)", key="pg_attack"):
     attack = _attack(preset, (float(px), float(py)), float(sigma), float(alpha), int(ss["pg_seed"]))
 xs, ys = pg.grid(base.shape[0])
 COLORS = [[0, "#c6dbef"], [1, "#fdd0a2"]]  # class 0 blue, class 1 orange
 
 
-def _circle(r: float) -> tuple[np.ndarray, np.ndarray]:
-    t = np.linspace(0, 2 * math.pi, 120)
-    return px + r * np.cos(t), py + r * np.sin(t)
+def _outline(r: float) -> tuple[np.ndarray, np.ndarray]:
+    return pg.ball_outline((float(px), float(py)), r, norm)
 
 
 fig = go.Figure()
 fig.add_trace(go.Heatmap(x=xs, y=ys, z=base, colorscale=COLORS, showscale=False, hoverinfo="skip", xaxis="x",
                          yaxis="y", zmin=0, zmax=1))
-fig.add_trace(go.Scatter(x=cert.noise[:, 0], y=cert.noise[:, 1], mode="markers", name="x + ε (noise samples)",
+fig.add_trace(go.Scatter(x=cert.noise[:, 0], y=cert.noise[:, 1], mode="markers",
+                         name=f"x + ε ({NOISE_NAMES[noise]} noise samples)",
                          marker={"size": 3, "color": "#555"}, xaxis="x", yaxis="y", hoverinfo="skip"))
 p1 = smooth[..., 1]
 fig.add_trace(go.Heatmap(x=xs, y=ys, z=p1, colorscale=[[0, "#6baed6"], [0.5, "#f7f7f7"], [1, "#fd8d3c"]], zmin=0,
@@ -153,13 +178,18 @@ fig.add_trace(go.Heatmap(x=xs, y=ys, z=p1, colorscale=[[0, "#6baed6"], [0.5, "#f
 fig.add_trace(go.Contour(x=xs, y=ys, z=p1, contours={"start": 0.5, "end": 0.5, "size": 1, "coloring": "none"},
                          line={"color": "black", "width": 1.5}, showscale=False, xaxis="x2", yaxis="y2",
                          name="g's boundary (P = ½)", hoverinfo="skip", showlegend=True))
-balls = [("certified (CERTIFY, Clopper–Pearson)", cert.radius, "solid", "#d62728", 3),
-         ("exact pA (n → ∞)", cert.radius_exact, "dash", "#111", 2),
-         ("Li et al., same counts", cert.radius_li, "dot", "#2ca02c", 2),
-         ("Lecuyer et al., same counts", cert.radius_lecuyer, "dot", "#9467bd", 2)]
+balls = [("certified " + ("" if norm == "l2" else f"{shape} ") + "(CERTIFY, Clopper–Pearson)", cert.radius, "solid",
+          "#d62728", 3),
+         ("exact pA (n → ∞)", cert.radius_exact, "dash", "#111", 2)]
+if (noise, norm) == ("gaussian", "l2"):  # Li's and Lecuyer's bounds are Gaussian ℓ2 bounds
+    balls += [("Li et al., same counts", cert.radius_li, "dot", "#2ca02c", 2),
+              ("Lecuyer et al., same counts", cert.radius_lecuyer, "dot", "#9467bd", 2)]
+if isinstance(model, pg.HalfPlane) and nearest is not None and (noise, norm) != ("gaussian", "l2"):
+    # The exact region: the largest ℓp shape inside g's region (g is the half-plane itself for symmetric noise).
+    balls.append((f"exact: the largest {shape} inside g's region", nearest[1], "dash", "#7f7f7f", 2))
 for name, r, dash, color, width in balls:
     if r > 0:
-        cx, cy = _circle(r)
+        cx, cy = _outline(r)
         fig.add_trace(go.Scatter(x=cx, y=cy, mode="lines", name=f"{name}: {floor_str(r)}", xaxis="x2", yaxis="y2",
                                  line={"dash": dash, "color": color, "width": width}, hoverinfo="skip"))
 if nearest is not None:
@@ -193,7 +223,8 @@ fig.update_layout(
     template="plotly_white", height=560, margin={"t": 40, "b": 10, "l": 10, "r": 10},
     xaxis={"domain": [0, 0.48], "range": lim, "title": {"text": "base classifier f and the noise"}},
     yaxis={"range": lim, "scaleanchor": "x"},
-    xaxis2={"domain": [0.52, 1], "range": lim, "title": {"text": f"smoothed classifier g at σ = {sigma:g}"}},
+    xaxis2={"domain": [0.52, 1], "range": lim,
+            "title": {"text": f"smoothed classifier g, {NOISE_NAMES[noise]} noise at σ = {sigma:g}"}},
     yaxis2={"range": lim, "scaleanchor": "x2", "anchor": "x2"},
     legend={"orientation": "h", "y": -0.12}, clickmode="event+select", dragmode=False)
 ss["pg_click_trace"] = len(fig.data) - 1  # the clickable grid: the last trace
@@ -211,13 +242,17 @@ def _clicked() -> None:
 st.plotly_chart(fig, width="stretch", key="pg_figure", on_select=_clicked, selection_mode="points")
 
 cls = "abstain" if cert.prediction < 0 else f"class {cert.prediction}"
+if norm != "l2":
+    st.caption(f"Radii and distances below are {NORM_SHORT} ({shape}: "
+               + ("|δx| + |δy|" if norm == "l1" else "max(|δx|, |δy|)") + f"), for {NOISE_NAMES[noise]} noise.")
 holds = nearest is None or cert.radius <= nearest[1] + 1e-12
 m = st.columns(5)
 m[0].metric("g(x) certified", cls)
-m[1].metric("certified radius", floor_str(cert.radius), help=f"σΦ⁻¹(pA lower bound); pA ≥ {floor_str(cert.p_lower)} "
-            f"from n = {n:,} at α = {alpha:g}")
-m[2].metric("exact-pA radius", floor_str(cert.radius_exact), help=f"σΦ⁻¹(pA) with pA = {cert.p_exact:.6f} "
-            "(quadrature, or closed form for the half-plane)")
+m[1].metric("certified radius", floor_str(cert.radius),
+            help=f"The {NOISE_NAMES[noise]} noise's {NORM_SHORT} radius of the pA lower bound; pA ≥ "
+                 f"{floor_str(cert.p_lower)} from n = {n:,} at α = {alpha:g}")
+m[2].metric("exact-pA radius", floor_str(cert.radius_exact), help=f"The same formula with pA = {cert.p_exact:.6f} "
+            "(quadrature, or closed form for the Gaussian half-plane)")
 m[3].metric("distance to boundary", "—" if nearest is None else floor_str(nearest[1]),
             help="The nearest point of the smoothed classifier's decision boundary (exact for the half-plane, on "
                  "the grid otherwise, within half a grid step)")
@@ -234,8 +269,8 @@ with st.expander("How the ball grows with n, and what α costs", expanded=step =
     ns = np.unique(np.logspace(1, 6, 60).astype(int))
     fig2 = go.Figure()
     for a in ALPHAS:
-        fig2.add_trace(go.Scatter(x=ns, y=pg.radius_against_n(cert.p_exact, float(sigma), a, ns), mode="lines",
-                                  name=f"α = {a:g}"))
+        fig2.add_trace(go.Scatter(x=ns, y=pg.radius_against_n(cert.p_exact, float(sigma), a, ns, noise, norm),
+                                  mode="lines", name=f"α = {a:g}"))
     fig2.add_hline(y=cert.radius_exact, line_dash="dash", annotation_text="exact pA (n → ∞)")
     fig2.add_trace(go.Scatter(x=[n], y=[cert.radius], mode="markers", name="this certificate",
                               marker={"size": 10, "color": "#d62728"}))

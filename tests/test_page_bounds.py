@@ -44,7 +44,26 @@ def test_bounds_page_reference_values_at_sigma_one():
     assert table["Cohen"].tolist() == ["0.2533", "1.2815", "2.3263", "3.0902"]  # Φ⁻¹(0.9) = 1.28155…: rounded down
     assert table["Li"].tolist() == ["0.2022", "1.0319", "1.9080", "2.5757"]
     assert table["Lecuyer"].tolist() == ["0.0592", "0.3902", "0.5548", "0.5689"]  # rounded down
-    assert len(at.get("plotly_chart")) == 2
+    assert len(at.get("plotly_chart")) == 4  # the three bounds, the ceilings, each noise's ℓ1 and ℓ∞ radii
+
+
+def test_each_noise_radius_against_pa_is_the_noises_own():
+    """Issue 30: Gaussian, Laplace and uniform radii at the same σ (the standard deviation), from
+    rs_core.smoothing.noises, at the sidebar model's dimension (MNIST: 784)."""
+    from rs_core.smoothing.noises import get_noise
+
+    at = _run(sigma=0.5)
+    assert not at.exception
+    table = at.table[2].value
+    p = np.array([0.6, 0.9, 0.99, 0.999])
+    assert table["pA"].tolist() == ["0.6", "0.9", "0.99", "0.999"]
+    for column, noise, norm in (("Laplace, ℓ1", "laplace", "l1"), ("uniform, ℓ1", "uniform", "l1"),
+                                ("uniform, ℓ∞", "uniform", "linf"), ("Gaussian, ℓ∞ (ℓ2 radius / √d)", "gaussian",
+                                                                     "linf")):
+        assert table[column].tolist() == [floor_str(float(r)) for r in get_noise(noise, 0.5).radius(p, norm, 784)]
+    assert table["Gaussian, ℓ2 (= its ℓ1 radius)"].tolist() == [floor_str(r) for r in cohen_radius(p, 1 - p, 0.5)]
+    assert table["Laplace, ℓ1"].tolist()[3] == floor_str(-0.5 / np.sqrt(2) * np.log(2 * 0.001))  # −λ ln 2(1 − p)
+    assert any("d = 784" in c.value for c in at.caption)
 
 
 def test_bounds_page_fixed_pb_and_sigma():

@@ -155,3 +155,37 @@ def test_the_attack_on_g_draws_its_path_and_lands_beyond_the_certified_ball_near
     assert certified <= distance <= exact * 1.05
     caption = next(c.value for c in at.caption if c.value.startswith("Attack: g changes"))
     assert "the exact distance" in caption and "soundness alarm" not in caption
+
+
+def test_step_five_draws_the_laplace_diamond_inside_the_exact_diamond_and_uniform_offers_a_square():
+    """Issue 30: the noise and the norm of the picture; the certified region is drawn in the norm's shape, with the
+    exact region of the half-plane (the largest such shape inside g's half-plane) beside it."""
+    at = _page()
+    at.radio(key="pg_step").set_value("5 · The shape of the noise").run()
+    assert not at.exception
+    assert (at.selectbox(key="pg_noise").value, at.selectbox(key="pg_norm").value) == ("laplace", "l1")
+    cert = pg.certify_point(pg.base_classifier("half-plane"), (0.9, 0.3), 0.5, n=100_000, alpha=0.001, seed=0,
+                            noise="laplace", norm="l1")
+    m = _metrics(at)
+    (_, _), exact = pg.nearest_boundary(pg.base_classifier("half-plane"), (0.9, 0.3), None, norm="l1")
+    assert m["certified radius"] == floor_str(cert.radius) and m["distance to boundary"] == floor_str(exact)
+    assert m["certificate holds"] == "yes" and float(m["certified radius"]) < exact
+    traces = {t.get("name", "").split(":")[0]: t for t in _figure(at)["data"]}
+    diamond = traces["certified diamond (CERTIFY, Clopper–Pearson)"]
+
+    def values(v) -> np.ndarray:  # plotly writes arrays as typed base64 ({"dtype", "bdata"}) or as lists
+        import base64
+
+        return np.frombuffer(base64.b64decode(v["bdata"]), dtype=v["dtype"]) if isinstance(v, dict) else np.array(v)
+
+    x, y = values(diamond["x"]), values(diamond["y"])
+    assert len(x) == 5  # four corners, closed
+    assert np.allclose(np.abs(x - 0.9) + np.abs(y - 0.3), float(diamond["name"].split(": ")[1]), atol=1e-3)
+    assert any(t.get("name", "").startswith("exact: the largest diamond inside g's region") for t in traces.values())
+    assert "x + ε (Laplace noise samples)" in traces
+    assert any("ℓ1" in c.value for c in at.caption)
+    at.selectbox(key="pg_noise").set_value("uniform").run()
+    assert at.selectbox(key="pg_norm").options == ["ℓ1 (diamond)", "ℓ∞ (square)"]
+    at.selectbox(key="pg_norm").set_value("linf").run()
+    names = [t.get("name", "") for t in _figure(at)["data"]]
+    assert any(n.startswith("certified square") for n in names) and not at.exception

@@ -118,3 +118,46 @@ def test_trained_presets_are_seeded_and_fit_their_shape(preset):
 def test_bad_parameters_name_themselves(call, prefix):
     with pytest.raises(ValueError, match=f"^{prefix}"):
         call()
+
+
+# --- Issue 30: other noises and norms in the plane ---
+
+@pytest.mark.parametrize("norm", ["l2", "l1", "linf"])
+def test_half_plane_distance_in_each_norm_is_the_brute_force_minimum(norm):
+    """|w·x − b| / ‖w‖_q (q the dual norm), against the smallest norm over a fine sweep of the boundary line."""
+    clf = pg.base_classifier("half-plane")
+    w, point = clf.w.numpy(), np.array([0.9, 0.3])
+    m = float(w @ point) - clf.offset
+    delta, dist = pg.half_plane_distance(w, m, norm)
+    assert abs(float(w @ (point + delta)) - clf.offset) < 1e-12  # on the line
+    t = np.linspace(-20, 20, 400_001)
+    line = np.stack([clf.offset * w[0] - t * w[1], clf.offset * w[1] + t * w[0]], 1) - point  # points of the line
+    brute = {"l2": np.hypot(*line.T), "l1": np.abs(line).sum(1), "linf": np.abs(line).max(1)}[norm].min()
+    assert dist == pytest.approx(brute, abs=1e-4) and dist <= brute + 1e-12
+
+
+def test_ball_outlines_are_a_circle_a_diamond_and_a_square():
+    for norm, value in (("l2", lambda v: np.hypot(*v)), ("l1", lambda v: np.abs(v).sum(0)),
+                        ("linf", lambda v: np.abs(v).max(0))):
+        x, y = pg.ball_outline((1.0, -0.5), 0.7, norm)
+        assert np.allclose(value(np.stack([x - 1.0, y + 0.5])), 0.7)  # every vertex (and point) at norm 0.7
+    assert len(pg.ball_outline((0, 0), 1, "l1")[0]) == 5 and len(pg.ball_outline((0, 0), 1, "linf")[0]) == 5
+    with pytest.raises(ValueError, match="^norm:"):
+        pg.ball_outline((0, 0), 1, "l3")
+
+
+@pytest.mark.parametrize(("noise", "norm"), [("laplace", "l1"), ("uniform", "l1"), ("uniform", "linf"),
+                                             ("gaussian", "l1")])
+def test_each_noise_certifies_inside_the_exact_half_plane_region(noise, norm):
+    """For the half-plane g is the half-plane itself under any symmetric noise; the certified and the exact-pA
+    radii of each noise stay within the exact distance in that norm, and the smoothed grid crosses ½ on the line."""
+    clf = pg.base_classifier("half-plane")
+    cert = pg.certify_point(clf, (0.9, 0.3), 0.5, n=20_000, alpha=0.001, seed=0, noise=noise, norm=norm)
+    (_, _), exact = pg.nearest_boundary(clf, (0.9, 0.3), None, norm=norm)
+    assert cert.prediction == 1 and 0 < cert.radius <= cert.radius_exact <= exact + 1e-9
+    assert (cert.noise_name, cert.norm) == (noise, norm) and cert.radius_li == cert.radius_lecuyer == 0.0
+    lam = {"laplace": 0.5 / np.sqrt(2), "uniform": 0.5 * np.sqrt(3), "gaussian": None}[noise]
+    if noise == "uniform":
+        assert np.abs(cert.noise - np.array([0.9, 0.3])).max() <= lam  # the cloud is the square of side 2λ
+    p1 = pg.half_plane_p1(clf, np.array([-0.3, 0.0, 0.3]), 0.5, noise)
+    assert p1[1] == 0.5 and p1[0] < 0.5 < p1[2] and p1[0] + p1[2] == pytest.approx(1.0, abs=1e-3)  # symmetric noise

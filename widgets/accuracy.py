@@ -24,6 +24,7 @@ from rs_core.logs.attack_logs import (
     read_attack_log,
 )
 from rs_core.logs.certify_logs import (
+    NORM_TITLES,
     CertifyLog,
     accuracy_tables,
     common_images,
@@ -46,6 +47,7 @@ from .state import Settings
 
 NOT_STATED = "not stated"
 SHIPPED_KEY, GROUP_KEY, COMMON_KEY = "acc_shipped", "acc_group", "acc_common"
+NORM_KEY = "acc_norm"  # which norm's logs are shown when the chosen logs mix norms
 UPLOADS_KEY, UPLOAD_DATASET_KEY = "acc_uploads", "acc_upload_dataset"
 JOB_KEY, LIVE_LOGS = "acc_job", "live_logs"
 ATTACK_UPLOADS_KEY, SHOW_ATTACKS_KEY = "acc_attack_uploads", "acc_show_attacks"
@@ -62,11 +64,16 @@ def default_log_ids(logs: Sequence[ShippedLog], model_id: str | None, dataset: s
     models = {m.id: m for m in shipped_models()}
 
     def family(model) -> list[str]:
-        own = [log.id for log in logs if log.kind == "single" and log.model_id == model.id]
+        # Logs of the model's own noise and its first norm only (Gaussian ℓ2, Laplace and uniform ℓ1): radii of
+        # different norms are never drawn on one axis.
+        native = ("gaussian", "l2") if model.noise == "gaussian" else (model.noise, "l1")
+        single = [log for log in logs if log.kind == "single" and (log.noise, log.norm) == native]
+        own = [log.id for log in single if log.model_id == model.id]
         if model.sigma <= 0:  # a clean model: its own logs (smoothed at several σ) only
             return own
-        kin = {m.id for m in models.values() if (m.dataset, m.arch) == (model.dataset, model.arch) and m.sigma > 0}
-        return [log.id for log in logs if log.kind == "single" and (log.id in own or log.model_id in kin)]
+        kin = {m.id for m in models.values() if (m.dataset, m.arch, m.noise) == (model.dataset, model.arch, model.noise)
+               and m.sigma > 0}
+        return [log.id for log in single if log.id in own or log.model_id in kin]
 
     model = models.get(model_id) if model_id else None
     if model is not None and family(model):
@@ -335,8 +342,11 @@ def compute_here(settings: Settings) -> CertifyLog | None:
     ) if p]
     for p in problems:
         st.error(p)
+    gaussian = (getattr(settings, "noise", "gaussian"), getattr(settings, "norm", "l2")) == ("gaussian", "l2")
     blocked = settings.why_not_ready or ("; ".join(problems) if problems else None) or \
-        ("a run is in progress: stop it first" if run is not None else None)
+        ("a run is in progress: stop it first" if run is not None else None) or \
+        (None if gaussian else "computing here certifies Gaussian ℓ2 radii; choose Gaussian noise and the ℓ2 norm "
+                               "in the sidebar (python -m rs_core certify --noise … --norm … for the others)")
     if st.button("Certify", key="live_run", disabled=blocked is not None) and ss.get(JOB_KEY) is None:
         _start(settings, int(k), int(n))  # here, not in a callback: the page's error guard covers it
         st.rerun()  # draw the page again with the run in it (Certify disabled, progress, Stop)
@@ -410,6 +420,16 @@ def results(logs: list[CertifyLog], radii, alpha: float | None, rho: float | Non
         st.warning("These logs index different data sets (" + ", ".join(f"{d}: {len(g)}" for d, g in groups.items())
                    + "); logs of different data sets are not compared. Showing one data set:")
     logs = groups[shown_group(list(groups), sidebar_dataset, event)]
+    by_norm: dict[str, list[CertifyLog]] = {}
+    for log in logs:
+        by_norm.setdefault(log.norm, []).append(log)
+    if len(by_norm) > 1:
+        st.warning("These logs certify radii in different norms (" + ", ".join(
+            f"{NORM_TITLES.get(n, n)}: {', '.join(log.label for log in g)}" for n, g in by_norm.items())
+                   + "). An ℓ1 and an ℓ2 radius are different shapes, not numbers on one axis: showing one norm:")
+        norm = st.radio("Norm", list(by_norm), key=NORM_KEY, horizontal=True,
+                        format_func=lambda n: NORM_TITLES.get(n, n))
+        logs = by_norm[norm]
     scope = f"each log on all of its {len(logs[0]):,} images" if len(logs) == 1 else "each log on all of its images"
     if len(logs) > 1 and not same_images(logs):
         common = st.checkbox("Compare on the same images only (rows present in every log)", value=False,

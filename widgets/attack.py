@@ -395,6 +395,13 @@ def section(run: Any, settings: Any, *, n_predict: int) -> None:
     shape = tuple(run.x.shape)
     st.divider()
     st.subheader("Search for an adversarial example")
+    if (getattr(cert, "noise", "gaussian"), getattr(cert, "norm", "l2")) != ("gaussian", "l2"):
+        # The searches measure ℓ2 distances on the Gaussian-smoothed classifier: set against an ℓ1 or ℓ∞ radius,
+        # or run on another noise's g, their distance would compare nothing with this certificate.
+        st.info(f"Not available for this certificate ({cert.noise} noise, {cert.norm} radius): the search looks for "
+                "the smallest ℓ2 perturbation of the Gaussian-smoothed classifier. Choose Gaussian noise and the ℓ2 "
+                "norm in the sidebar to compare a certificate with an attack.")
+        return
     st.caption("The certificate is a lower bound. How far is the truth? An ℓ2 attack on the smoothed classifier g "
                "(PGD, DDN or a gradient-free boundary search on the mean softmax over m noise draws; the change of "
                "class confirmed by PREDICT with fresh "

@@ -51,7 +51,7 @@ FIELDS: dict[str, Field] = {
     "seed": Field("seed", int, lambda v: 0 <= v <= 2**53 - 1, "must be a whole number from 0 to 2^53 − 1"),
     "test_index": Field("test image", int, lambda v: 0 <= v <= 10_000_000, "must be a whole number ≥ 0"),
 }
-TEXT_FIELDS = ("model", "device", "source", "example")  # checked against the app's choices by the caller
+TEXT_FIELDS = ("model", "device", "source", "example", "noise", "norm")  # checked against the app's choices by the caller
 
 
 def _show(v: Any) -> str:

@@ -20,6 +20,7 @@ from rs_core.data import DATASETS
 from rs_core.models.checkpoints import LoadedModel, load_checkpoint
 from rs_core.models.server_folder import PREFIX, find_folder_model, folder_models
 from rs_core.models.shipped import default_model, find_model, shipped_denoisers, shipped_models
+from rs_core.smoothing.noises import NOISES, get_noise
 
 from . import fields, own_model, state
 
@@ -28,6 +29,7 @@ _LINK_READ = "link_read"
 LINK_SEEN = "link_seen"  # the addresses this app wrote into the address bar in this session, oldest first
 LINKS_KEPT = 64
 _SIGMA_FOR = "sigma_for"
+_NOISE_FOR = "noise_for"
 
 NUMBERS = {  # widget key → (field, label, step, format, help)
     "sigma": ("sigma", "σ (noise level)", 0.05, "%.3f",
@@ -43,6 +45,18 @@ NUMBERS = {  # widget key → (field, label, step, format, help)
     "seed": ("seed", "Seed", 1, None, "The same seed, input and settings reproduce a certificate exactly"),
 }
 DEFAULTS = {"sigma": 0.25, "alpha": 0.001, "n0": 100, "n_max": 100_000, "batch": 1000, "seed": 0}
+NOISE_LABELS = {"gaussian": "Gaussian", "laplace": "Laplace", "uniform": "uniform"}
+NORM_LABELS = {"l2": "ℓ2", "l1": "ℓ1", "linf": "ℓ∞"}
+_LINK_NOISE = "link_noise"  # a link's noise/norm pair, kept until the user changes either (shown if invalid)
+
+
+def norm_label(noise: str, norm: str) -> str:
+    """How the sidebar names a norm for a noise: Gaussian's ℓ1 and ℓ∞ radii are derived from its ℓ2 radius."""
+    if noise == "gaussian" and norm == "l1":
+        return "ℓ1 (the ℓ2 radius: an ℓ1 ball lies in the ℓ2 ball)"
+    if noise == "gaussian" and norm == "linf":
+        return "ℓ∞ (derived from ℓ2: radius / √d)"
+    return NORM_LABELS[norm]
 
 
 @st.cache_resource(show_spinner="Loading the model…", max_entries=8)
@@ -97,6 +111,16 @@ def _read_link(model_ids: list[str], devices: list[str]) -> dict[str, str]:
     for key in NUMBERS:
         if key in values:
             ss[key] = values[key]  # kept as given, even out of range: shown as invalid, never replaced
+    if "noise" in values or "norm" in values:
+        # Kept as given and checked where the noise is drawn: an impossible pair is shown as invalid, never replaced.
+        ss[_LINK_NOISE] = (values.get("noise", "gaussian"), values.get("norm"))
+        if values.get("norm") in get_noise(values.get("noise", "gaussian") if values.get("noise") in NOISES
+                                           else "gaussian", 1.0).norms:
+            ss["norm"] = values["norm"]
+        if values.get("noise") in NOISES:
+            ss["noise"] = values["noise"]
+            ss.setdefault("model", default_model().id if default_model() else LOCAL)
+            ss[_NOISE_FOR] = ss["model"]  # the link's noise, not the model's training noise
     if "sigma" in values:
         ss.setdefault("model", default_model().id if default_model() else LOCAL)
         ss[_SIGMA_FOR] = (ss["model"], None, None)  # the link's σ, not the model's training σ
@@ -204,6 +228,7 @@ def draw() -> state.Settings:
                        "pessimistic: a model certifies best at the σ it was trained for (Cohen et al. App. H.3).")
         elif train_sigma is None and loaded is not None:
             sb.info("The file does not say which σ the model was trained with.")
+    noise, norm = _noise_and_norm(sb, model_id, loaded, problems)
     alpha = number(sb, "alpha")
     c1, c2 = sb.columns(2)
     n0, n_max = number(c1, "n0"), number(c2, "n_max")
@@ -215,13 +240,73 @@ def draw() -> state.Settings:
         sigma=None if "sigma" in problems else float(sigma), alpha=None if "alpha" in problems else float(alpha),
         n0=None if "n0" in problems else int(n0), n_max=None if "n_max" in problems else int(n_max),
         batch_size=None if "batch" in problems else int(batch), seed=None if "seed" in problems else int(seed),
-        denoiser=denoiser, denoiser_label=denoiser_label, denoiser_file=denoiser_file)
+        denoiser=denoiser, denoiser_label=denoiser_label, denoiser_file=denoiser_file, noise=noise, norm=norm)
     state.store(s)
-    # The link: what is on screen (invalid values too, so a shared link shows the same problem).
+    # The link: what is on screen (invalid values too, so a shared link shows the same problem). Gaussian ℓ2, the
+    # default, is left out, so that links made before other noises existed stay what they were.
+    link_noise, link_norm = ss.get(_LINK_NOISE) or (noise, norm)
     write_link(fields.to_query(
         {"model": None if model_id == LOCAL else model_id, "device": device,
-         **{k: ss.get(k) for k in NUMBERS if isinstance(ss.get(k), (int, float))}}), replace=True)
+         **{k: ss.get(k) for k in NUMBERS if isinstance(ss.get(k), (int, float))},
+         **({} if (link_noise, link_norm) == ("gaussian", "l2") else {"noise": link_noise, "norm": link_norm})}),
+        replace=True)
     return s
+
+
+def _forget_link_noise() -> None:
+    st.session_state.pop(_LINK_NOISE, None)
+
+
+def _noise_and_norm(sb, model_id: str, loaded: LoadedModel | None, problems: dict[str, str]) -> tuple[str, str]:
+    """The sidebar's noise and norm. The noise follows the model (its training noise) like σ; the norms offered are
+    those the noise certifies. A link's impossible pair is shown as a problem (nothing runs) until either is
+    changed."""
+    ss = st.session_state
+    trained = None if loaded is None else loaded.noise
+    if model_id not in (LOCAL,) and not model_id.startswith(PREFIX) and find_model(model_id) is not None:
+        trained = find_model(model_id).noise
+    follow = (model_id, None if loaded is None else loaded.sha256)
+    if ss.get(_NOISE_FOR) not in (follow, model_id) and loaded is not None:
+        ss["noise"] = trained if trained in NOISES else "gaussian"
+        ss["norm"] = get_noise(ss["noise"], 1.0).norms[0]  # the norm that noise certifies first (Gaussian: ℓ2)
+        ss[_NOISE_FOR] = follow
+    elif ss.get(_NOISE_FOR) == model_id:
+        ss[_NOISE_FOR] = follow  # the link's noise was set for this model: keep it
+    if ss.get("noise") not in NOISES:
+        ss["noise"] = "gaussian"
+    noise = sb.selectbox("Noise", list(NOISES), format_func=NOISE_LABELS.get, key="noise", on_change=_forget_link_noise,
+                         help="The noise added to every pixel value; σ is its standard deviation for every noise "
+                              "(Gaussian N(0, σ²); Laplace of scale λ = σ/√2; uniform on [−λ, λ], λ = σ√3). Each "
+                              "certifies its own shape of region: Gaussian ℓ2 balls, Laplace ℓ1, uniform ℓ1 and ℓ∞ "
+                              "(Yang et al. 2020; Teng et al. 2020).")
+    offered = list(get_noise(noise, 1.0).norms)
+    why = None
+    if ss.get(_LINK_NOISE) is not None:
+        l_noise, l_norm = ss[_LINK_NOISE]
+        if l_noise not in NOISES:
+            why = f"noise in the link: {str(l_noise)[:20]!r} is not one of {', '.join(NOISES)}"
+        elif l_norm is not None and l_norm not in get_noise(l_noise, 1.0).norms:
+            why = (f"norm in the link: {l_noise} noise certifies {', '.join(get_noise(l_noise, 1.0).norms)}, "
+                   f"not {str(l_norm)[:20]!r}")
+    if why:
+        ss["norm"] = None  # nothing chosen until the user chooses: the link's norm is not silently replaced
+    elif ss.get("norm") not in offered:  # another noise was chosen: its first norm (the list shows which)
+        ss["norm"] = offered[0]
+    norm = sb.selectbox("Norm of the radius", offered, format_func=lambda n: norm_label(noise, n), key="norm",
+                        on_change=_forget_link_noise, placeholder="choose a norm",
+                        help="The norm the certified radius is measured in: one the noise certifies.")
+    if why:
+        problems["norm"] = why
+        sb.error(why + " — choose a norm here.")
+        norm = offered[0]  # for captions only: nothing runs while the problem stands
+    sigma_now = ss.get("sigma")
+    if trained is not None and noise != trained and isinstance(sigma_now, (int, float)) and sigma_now > 0:
+        sb.warning(f"The model was trained under {NOISE_LABELS.get(trained, trained)} noise. Smoothing it with "
+                   f"{NOISE_LABELS[noise]} noise is sound, but a model certifies best under the noise it was trained "
+                   "with.")
+    if norm == "linf" and noise == "uniform":
+        sb.caption("Uniform noise's ℓ∞ radius shrinks like 1/d with the input's dimension d: tiny on images.")
+    return noise, norm
 
 
 NO_DENOISER = "none"

@@ -42,6 +42,8 @@ class Settings:
     device: str
     error: str | None = None
     problems: dict[str, str] = field(default_factory=dict)
+    noise: str = "gaussian"  # the smoothing noise (rs_core.smoothing.noises), σ its standard deviation
+    norm: str = "l2"  # the norm the certified radius is in (one the noise certifies)
     denoiser: LoadedModel | None = None  # denoised smoothing: the base classifier is f∘D
     denoiser_label: str | None = None
     denoiser_file: str | None = None

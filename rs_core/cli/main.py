@@ -21,6 +21,7 @@ from rs_core.data import DATASETS
 from rs_core.logs.certify_logs import CERTIFY_HEADER, PREDICT_HEADER
 from rs_core.logs.resumable import ResumableLogs
 from rs_core.rounding import floor_str
+from rs_core.smoothing.noises import NOISES, NORMS
 from rs_core.smoothing.seeding import example_seed
 
 
@@ -315,6 +316,13 @@ def _add_sampling(p, certify: bool) -> None:
                        help="with --radii: the most estimation samples per example (default: --N)")
     p.add_argument("--N", type=A.count, default=100_000, help="number of samples to use")
     p.add_argument("--alpha", type=A.probability, default=0.001, help="failure probability")
+    p.add_argument("--noise", choices=NOISES, default="gaussian",
+                   help="the smoothing noise, sigma its standard deviation per coordinate: gaussian (default), "
+                        "laplace (scale σ/√2) or uniform (on [−σ√3, σ√3]); use the noise the model was trained with")
+    if certify:
+        p.add_argument("--norm", choices=NORMS, default=None,
+                       help="the norm of the certified radius, one the noise certifies: gaussian l2 (default), l1 "
+                            "(the l2 radius) or linf (l2 radius/√d); laplace l1; uniform l1 (default) or linf")
     p.add_argument("--device", type=A.device, default=None, help="cpu, cuda, cuda:1, mps (default: the best available)")
     p.add_argument("--seed", type=A.seed, default=0,
                    help="example i uses seed + i, also when examples share a batch (N0 + N <= batch / 2): a row "
@@ -333,10 +341,22 @@ def _add_sampling(p, certify: bool) -> None:
     cli_model.add_model_options(p)
 
 
-# Logs written before the fast path existed were made on the plain path.
-FAST_DEFAULT = {"fast": {"autocast": None, "channels_last": False, "compile": False}}
+# Logs written before the fast path (or other noises) existed were made on the plain path, with Gaussian noise and
+# ℓ2 radii.
+FAST_DEFAULT = {"fast": {"autocast": None, "channels_last": False, "compile": False}, "noise": "gaussian", "norm": "l2"}
 SAMPLING_IDENTITY = ("command", "dataset", "split", "skip", "sigma", "N", "N0", "alpha", "seed",
-                     "base_classifier.sha256", "base_classifier.normalize", "denoiser.sha256", "fast")
+                     "base_classifier.sha256", "base_classifier.normalize", "denoiser.sha256", "fast", "noise", "norm")
+
+
+def noise_and_norm(args) -> tuple[str, str]:
+    """The run's (noise, norm): --norm defaults to the first norm the noise certifies (l2 for Gaussian, l1 for the
+    others); a pair the noise does not certify is a ValueError naming ``norm``."""
+    from rs_core.smoothing.noises import check_noise_norm, get_noise
+
+    norm = getattr(args, "norm", None)
+    if norm is None:
+        norm = get_noise(args.noise, 1.0).norms[0]
+    return check_noise_norm(args.noise, norm)
 
 
 @contextlib.contextmanager
@@ -423,6 +443,13 @@ def _setup(args, device):
     record.update({"command": args.command, "dataset": args.dataset, "split": args.split, "sigma": args.sigma,
                    "N": args.N, "N0": getattr(args, "N0", None), "alpha": args.alpha, "seed": args.seed,
                    "skip": args.skip})
+    if hasattr(args, "noise"):  # certify and predict (attack is Gaussian ℓ2 and says so in its own record)
+        noise, norm = noise_and_norm(args)
+        record.update(noise=noise, norm=norm if args.command == "certify" else None)
+        trained = loaded.noise
+        if trained is not None and trained != noise and loaded.sigma:
+            print(f"warning: the model was trained under {trained} noise, smoothing with {noise}: the certificate "
+                  "is valid, but a model certifies best under the noise it was trained with", file=sys.stderr)
     return model, dataset, record
 
 
@@ -442,11 +469,15 @@ def _certify(args) -> int:
 
     if args.radii is None and args.N_max is not None:
         raise ValueError("N_max: only with --radii (fixed-N CERTIFY uses --N)")
+    noise, norm = noise_and_norm(args)
     if args.radii is not None:
+        if (noise, norm) != ("gaussian", "l2"):
+            raise ValueError(f"noise: adaptive CERTIFY (--radii) is Gaussian ℓ2 only; got --noise {noise} --norm "
+                             f"{norm} (drop --radii for fixed-N CERTIFY with this noise)")
         return _certify_radii(args)
     with _ranked(args) as (rank, device):
         model, dataset, record = _setup(args, device)
-        smooth = Smooth(model, args.sigma, args.batch, autocast=args.autocast)
+        smooth = Smooth(model, args.sigma, args.batch, autocast=args.autocast, noise=noise, norm=norm)
         logs = ResumableLogs({args.outfile: CERTIFY_HEADER}, record, SAMPLING_IDENTITY, rank,
                              overwrite=args.overwrite, defaults=FAST_DEFAULT)
         examples, total = _my_examples(args, dataset, rank, logs, smooth.examples_per_group(args.N0, args.N))
@@ -516,7 +547,7 @@ def _predict(args) -> int:
             for idx, x, label in examples:
                 before = time.time()
                 prediction = predict(model, x, args.sigma, args.N, args.alpha, args.batch,
-                                     seed=example_seed(args.seed, idx), autocast=args.autocast)
+                                     seed=example_seed(args.seed, idx), autocast=args.autocast, noise=args.noise)
                 elapsed = datetime.timedelta(seconds=time.time() - before)
                 logs.write(args.outfile, [idx, label, prediction, int(prediction == label), elapsed])
                 bar.update(1)
@@ -554,6 +585,7 @@ def _analyze(args) -> int:
     import numpy as np
 
     from rs_core.logs.certify_logs import (
+        check_one_norm,
         common_images,
         csv_table,
         figure,
@@ -571,6 +603,9 @@ def _analyze(args) -> int:
         radii = np.array(args.radii if args.radii else [0.0, 0.25, 0.5, 0.75, 1.0, 1.5, 2.0])
     labels = args.labels or [None] * len(args.logs)
     logs = [read_certify_log(path, label, dataset=args.dataset) for path, label in zip(args.logs, labels, strict=True)]
+    norm = check_one_norm(logs)  # radii in different norms are different shapes, not comparable numbers
+    if norm != "l2":
+        print(f"radii are {norm} radii (the logs' .meta.json)", file=sys.stderr)
     if args.common or args.oracle or args.versus:  # only logs of one data set (folders, or --dataset) are intersected
         logs, common = common_images(logs)
         print(f"{len(common)} examples common to all {len(logs)} logs", file=sys.stderr)

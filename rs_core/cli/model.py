@@ -19,6 +19,7 @@ from pathlib import Path
 from typing import Any
 
 from rs_core.cli import args as A
+from rs_core.smoothing.noises import NOISES, NORMS, check_noise_norm, get_noise
 
 
 def add_model_options(p: argparse.ArgumentParser) -> None:
@@ -70,6 +71,10 @@ def add_certify_image(sub) -> None:
     p.add_argument("--N", type=A.count, default=100_000, help="estimation samples (at most; Ctrl-C stops early and "
                                                               "keeps a valid certificate: the bound is anytime-valid)")
     p.add_argument("--alpha", type=A.probability, default=0.001)
+    p.add_argument("--noise", choices=NOISES, default="gaussian",
+                   help="smoothing noise, sigma its standard deviation: gaussian (default), laplace or uniform")
+    p.add_argument("--norm", choices=NORMS, default=None,
+                   help="norm of the radius, one the noise certifies (default: l2 for gaussian, l1 for the others)")
     p.add_argument("--seed", type=A.seed, default=0)
     p.add_argument("--batch", type=A.count, default=1000, help="largest batch size")
     p.add_argument("--batch-seconds", type=A.nonnegative_float, default=0.5,
@@ -127,6 +132,7 @@ def _input(args, loaded) -> tuple[Any, str, dict[str, Any]]:
 def certify_image(args) -> int:
     import torch
 
+    from rs_core.logs.certify_logs import NORM_TITLES
     from rs_core.logs.document import certificate_document, class_label
     from rs_core.logs.verify import combined_sha256, tensor_sha256
     from rs_core.models.device import default_device
@@ -134,6 +140,9 @@ def certify_image(args) -> int:
     from rs_core.smoothing.diagnostics import noise_robustness_warning
     from rs_core.smoothing.stream import CertifyStream
 
+    noise = args.noise
+    norm = args.norm or get_noise(noise, args.sigma).norms[0]
+    check_noise_norm(noise, norm)  # before the model is read: a pair the noise does not certify is a usage error
     device = args.device or str(default_device())
     loaded = load_model(args.model, device=device, **model_kwargs(args))
     if loaded.meta.get("kind") == "denoiser":
@@ -157,8 +166,10 @@ def certify_image(args) -> int:
     xd = x.to(device)
     with torch.inference_mode():
         clean = int(model(xd.unsqueeze(0)).argmax(1).item())
+    noise = args.noise
+    norm = args.norm or get_noise(noise, args.sigma).norms[0]
     stream = CertifyStream(model, xd, args.sigma, n0=args.N0, n_max=args.N, alpha=args.alpha, batch_size=args.batch,
-                           seed=args.seed, batch_seconds=args.batch_seconds or None)
+                           seed=args.seed, batch_seconds=args.batch_seconds or None, noise=noise, norm=norm)
     _run_with_progress(stream, args)
     cert = stream.certificate()
     prediction = None
@@ -167,7 +178,7 @@ def certify_image(args) -> int:
         from rs_core.smoothing.seeding import predict_seed
 
         prediction = predict_result(model, xd, args.sigma, n=args.predict, alpha=args.alpha,
-                                    batch_size=cert.batch_size, seed=predict_seed(args.seed))
+                                    batch_size=cert.batch_size, seed=predict_seed(args.seed), noise=noise)
     counts = cert.counts if cert.n else cert.counts_selection
     warning = noise_robustness_warning(clean, counts, args.sigma, trained_sigma=loaded.sigma)
     doc = certificate_document(
@@ -183,7 +194,8 @@ def certify_image(args) -> int:
     if cert.prediction < 0:
         print(f"abstain (pA ≥ {cert.p_lower:.4f} after n = {cert.n:,}); certificate: {out}")
     else:
-        print(f"certified: {class_label(names, cert.prediction)} within ℓ2 radius {doc['radii_other_bounds']['Cohen et al. (tight)']}"
+        print(f"certified: {class_label(names, cert.prediction)} within {NORM_TITLES[cert.norm]} radius "
+              f"{doc['rounded_down']['radius']}"
               f" (pA ≥ {cert.p_lower:.4f}, n = {cert.n:,}, α = {cert.alpha:g}); certificate: {out}")
     if warning:
         print(f"warning: {warning}", file=sys.stderr)

@@ -44,6 +44,8 @@ class CertifyLog:
     path: str = ""
     dataset: str | None = None  # the data set the rows index into; logs of different ones are never compared
     alpha: float | None = None  # CERTIFY's α when known (for the App. D bound)
+    norm: str = "l2"  # the norm of the radii (OUTFILE.meta.json's "norm"; Cohen et al.'s logs and older ones: ℓ2)
+    noise: str = "gaussian"  # the smoothing noise (the same file's "noise")
 
     def __len__(self) -> int:
         return len(self.idx)
@@ -346,7 +348,44 @@ def read_certify_log(path: str | os.PathLike, label: str | None = None, *, datas
         raise ValueError(f"log: no such file: {path}")
     check_size(path.stat().st_size, max_bytes, f"log: {path.name}")
     log = parse_certify_log(path.read_bytes(), label or default_label(path), path.name, max_bytes=max_bytes)
-    return dataclasses.replace(log, path=str(path), dataset=dataset or dataset_from_path(path), alpha=alpha)
+    noise, norm = log_noise_norm(path)
+    return dataclasses.replace(log, path=str(path), dataset=dataset or dataset_from_path(path), alpha=alpha,
+                               noise=noise, norm=norm)
+
+
+def log_noise_norm(path: str | os.PathLike) -> tuple[str, str]:
+    """The (noise, norm) that a log's ``.meta.json`` records; ("gaussian", "l2") for a log without one or without
+    them (Cohen et al.'s logs, and ours from before other noises existed). ``ValueError`` starting ``log:`` for a
+    sidecar naming an unknown noise or norm."""
+    import json
+
+    from rs_core.smoothing.noises import NOISES, NORMS
+
+    side = Path(path).with_name(Path(path).name + ".meta.json")
+    try:
+        meta = json.loads(side.read_text()) if side.is_file() else {}
+    except (OSError, ValueError):
+        meta = {}
+    meta = meta if isinstance(meta, dict) else {}
+    noise, norm = meta.get("noise", "gaussian"), meta.get("norm") or "l2"
+    if noise not in NOISES or norm not in NORMS:
+        raise ValueError(f"log: {Path(path).name}.meta.json names noise {noise!r} and norm {norm!r}; known: "
+                         f"{', '.join(NOISES)}; {', '.join(NORMS)}")
+    return noise, norm
+
+
+NORM_TITLES = {"l2": "ℓ2", "l1": "ℓ1", "linf": "ℓ∞"}
+
+
+def check_one_norm(logs: list[CertifyLog]) -> str:
+    """The one norm of ``logs``' radii; ``ValueError`` starting ``logs:`` when they mix norms (an ℓ1 radius and an
+    ℓ2 radius are different shapes, not numbers on one axis)."""
+    norms = sorted({log.norm for log in logs})
+    if len(norms) > 1:
+        which = "; ".join(f"{log.label} ({NORM_TITLES.get(log.norm, log.norm)})" for log in logs)
+        raise ValueError(f"logs: radii of different norms cannot share a table or a plot: {which}. Compare logs of "
+                         "one norm at a time")
+    return norms[0] if norms else "l2"
 
 
 def accuracy_lower_bound(accuracy, m: int, alpha: float, rho: float = 0.001):
@@ -519,7 +558,8 @@ def figure(logs: list[CertifyLog], alpha: float = 0.001, rho: float = 0.001, max
         # The App. D bound in the same colour, dotted, toggled together with its curve.
         fig.add_trace(go.Scatter(x=r, y=low, mode="lines", name=f"{log.label}: lower bound", legendgroup=log.label,
                                  showlegend=False, line={"shape": "hv", "color": color, "dash": "dot"}))
-    fig.update_layout(xaxis_title="radius (ℓ2)", yaxis_title="certified accuracy", yaxis_range=[0, 1],
+    norm = check_one_norm(logs) if logs else "l2"
+    fig.update_layout(xaxis_title=f"radius ({NORM_TITLES.get(norm, norm)})", yaxis_title="certified accuracy", yaxis_range=[0, 1],
                       template="plotly_white", legend={"orientation": "h", "y": -0.25},
                       title={"text": f"solid: certified accuracy · dotted: lower bound, probability ≥ {1 - rho:g} "
                                      "(App. D)", "font": {"size": 13}})

@@ -13,6 +13,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import Any
 
+from rs_core.logs.certify_logs import NORM_TITLES
 from rs_core.rounding import floor_str
 from rs_core.smoothing.bounds import cohen_radius, lecuyer_radius, li_radius
 from rs_core.smoothing.results import ABSTAIN, Certificate
@@ -25,10 +26,14 @@ def class_label(names: Sequence[str], c: int) -> str:
 def radii_table(cert: Certificate) -> dict[str, list[str]]:
     """The radius each bound gives for a certificate's counts: its pA lower bound, pB = 1 − pA (rounded down)."""
     p = cert.p_lower
+    ok = cert.prediction != ABSTAIN
+    if (cert.noise, cert.norm) != ("gaussian", "l2"):
+        # The ℓ2 bounds of Lecuyer et al. and Li et al. are for Gaussian noise: another noise or norm has its own.
+        name = f"{cert.noise} noise, {NORM_TITLES[cert.norm]} radius"
+        return {"bound": [name], "radius for these counts": [floor_str(cert.radius) if ok else "— (abstain)"]}
     rows = {"Cohen et al. (tight)": cohen_radius(p, 1 - p, cert.sigma),
             "Li et al. (Rényi)": li_radius(p, 1 - p, cert.sigma),
             "Lecuyer et al. (PixelDP)": lecuyer_radius(p, 1 - p, cert.sigma)}
-    ok = cert.prediction != ABSTAIN
     return {"bound": list(rows), "radius for these counts": [floor_str(float(r)) if ok else "— (abstain)"
                                                              for r in rows.values()]}
 
@@ -50,7 +55,8 @@ def certificate_document(cert: Certificate, *, class_names: Sequence[str], model
         "input": dict(input),
         "certifications_of_this_input_in_the_session": int(repeat),
         "warnings": list(warnings),
-        "guarantee": f"with probability ≥ 1 − {cert.alpha:g} over the sampling, the smoothed classifier returns "
-                     "the certified class for every ℓ2 perturbation of norm below the radius (σ and the radius in "
-                     "units of the [0, 1] image before normalization)",
+        "guarantee": f"with probability ≥ 1 − {cert.alpha:g} over the sampling, the smoothed classifier "
+                     f"({cert.noise} noise of standard deviation σ) returns the certified class for every "
+                     f"{NORM_TITLES[cert.norm]} perturbation of norm below the radius (σ and the radius in units of "
+                     "the [0, 1] image before normalization)",
     }

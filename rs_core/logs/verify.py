@@ -26,6 +26,7 @@ from torch import nn
 
 from rs_core.rounding import floor_str
 from rs_core.smoothing.bounds import radius_from_p_lower
+from rs_core.smoothing.noises import get_noise
 from rs_core.smoothing.results import Certificate
 from rs_core.smoothing.stream import CertifyStream
 
@@ -120,10 +121,17 @@ def precheck(doc: dict[str, Any], *, model_sha256: str, x: torch.Tensor,
     if cert["prediction"] >= 0 and p_lower > 0.5:
         # p_lower is stored as 1 − q: near 1 it carries q to ~1e-16 only, hence the loose tolerance (an edited σ
         # moves the radius by its own factor, e.g. 2× for 0.5 → 0.25).
-        expected = float(radius_from_p_lower(p_lower, sigma, complement=1.0 - p_lower))
+        noise, norm = cert.get("noise", "gaussian"), cert.get("norm", "l2")  # older documents: Gaussian ℓ2
+        if (noise, norm) == ("gaussian", "l2"):
+            expected = float(radius_from_p_lower(p_lower, sigma, complement=1.0 - p_lower))
+            formula = "σ·Φ⁻¹(p_lower)"
+        else:
+            expected = float(get_noise(noise, sigma).radius(p_lower, norm, x.numel(), complement=1.0 - p_lower))
+            formula = f"the {noise} {norm} radius of p_lower"
         if not math.isclose(expected, radius, rel_tol=1e-3, abs_tol=1e-6):
-            out.append(Difference("sigma", sigma, None, f"σ·Φ⁻¹(p_lower) = {expected:.6f} is not the recorded "
-                                                        f"radius {radius:.6f}: σ was changed"))
+            out.append(Difference("sigma", sigma, None, f"{formula} = {expected:.6f} is not the recorded "
+                                                        f"radius {radius:.6f}: σ (or the noise, or the norm) was "
+                                                        "changed"))
     return out
 
 
@@ -135,7 +143,8 @@ def rerun_stream(model: nn.Module, x: torch.Tensor, doc: dict[str, Any], *, batc
     device = next((p.device for p in model.parameters()), torch.device("cpu"))
     return CertifyStream(model, x.to(device), float(cert["sigma"]), n0=int(cert["n0"]), n_max=max(1, int(cert["n"])),
                          alpha=float(cert["alpha"]), batch_size=batch_size, seed=int(cert["seed"]),
-                         batch_seconds=batch_seconds)
+                         batch_seconds=batch_seconds, noise=str(cert.get("noise", "gaussian")),
+                         norm=str(cert.get("norm", "l2")))
 
 
 def compare(doc: dict[str, Any], again: Certificate) -> list[Difference]:

@@ -36,6 +36,7 @@ from torch import nn
 
 from rs_core.checks import check_alpha, check_count, check_sigma
 from rs_core.smoothing.bounds import cohen_radius, lecuyer_radius, li_radius
+from rs_core.smoothing.noises import get_noise
 from rs_core.smoothing.results import ABSTAIN
 from rs_core.smoothing.seeding import SeedPath, derive_seed, make_generator
 from rs_core.smoothing.smooth import Smooth
@@ -152,7 +153,7 @@ def base_grid(model: nn.Module, resolution: int = 61) -> np.ndarray:
 
 
 def smoothed_grid(model: nn.Module, sigma: float, resolution: int = 61, n: int = 128, seed: int = 0,
-                  num_classes: int = 2) -> np.ndarray:
+                  num_classes: int = 2, noise: str = "gaussian") -> np.ndarray:
     """The smoothed classifier's probability of each class at each grid point: [resolution, resolution, classes].
 
     Exact (Φ of the signed distance over σ) for :class:`HalfPlane`; otherwise Monte Carlo with ``n`` Gaussian
@@ -161,14 +162,18 @@ def smoothed_grid(model: nn.Module, sigma: float, resolution: int = 61, n: int =
     """
     sigma = check_sigma(sigma)
     check_count(n, "n")
+    dist = get_noise(noise, sigma)
     xs, ys = grid(resolution)
     X, Y = np.meshgrid(xs, ys)
     pts = torch.from_numpy(np.stack([X.ravel(), Y.ravel()], 1))
-    if isinstance(model, HalfPlane):
+    if isinstance(model, HalfPlane) and noise == "gaussian":
         p1 = torch.from_numpy(stats.norm.cdf(model.margin(pts).numpy() / sigma))
         probs = torch.stack([1 - p1, p1], 1)
+    elif isinstance(model, HalfPlane):
+        p1 = torch.from_numpy(half_plane_p1(model, model.margin(pts).numpy(), sigma, noise))
+        probs = torch.stack([1 - p1, p1], 1)
     else:
-        eps = torch.randn(n, 2, generator=make_generator(seed), dtype=torch.float32) * sigma
+        eps = dist.transform(torch.randn(n, 2, generator=make_generator(seed), dtype=torch.float32))
         pts32 = pts.float()
         counts = torch.zeros(len(pts), num_classes, dtype=torch.float64)
         for chunk in range(0, n, 64):
@@ -190,15 +195,36 @@ def _normal_points() -> torch.Tensor:
     return torch.from_numpy(stats.norm.ppf(np.clip(u, 1e-12, 1 - 1e-12)))
 
 
-def exact_probabilities(model: nn.Module, point: tuple[float, float], sigma: float, num_classes: int = 2) -> np.ndarray:
-    """P(f(x + ε) = c) for ε ~ N(0, σ²I) at one point: closed form for the half-plane, else quasi-Monte Carlo
-    (2^16 Sobol points; deterministic, within ~1e-3 of the limit n → ∞ that CERTIFY's estimate tends to)."""
+def _noise_points(sigma: float, noise: str) -> torch.Tensor:
+    """The quasi-Monte Carlo rule of :func:`_normal_points` mapped to ``noise`` (its inverse-CDF map per
+    coordinate, as CERTIFY's sampler): [2^16, 2] float64."""
+    if noise == "gaussian":
+        return sigma * _normal_points()
+    return get_noise(noise, sigma).transform(_normal_points().clone())
+
+
+def half_plane_p1(model: HalfPlane, margin: np.ndarray, sigma: float, noise: str) -> np.ndarray:
+    """P(w·(x + ε) > b) = P(w·ε > −m) at signed distances ``margin`` m, for a symmetric ``noise``: the law of w·ε
+    by the quasi-Monte Carlo rule (2^16 points, sorted once), within ~1e-4. ½ exactly at m = 0 for every symmetric
+    noise, so g's boundary is f's: the smoothed half-plane is the half-plane itself."""
+    proj = np.sort((_noise_points(sigma, noise) @ model.w).numpy())
+    below = np.searchsorted(proj, -np.asarray(margin, dtype=float), side="right") / len(proj)
+    p1 = 1.0 - below
+    return np.where(np.asarray(margin) == 0, 0.5, p1)
+
+
+def exact_probabilities(model: nn.Module, point: tuple[float, float], sigma: float, num_classes: int = 2,
+                        noise: str = "gaussian") -> np.ndarray:
+    """P(f(x + ε) = c) at one point, ε the ``noise`` of standard deviation σ: closed form for the Gaussian
+    half-plane, else quasi-Monte Carlo (2^16 Sobol points mapped to the noise; deterministic, within ~1e-3 of the
+    limit n → ∞ that CERTIFY's estimate tends to)."""
     sigma = check_sigma(sigma)
     x = torch.tensor(point, dtype=torch.float64)
     if isinstance(model, HalfPlane):
-        p1 = float(stats.norm.cdf(float(model.margin(x)) / sigma))
+        m = float(model.margin(x))
+        p1 = float(stats.norm.cdf(m / sigma)) if noise == "gaussian" else float(half_plane_p1(model, m, sigma, noise))
         return np.array([1 - p1, p1])
-    cls = _classes(model, x + sigma * _normal_points()).numpy()
+    cls = _classes(model, x + _noise_points(sigma, noise)).numpy()
     return np.bincount(cls, minlength=num_classes) / len(cls)
 
 
@@ -206,9 +232,10 @@ def exact_probabilities(model: nn.Module, point: tuple[float, float], sigma: flo
 class PointCertificate:
     """CERTIFY at a point, and the radii beside it.
 
-    ``radius``: Cohen's radius from the Clopper–Pearson bound (holds with probability ≥ 1 − α);
-    ``radius_exact``: σΦ⁻¹(pA) at the exact pA (what CERTIFY tends to as n → ∞; 0 when the class differs);
-    ``radius_lecuyer``, ``radius_li``: those bounds for the same pA lower bound, pB = 1 − pA.
+    ``radius``: the radius from the Clopper–Pearson bound in ``norm`` for ``noise`` (Cohen's σΦ⁻¹(p) for Gaussian
+    ℓ2; holds with probability ≥ 1 − α); ``radius_exact``: the same formula at the exact pA (what CERTIFY tends to
+    as n → ∞; 0 when the class differs); ``radius_lecuyer``, ``radius_li``: those Gaussian ℓ2 bounds for the same
+    pA lower bound, pB = 1 − pA (0 for other noises and norms).
     """
 
     prediction: int
@@ -225,45 +252,99 @@ class PointCertificate:
     n: int
     alpha: float
     seed: int
+    noise_name: str = "gaussian"
+    norm: str = "l2"
 
 
 def certify_point(model: nn.Module, point: tuple[float, float], sigma: float, n0: int = 100, n: int = 1000,
-                  alpha: float = 0.001, seed: int = 0, show: int = 300) -> PointCertificate:
+                  alpha: float = 0.001, seed: int = 0, show: int = 300, *, noise: str = "gaussian",
+                  norm: str = "l2") -> PointCertificate:
     """CERTIFY (Cohen et al. Algorithm 2, ``rs_core.Smooth``) at a point of the plane, with the exact-pA radius
     and Lecuyer's and Li's radii for the same counts. ``show`` noisy points are returned for the picture (drawn
     from their own generator, so they never influence the certificate)."""
     sigma, alpha = check_sigma(sigma), check_alpha(alpha)
     x = torch.tensor(point, dtype=torch.float32).reshape(1, 1, 2)
-    cert = Smooth(model, sigma, batch_size=min(n, 10_000)).certify(x, n0=n0, n=n, alpha=alpha, seed=seed)
-    probs = exact_probabilities(model, point, sigma)
+    cert = Smooth(model, sigma, batch_size=min(n, 10_000), noise=noise, norm=norm).certify(x, n0=n0, n=n,
+                                                                                          alpha=alpha, seed=seed)
+    probs = exact_probabilities(model, point, sigma, noise=noise)
     top = int(cert.prediction) if cert.prediction != ABSTAIN else int(np.argmax(cert.counts_selection))
     p_exact = float(probs[top])
-    radius_exact = float(sigma * stats.norm.ppf(p_exact)) if p_exact > 0.5 else 0.0
+    dist = get_noise(noise, sigma)
+    gaussian_l2 = (noise, norm) == ("gaussian", "l2")
+    if gaussian_l2:
+        radius_exact = float(sigma * stats.norm.ppf(p_exact)) if p_exact > 0.5 else 0.0
+    else:
+        radius_exact = float(dist.radius(min(p_exact, 1.0 - 1e-15), norm, 2)) if p_exact > 0.5 else 0.0
     p = cert.p_lower
     ok = cert.prediction != ABSTAIN
-    noise = (torch.randn(show, 2, generator=make_generator(derive_seed(seed, SeedPath.PLAYGROUND_NOISE)),
-                         dtype=torch.float64) * sigma
-             + torch.tensor(point, dtype=torch.float64)).numpy()
+    z = torch.randn(show, 2, generator=make_generator(derive_seed(seed, SeedPath.PLAYGROUND_NOISE)), dtype=torch.float64)
+    shown = (dist.transform(z) + torch.tensor(point, dtype=torch.float64)).numpy()
     return PointCertificate(
         prediction=int(cert.prediction), radius=float(cert.radius) if ok else 0.0, p_lower=float(p),
         p_exact=p_exact, radius_exact=radius_exact,
-        radius_lecuyer=float(lecuyer_radius(p, 1 - p, sigma)) if ok else 0.0,
-        radius_li=float(li_radius(p, 1 - p, sigma)) if ok else 0.0,
+        radius_lecuyer=float(lecuyer_radius(p, 1 - p, sigma)) if ok and gaussian_l2 else 0.0,
+        radius_li=float(li_radius(p, 1 - p, sigma)) if ok and gaussian_l2 else 0.0,
         counts=tuple(int(c) for c in cert.counts), counts_selection=tuple(int(c) for c in cert.counts_selection),
-        noise=noise, sigma=sigma, n=n, alpha=alpha, seed=seed)
+        noise=shown, sigma=sigma, n=n, alpha=alpha, seed=seed, noise_name=noise, norm=norm)
+
+
+def half_plane_distance(w: np.ndarray, margin: float, norm: str = "l2") -> tuple[np.ndarray, float]:
+    """The smallest perturbation δ (in ``norm``) that moves a point at signed distance ``margin`` (w·x − b, any w)
+    onto the line w·x = b, and its norm |w·x − b| / ‖w‖_q, q the dual norm (ℓ1 ↔ ℓ∞, ℓ2 ↔ ℓ2): along w for ℓ2,
+    along the largest |w_i| alone for ℓ1, along sign(w) in every coordinate for ℓ∞.
+
+    >>> half_plane_distance(np.array([3.0, 4.0]), 10.0, "l1")[1], half_plane_distance(np.array([3.0, 4.0]), 7.0, "linf")[1]
+    (2.5, 1.0)
+    """
+    w = np.asarray(w, dtype=float)
+    if norm == "l2":
+        delta = -margin * w / float(w @ w)
+    elif norm == "l1":
+        k = int(np.argmax(np.abs(w)))
+        delta = np.zeros_like(w)
+        delta[k] = -margin / w[k]
+    elif norm == "linf":
+        delta = -margin * np.sign(w) / float(np.abs(w).sum())
+    else:
+        raise ValueError(f"norm: must be one of l2, l1, linf, got {norm!r}")
+    return delta, float(_norm_of(delta[None], norm)[0])
+
+
+def _norm_of(v: np.ndarray, norm: str) -> np.ndarray:
+    return {"l2": lambda a: np.sqrt((a * a).sum(-1)), "l1": lambda a: np.abs(a).sum(-1),
+            "linf": lambda a: np.abs(a).max(-1)}[norm](np.asarray(v, dtype=float))
+
+
+def ball_outline(center: tuple[float, float], radius: float, norm: str = "l2",
+                 points: int = 120) -> tuple[np.ndarray, np.ndarray]:
+    """The boundary of the ``norm`` ball of ``radius`` around ``center`` as a closed polyline (x, y): a circle
+    (ℓ2), a diamond (ℓ1, corners on the axes) or a square (ℓ∞, sides parallel to the axes)."""
+    cx, cy = center
+    if norm == "l2":
+        t = np.linspace(0, 2 * math.pi, points)
+        return cx + radius * np.cos(t), cy + radius * np.sin(t)
+    if norm == "l1":
+        xs, ys = np.array([1.0, 0.0, -1.0, 0.0, 1.0]), np.array([0.0, 1.0, 0.0, -1.0, 0.0])
+    elif norm == "linf":
+        xs, ys = np.array([1.0, -1.0, -1.0, 1.0, 1.0]), np.array([1.0, 1.0, -1.0, -1.0, 1.0])
+    else:
+        raise ValueError(f"norm: must be one of l2, l1, linf, got {norm!r}")
+    return cx + radius * xs, cy + radius * ys
 
 
 def nearest_boundary(model: nn.Module, point: tuple[float, float], smoothed: np.ndarray,
-                     resolution: int | None = None) -> tuple[tuple[float, float], float] | None:
-    """The nearest point of the smoothed classifier's decision boundary, and its distance: exact for the
-    half-plane (the foot of the perpendicular); otherwise the nearest midpoint between neighbouring grid points
-    whose smoothed class differs (within half a grid step). None when the grid shows no boundary."""
+                     resolution: int | None = None, norm: str = "l2") -> tuple[tuple[float, float], float] | None:
+    """The nearest point of the smoothed classifier's decision boundary, and its distance in ``norm``: exact for
+    the half-plane with any symmetric noise (its g is the half-plane itself: :func:`half_plane_distance`);
+    otherwise the nearest midpoint between neighbouring grid points whose smoothed class differs (within half a
+    grid step). None when the grid shows no boundary."""
     px, py = point
     if isinstance(model, HalfPlane):
         w = model.w.numpy()
         m = float(w @ np.array([px, py])) - model.offset
-        foot = np.array([px, py]) - m * w
-        return (float(foot[0]), float(foot[1])), abs(m)
+        delta, dist = half_plane_distance(w, m, norm)
+        foot = np.array([px, py]) + delta
+        return (float(foot[0]), float(foot[1])), dist
     res = resolution or smoothed.shape[0]
     xs, ys = grid(res)
     cls = smoothed.argmax(-1)
@@ -277,12 +358,13 @@ def nearest_boundary(model: nn.Module, point: tuple[float, float], smoothed: np.
     mids = np.concatenate(mids)
     if len(mids) == 0:
         return None
-    d = np.hypot(mids[:, 0] - px, mids[:, 1] - py)
+    d = _norm_of(mids - np.array([px, py]), norm)
     k = int(d.argmin())
     return (float(mids[k, 0]), float(mids[k, 1])), float(d[k])
 
 
-def radius_against_n(p_exact: float, sigma: float, alpha: float, ns: np.ndarray) -> np.ndarray:
+def radius_against_n(p_exact: float, sigma: float, alpha: float, ns: np.ndarray, noise: str = "gaussian",
+                     norm: str = "l2") -> np.ndarray:
     """The radius CERTIFY would give if it counted exactly the expected n·pA votes: how the certified ball
     grows towards the exact one as n grows, at a given α (the cost of confidence)."""
     from rs_core.smoothing.stats import clopper_pearson_lower
@@ -290,8 +372,11 @@ def radius_against_n(p_exact: float, sigma: float, alpha: float, ns: np.ndarray)
     ns = np.asarray(ns, dtype=np.int64)
     k = np.floor(ns * p_exact).astype(np.int64)
     p_low = np.array([clopper_pearson_lower(int(a), int(b), alpha) for a, b in zip(k, ns, strict=True)])
+    if (noise, norm) != ("gaussian", "l2"):
+        return np.asarray(get_noise(noise, sigma).radius(p_low, norm, 2), dtype=float)
     return np.where(p_low > 0.5, cohen_radius(p_low, 1 - p_low, sigma), 0.0)
 
 
-__all__ = ["LIM", "PRESETS", "HalfPlane", "PointCertificate", "base_classifier", "base_grid", "certify_point",
-           "exact_probabilities", "grid", "nearest_boundary", "radius_against_n", "smoothed_grid"]
+__all__ = ["LIM", "PRESETS", "HalfPlane", "PointCertificate", "ball_outline", "base_classifier", "base_grid",
+           "certify_point", "exact_probabilities", "grid", "half_plane_distance", "half_plane_p1", "nearest_boundary",
+           "radius_against_n", "smoothed_grid"]

@@ -429,8 +429,9 @@ def sample_counts_many(model: nn.Module, xs: torch.Tensor, sigma: float, num: in
     return sampler.sample(num).cpu().numpy()
 
 
-def noisy_views(x: torch.Tensor, sigma: float, k: int = 6, *, seed: int = 0) -> torch.Tensor:
-    """k draws of x + ε, ε ~ N(0, σ²I), for showing what the base classifier sees: [k, C, H, W] on x's device.
+def noisy_views(x: torch.Tensor, sigma: float, k: int = 6, *, seed: int = 0, noise: str = "gaussian") -> torch.Tensor:
+    """k draws of x + ε, ε ~ N(0, σ²I) (or the ``noise`` of standard deviation σ), for showing what the base
+    classifier sees: [k, C, H, W] on x's device.
 
     Display only: CERTIFY draws its own noise (the views use ``derive_seed(seed, SeedPath.NOISY_VIEWS)``, not the
     seed itself). Not clipped (neither is the noise the classifier sees).
@@ -442,4 +443,6 @@ def noisy_views(x: torch.Tensor, sigma: float, k: int = 6, *, seed: int = 0) -> 
     k = check_count(k, "k")
     g = make_generator(derive_seed(seed, SeedPath.NOISY_VIEWS), x.device)
     eps = torch.randn((k, *x.shape), generator=g, device=x.device, dtype=torch.float32)
-    return x.float().unsqueeze(0) + sigma * eps
+    if noise == "gaussian":
+        return x.float().unsqueeze(0) + sigma * eps  # the views they always were
+    return x.float().unsqueeze(0) + get_noise(noise, sigma).transform(eps)

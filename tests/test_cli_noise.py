@@ -1,0 +1,104 @@
+"""Noises and norms on the command line (issue 30), run as a user runs them: ``python -m rs_core …`` subprocesses.
+
+certify/predict/certify-image take ``--noise`` and ``--norm``; the log's .meta.json and the certificate JSON record
+both; a pair the noise does not certify, adaptive CERTIFY with another noise, a resume with another noise, and
+analyze over logs of different norms are refused by name; verify re-runs with the recorded noise and norm."""
+
+from __future__ import annotations
+
+import json
+import math
+
+import pytest
+from test_cli import needs_mnist, run  # the CLI as a subprocess, and the MNIST guard
+from test_cli_model import _digit
+
+from rs_core.logs.certify_logs import read_certify_log
+from rs_core.models.checkpoints import CHECKPOINTS_DIR
+from rs_core.smoothing.noises import get_noise
+
+UNIFORM = CHECKPOINTS_DIR / "mnist/mnist_cnn/uniform_0.50/checkpoint.pth.tar"
+LAPLACE = CHECKPOINTS_DIR / "mnist/mnist_cnn/laplace_0.50/checkpoint.pth.tar"
+GAUSSIAN = CHECKPOINTS_DIR / "mnist/mnist_cnn/noise_0.50/checkpoint.pth.tar"
+
+
+@pytest.mark.parametrize(("extra", "message"), [
+    (["--noise", "laplace", "--norm", "l2"], "error: norm: laplace noise certifies l1, not 'l2'"),
+    (["--noise", "uniform", "--norm", "l2"], "error: norm: uniform noise certifies l1, linf, not 'l2'"),
+    (["--noise", "laplace", "--radii", "1"], "error: noise: adaptive CERTIFY (--radii) is Gaussian ℓ2 only"),
+    (["--noise", "cauchy"], "argument --noise: invalid choice: 'cauchy'"),
+])
+def test_a_noise_and_norm_the_run_cannot_certify_is_refused_by_name(tmp_path, extra, message):
+    proc = run("certify", "mnist", LAPLACE, 0.5, tmp_path / "log", "--skip", 5000, *extra, check=False)
+    assert proc.returncode == 2 and message in proc.stderr and "Traceback" not in proc.stderr
+    assert not (tmp_path / "log").exists()
+
+
+def _log(path, radius: str, noise: str, norm: str):
+    path.write_text(f"idx\tlabel\tpredict\tradius\tcorrect\ttime\n0\t7\t7\t{radius}\t1\t0:00:01.0\n")
+    path.with_name(path.name + ".meta.json").write_text(json.dumps({"noise": noise, "norm": norm}))
+    return path
+
+
+def test_analyze_refuses_logs_of_different_norms_and_reads_one_norm(tmp_path):
+    l1 = _log(tmp_path / "sigma_0.50", "1.2000", "laplace", "l1")
+    l2 = _log(tmp_path / "gauss_0.50", "0.9000", "gaussian", "l2")
+    u1 = _log(tmp_path / "unif_0.50", "0.8000", "uniform", "l1")
+    proc = run("analyze", l1, l2, check=False)
+    assert proc.returncode == 2 and "error: logs: radii of different norms cannot share" in proc.stderr
+    assert "(ℓ1)" in proc.stderr and "(ℓ2)" in proc.stderr
+    both = run("analyze", l1, u1, "--radii", 0, 1, "--out", tmp_path / "r" / "x")
+    assert "radii are l1 radii" in both.stderr and both.stdout.count("|1.00") == 1  # laplace ≥ 1, uniform not
+    html = (tmp_path / "r" / "x.html").read_text()
+    assert '"radius (ℓ1)"' in html or json.dumps("radius (ℓ1)") in html  # the x-axis title, as plotly writes it
+    assert read_certify_log(l1).norm == "l1" and read_certify_log(tmp_path / "gauss_0.50").norm == "l2"
+
+
+@pytest.mark.slow
+@needs_mnist
+def test_certify_with_uniform_noise_in_l1_and_linf_gives_the_radii_of_the_same_votes(tmp_path):
+    """The same seed gives the same votes whatever the norm: each ℓ∞ radius is the ℓ∞ radius of the p_lower that
+    the ℓ1 radius 2λ(p − ½) implies (up to the 4-decimal floor), and the logs record noise and norm."""
+    common = ["--skip", 2500, "--N0", 20, "--N", 400, "--batch", 500, "--no-progress", "--noise", "uniform"]
+    l1, linf = tmp_path / "sigma_0.50", tmp_path / "sigma_0.50_linf"
+    run("certify", "mnist", UNIFORM, 0.5, l1, *common)
+    run("certify", "mnist", UNIFORM, 0.5, linf, *common, "--norm", "linf")
+    meta = json.loads((tmp_path / "sigma_0.50.meta.json").read_text())
+    assert (meta["noise"], meta["norm"]) == ("uniform", "l1")
+    assert json.loads((tmp_path / "sigma_0.50_linf.meta.json").read_text())["norm"] == "linf"
+    a, b = read_certify_log(l1), read_certify_log(linf)
+    assert list(a.predict) == list(b.predict) and (a.radius > 0).sum() >= 3
+    noise = get_noise("uniform", 0.5)
+    for r1, rinf in zip(a.radius, b.radius, strict=True):
+        p = 0.5 + r1 / (2 * noise.lam)  # from the floored ℓ1 radius: p a little low, so its ℓ∞ radius too
+        low, high = noise.radius(p, "linf", 784), noise.radius(p + 1e-4 / (2 * noise.lam), "linf", 784)
+        assert low - 1e-4 <= rinf <= high + 1e-12
+    # Resuming the ℓ1 log with another noise is refused: the log's settings are part of it.
+    proc = run("certify", "mnist", UNIFORM, 0.5, l1, *common[:-1], "laplace", check=False)
+    assert proc.returncode == 2 and "noise" in proc.stderr and "Traceback" not in proc.stderr
+    # predict takes the noise too, and the model's own noise differing is a warning, not a silent change.
+    pred = run("predict", "mnist", UNIFORM, 0.5, tmp_path / "p", "--N", 100, "--skip", 5000, "--noise", "gaussian",
+               "--no-progress")
+    assert "trained under uniform noise, smoothing with gaussian" in pred.stderr
+    assert json.loads((tmp_path / "p.meta.json").read_text())["noise"] == "gaussian"
+
+
+def test_certify_image_with_laplace_noise_then_verify_reruns_it(tmp_path):
+    out = tmp_path / "cert.json"
+    digit = _digit(tmp_path / "one.png")
+    proc = run("certify-image", LAPLACE, digit, 0.5, "--out", out, "--N", 2000, "--noise", "laplace",
+               "--invert", "auto", "--frame-digit", "--device", "cpu", "--no-progress")
+    doc = json.loads(out.read_text())
+    cert = doc["certificate"]
+    assert (cert["noise"], cert["norm"]) == ("laplace", "l1") and cert["prediction"] == 1
+    assert "within ℓ1 radius" in proc.stdout and "ℓ1 perturbation" in doc["guarantee"]
+    expected = get_noise("laplace", 0.5).radius(cert["p_lower"], "l1", complement=1 - cert["p_lower"])
+    assert math.isclose(cert["radius"], expected, rel_tol=1e-9)
+    assert list(doc["radii_other_bounds"]) == ["laplace noise, ℓ1 radius"]  # no Gaussian ℓ2 bound for Laplace noise
+    again = run("verify", out, LAPLACE, digit, "--device", "cpu")
+    assert "identical" in again.stdout
+    # The same votes read as a Gaussian ℓ2 certificate would be another radius: verify says so.
+    cert["noise"], cert["norm"] = "gaussian", "l2"
+    out.write_text(json.dumps(doc))
+    edited = run("verify", out, LAPLACE, digit, "--device", "cpu", check=False)
+    assert edited.returncode == 1 and "radius" in edited.stdout + edited.stderr
