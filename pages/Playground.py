@@ -19,7 +19,8 @@ from widgets import entry, playground_story
 entry.settings()  # the sidebar (this page has its own settings below; the sidebar's model is not used)
 ss = st.session_state
 st.title("Playground: randomized smoothing in 2-D")
-st.caption("Cohen et al.'s Figure 1, live. Left: the base classifier f and Gaussian noise around your point. "
+st.caption("Cohen et al.'s Figure 1, live. Left: the base classifier f and the noise around your point (Gaussian, or "
+           "Laplace or uniform below). "
            "Right: the smoothed classifier g (the class f returns most often under the noise), the ball CERTIFY "
            "certifies, and the ball the exact pA would give. Click on the right panel to move the point.")
 
