@@ -80,7 +80,13 @@ def test_certify_with_uniform_noise_in_l1_and_linf_gives_the_radii_of_the_same_v
     pred = run("predict", "mnist", UNIFORM, 0.5, tmp_path / "p", "--N", 100, "--skip", 5000, "--noise", "gaussian",
                "--no-progress")
     assert "trained under uniform noise, smoothing with gaussian" in pred.stderr
-    assert json.loads((tmp_path / "p.meta.json").read_text())["noise"] == "gaussian"
+    meta = json.loads((tmp_path / "p.meta.json").read_text())
+    assert meta["noise"] == "gaussian" and "norm" not in meta  # PREDICT has no radius
+    # A log written before noises existed (no noise in its .meta.json) was Gaussian: it still resumes.
+    del meta["noise"]
+    (tmp_path / "p.meta.json").write_text(json.dumps(meta))
+    again = run("predict", "mnist", UNIFORM, 0.5, tmp_path / "p", "--N", 100, "--skip", 5000, "--no-progress")
+    assert "already done" in again.stderr
 
 
 def test_certify_image_with_laplace_noise_then_verify_reruns_it(tmp_path):

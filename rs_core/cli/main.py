@@ -445,7 +445,9 @@ def _setup(args, device):
                    "skip": args.skip})
     if hasattr(args, "noise"):  # certify and predict (attack is Gaussian ℓ2 and says so in its own record)
         noise, norm = noise_and_norm(args)
-        record.update(noise=noise, norm=norm if args.command == "certify" else None)
+        record["noise"] = noise
+        if args.command == "certify":  # PREDICT has no radius, hence no norm (nor in its identity)
+            record["norm"] = norm
         trained = loaded.noise
         if trained is not None and trained != noise and loaded.sigma:
             print(f"warning: the model was trained under {trained} noise, smoothing with {noise}: the certificate "
@@ -540,8 +542,9 @@ def _predict(args) -> int:
 
     with _ranked(args) as (rank, device):
         model, dataset, record = _setup(args, device)
-        logs = ResumableLogs({args.outfile: PREDICT_HEADER}, record, SAMPLING_IDENTITY, rank,
-                             overwrite=args.overwrite, defaults=FAST_DEFAULT)
+        identity = tuple(k for k in SAMPLING_IDENTITY if k != "norm")
+        logs = ResumableLogs({args.outfile: PREDICT_HEADER}, record, identity, rank, overwrite=args.overwrite,
+                             defaults=FAST_DEFAULT)
         examples, total = _my_examples(args, dataset, rank, logs, 1)
         with _bar(total, not args.no_progress and rank.is_main, "predict") as bar:
             for idx, x, label in examples:
