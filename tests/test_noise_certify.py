@@ -182,3 +182,22 @@ def test_invalid_noise_and_norm_raise_naming_them():
         CertifyStream(model, x, 0.5, n_max=100, seed=0, noise="laplace", norm="linf")
     with pytest.raises(ValueError, match="^noise:"):  # the adaptive engine is Gaussian-only for now
         Smooth(model, 0.5, noise="laplace", norm="l1").certify_radii(x, [0.1], 10, 100, seed=0)
+
+
+def test_the_sigma_sweep_smooths_every_sigma_with_its_noise_and_norm():
+    """Compare σ's engine (SigmaSweepStream) carries the noise and the norm to each σ's stream: each certificate is
+    the one a CertifyStream with that noise gives at its derived seed."""
+    from rs_core.smoothing.seeding import derive_seed
+    from rs_core.smoothing.sweep import SigmaSweepStream
+
+    model, x = make_oracle(0.95, 0.5)
+    sweep = SigmaSweepStream(model, x, [0.25, 0.5], n0=50, n_max=2000, batch_size=500, seed=4, noise="uniform",
+                             norm="linf")
+    result = sweep.run()
+    for i, (sigma, cert) in enumerate(zip(result.sigmas, result.certificates, strict=True)):
+        alone = CertifyStream(model, x, sigma, 50, 2000, 0.001, 500, seed=derive_seed(4, i), noise="uniform",
+                              norm="linf").run()
+        assert (cert.noise, cert.norm) == ("uniform", "linf") and np.array_equal(cert.counts, alone.counts)
+        assert cert.radius == alone.radius
+    with pytest.raises(ValueError, match="^norm: laplace noise certifies l1"):
+        SigmaSweepStream(model, x, [0.5], noise="laplace", norm="l2")

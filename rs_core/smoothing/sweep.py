@@ -43,6 +43,7 @@ from torch import nn
 
 from rs_core.checks import check_alpha, check_count, check_images, check_seed, check_sigma
 from rs_core.models.device import Autocast, check_autocast, check_model
+from rs_core.smoothing.noises import check_noise_norm
 from rs_core.smoothing.results import ABSTAIN, Certificate, Snapshot, StopReason
 from rs_core.smoothing.seeding import derive_seed, fresh_seed
 from rs_core.smoothing.stream import CertifyStream, check_batch_seconds
@@ -164,8 +165,11 @@ class SigmaSweepStream:
         autocast: Autocast = None,
         batch_seconds: float | None = None,
         models: Mapping[float, nn.Module] | None = None,
+        noise: str = "gaussian",
+        norm: str = "l2",
     ) -> None:
         check_model(model)
+        self.noise, self.norm = check_noise_norm(noise, norm)  # every σ's stream smooths with this noise
         check_images(x, 3)
         self.batch_seconds = check_batch_seconds(batch_seconds)  # each σ's stream sizes its batches by time
         self.sigmas = _check_sigmas(sigmas)
@@ -202,7 +206,7 @@ class SigmaSweepStream:
         model = self.model if self.models is None else self.models[self.sigmas[i]]
         return CertifyStream(model, self.x, self.sigmas[i], self.n0, self.n_max, self.alpha_each,
                              self.batch_size, seed=derive_seed(self.seed, i), autocast=self.autocast,
-                             batch_seconds=self.batch_seconds)
+                             batch_seconds=self.batch_seconds, noise=self.noise, norm=self.norm)
 
     @property
     def device(self) -> torch.device:
