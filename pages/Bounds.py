@@ -14,6 +14,8 @@ from widgets import ceilings, counts, entry, state
 settings = entry.settings()
 sigma = settings.sigma
 last = st.session_state.get("last_certificate")
+if last and (last.get("noise", "gaussian"), last.get("norm", "l2")) != ("gaussian", "l2"):
+    last = None  # the ◆ sits on the Gaussian ℓ2 curves: another noise's or norm's radius has no place there
 st.title("Certified radius bounds")
 if sigma is None:
     st.info("Fix σ in the sidebar to see the bounds: " + settings.problems.get("sigma", ""))
@@ -81,23 +83,25 @@ def against_pa() -> None:
     })
 
 
-NOISE_CURVES = [("gaussian", "l2", "Gaussian, ℓ2 (= its ℓ1 radius)"), ("laplace", "l1", "Laplace, ℓ1"),
+NOISE_CURVES = [("gaussian", "l2", "Gaussian, ℓ2 (= its derived ℓ1)"), ("laplace", "l1", "Laplace, ℓ1"),
                 ("uniform", "l1", "uniform, ℓ1")]
-LINF_CURVES = [("gaussian", "linf", "Gaussian, ℓ∞ (ℓ2 radius / √d)"), ("uniform", "linf", "uniform, ℓ∞")]
+LINF_CURVES = [("gaussian", "linf", "Gaussian, ℓ∞ (derived: ℓ2 / √d)"), ("uniform", "linf", "uniform, ℓ∞")]
 
 
 def per_noise() -> None:
     """Each noise's certified radius against pA (pB = 1 − pA) at the sidebar's σ (its standard deviation for every
     noise): the radii of rs_core.smoothing.noises, ℓ1 and ℓ∞ apart."""
     st.subheader("Each noise's radius against pA")
-    d = 784
+    # ℓ∞ radii depend on the dimension d: the sidebar model's input, else MNIST's (the shipped models' data set).
+    d, source = 784, "MNIST's 1×28×28: no model chosen"
     if settings.loaded is not None:
-        d = int(np.prod(settings.loaded.input_shape))
+        shape = tuple(int(v) for v in settings.loaded.input_shape)
+        d, source = int(np.prod(shape)), "the sidebar model's input, " + "×".join(map(str, shape))
     st.caption(f"At σ = {sigma:g} for every noise (Gaussian N(0, σ²); Laplace of scale σ/√2; uniform on ±σ√3), "
-               f"pB = 1 − pA, inputs of dimension d = {d:,} (the sidebar model's). Radii in different norms are "
+               f"pB = 1 − pA, inputs of dimension d = {d:,} ({source}). Radii in different norms are "
                "different shapes, not numbers to rank: an ℓ1 ball of radius r lies inside the ℓ2 ball of r (so "
-               "Gaussian's ℓ2 radius is an ℓ1 radius too), and the ℓ∞ ball of r contains the ℓ2 ball of r — "
-               "an ℓ∞ radius of r allows √d times more change than an ℓ2 radius of r. The sidebar's noise and norm "
+               "Gaussian's ℓ2 radius is an ℓ1 radius too), and the ℓ∞ ball of r contains the ℓ2 ball of r (its "
+               "corners are r√d away in ℓ2; Gaussian's derived ℓ∞ radius is its ℓ2 radius over √d). The sidebar's noise and norm "
                "are what the Certify page uses.")
     p_a = np.unique(np.concatenate([np.linspace(0.5, 0.99, 200), 1.0 - np.logspace(-2, -5, 200)]))
     for title, curves in (("ℓ1 (and ℓ2)", NOISE_CURVES), ("ℓ∞", LINF_CURVES)):
@@ -106,8 +110,8 @@ def per_noise() -> None:
                                     hovertemplate="pA = %{customdata:.6f}<br>radius = %{y:.5f}")
                          for noise, norm, name in curves])
         fig.update_layout(title=f"Certified {title} radius", xaxis_title="pA (spaced by −log10(1 − pA))",
-                          yaxis_title="radius", template="plotly_white", legend={"orientation": "h", "y": -0.2},
-                          height=360, xaxis={"tickvals": [float(nines(t)) for t in TICKS],
+                          yaxis_title="radius", template="plotly_white", legend={"orientation": "h", "y": -0.3},
+                          height=380, xaxis={"tickvals": [float(nines(t)) for t in TICKS],
                                              "ticktext": [f"{t:g}" for t in TICKS]})
         st.plotly_chart(fig, width="stretch", key=f"noise_curves_{title}")
     points = np.array([0.6, 0.9, 0.99, 0.999])

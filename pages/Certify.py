@@ -78,7 +78,7 @@ def _trace(run: live.Run) -> None:
     if run.job.stream.target_radius:
         fig.add_hline(y=run.job.stream.target_radius, line_dash="dot", annotation_text="target")
     fig.update_layout(title="Certified radius against n (anytime-valid: any point was a valid place to stop)",
-                      xaxis_title="n", yaxis_title="radius", template="plotly_white", height=300,
+                      xaxis_title="n", yaxis_title=f"{sidebar.NORM_LABELS[run.job.certificate.norm]} radius", template="plotly_white", height=300,
                       xaxis_rangemode="tozero", yaxis_rangemode="tozero", margin={"t": 50, "b": 40, "l": 40, "r": 10})
     st.plotly_chart(fig, width="stretch", key="trace")
 
@@ -164,7 +164,8 @@ def _details(run: live.Run) -> None:
     # Remembered for the Bounds page ("where the last certified input sits").
     st.session_state["last_certificate"] = {"p_lower": cert.p_lower, "radius": cert.radius, "sigma": cert.sigma,
                                             "n": cert.n, "alpha": cert.alpha, "bound": cert.bound,
-                                            "class": report.class_label(names_, cert.prediction)}
+                                            "class": report.class_label(names_, cert.prediction),
+                                            "noise": cert.noise, "norm": cert.norm}  # its radius is of this pair
 
 
 left, right = st.columns([2, 3])
@@ -196,7 +197,9 @@ with st.expander("Options: target radius, PREDICT"):
     use_target = c1.checkbox("Stop at a target radius", key="use_target",
                              help="Stop as soon as the radius is certified, or as soon as it is out of reach even "
                                   "if every remaining sample voted c_A")
-    target = c1.number_input("target radius", value=0.5, step=0.05, key="target", disabled=not use_target)
+    # The label stays the same whatever the norm (a changed label would make it another widget, losing the value).
+    target = c1.number_input("target radius", value=0.5, step=0.05, key="target", disabled=not use_target,
+                             help=f"In the sidebar's norm, now {sidebar.NORM_LABELS.get(s.norm, s.norm)}")
     predict_n = c2.number_input("PREDICT: n", value=1000, step=100, key="predict_n",
                                 help="PREDICT runs after CERTIFY ends on its own, with fresh samples")
     page_problems = []

@@ -10,14 +10,13 @@ import streamlit as st
 from rs_core import ABSTAIN
 from rs_core.rounding import floor_str
 from rs_core.smoothing.sweep import SigmaSweepStream
-from widgets import entry, fields, figures, inputs, live, report, state
+from widgets import entry, fields, figures, inputs, live, report, sidebar, state
 
 KEY = "sweep_run"
 s = entry.settings()
 st.title("Compare σ on one input")
-if (s.noise, s.norm) != ("gaussian", "l2"):
-    st.info(f"This page smooths with Gaussian noise and certifies ℓ2 radii. The sidebar's {s.noise} noise and "
-            f"{s.norm} norm apply on the Certify page.")
+if (note := sidebar.gaussian_l2_note(s.noise, s.norm, " (the sweep of σ is Gaussian only)")) is not None:
+    st.info(note)
 st.markdown(
     """
 The same model and input, certified at several noise levels σ one after another, each with its own samples.

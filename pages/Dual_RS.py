@@ -12,15 +12,14 @@ from rs_core.models.shipped import shipped_estimators
 from rs_core.rounding import floor_str
 from rs_core.smoothing.sampling import noisy_views
 from rs_core.smoothing.sweep import SigmaSweepStream
-from widgets import dual_measured, entry, figures, inputs, live, report, state
+from widgets import dual_measured, entry, figures, inputs, live, report, sidebar, state
 
 KEY = "dual_run"
 COMPARE = "dual_compare"
 s = entry.settings()
 st.title("Dual randomized smoothing")
-if (s.noise, s.norm) != ("gaussian", "l2"):
-    st.info(f"This page smooths with Gaussian noise and certifies ℓ2 radii (dual RS chooses among Gaussian σ). The sidebar's {s.noise} noise and "
-            f"{s.norm} norm apply on the Certify page.")
+if (note := sidebar.gaussian_l2_note(s.noise, s.norm, " (dual RS chooses among Gaussian σ)")) is not None:
+    st.info(note)
 st.markdown(
     """
 No single σ is best for every input: a small σ certifies small radii accurately, a large σ reaches

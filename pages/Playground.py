@@ -137,15 +137,22 @@ model = _model(preset)
 
 
 @st.cache_data(show_spinner=False, max_entries=64)
-def _noise_story(name: str, point: tuple[float, float], n_: int, alpha_: float, seed: int) -> str:
-    return playground_story.noise_story(_model(name), point, NOISE_SIGMAS, n_, alpha_, seed)
+def _noise_story(name: str, point: tuple[float, float], n_: int, alpha_: float, seed: int, noise_: str,
+                 norm_: str) -> str:
+    return playground_story.noise_story(_model(name), point, NOISE_SIGMAS, n_, alpha_, seed, noise=noise_,
+                                        norm=norm_)
 
 
+# Steps 1–4 speak of Gaussian noise and ℓ2 balls: say so when the boxes below have been switched away from them.
+switched = ""
+if (STEPS[step][0] or {}).get("pg_noise") == "gaussian" and (noise, norm) != ("gaussian", "l2"):
+    switched = (f" (This step is about Gaussian noise and ℓ2 balls; the picture now shows {NOISE_NAMES[noise]} noise "
+                f"and {NORM_SHORT} {shape}s.)")
 if step == NOISE_STEP:  # what f, the exact g and CERTIFY say here at both ends of the drag: computed, not assumed
-    tour.info(STEPS[step][1] + " " + _noise_story(preset, (float(px), float(py)), int(n), float(alpha),
-                                                  int(ss["pg_seed"])))
+    tour.info(STEPS[step][1] + switched + " " + _noise_story(preset, (float(px), float(py)), int(n), float(alpha),
+                                                             int(ss["pg_seed"]), noise, norm))
 else:
-    tour.info(STEPS[step][1])
+    tour.info(STEPS[step][1] + switched)
 base = _base(preset)
 smooth = _smoothed(preset, float(sigma), noise)
 cert = pg.certify_point(model, (float(px), float(py)), float(sigma), n=int(n), alpha=float(alpha),
@@ -258,6 +265,8 @@ m[3].metric("distance to boundary", "—" if nearest is None else floor_str(near
             help="The nearest point of the smoothed classifier's decision boundary (exact for the half-plane, on "
                  "the grid otherwise, within half a grid step)")
 m[4].metric("certificate holds", "yes" if holds else "NO", help="certified radius ≤ distance to g's boundary")
+if isinstance(model, pg.HalfPlane):  # the exact region, in numbers beside the picture
+    st.caption(playground_story.half_plane_caption(model, (float(px), float(py)), cert))
 if attack is not None:
     st.caption(playground_story.attack_caption(attack, cert.radius, None if nearest is None else nearest[1],
                                                exact=isinstance(model, pg.HalfPlane)))

@@ -73,6 +73,8 @@ valid = {
     "sigma": st.floats(min_value=1e-6, max_value=10), "alpha": st.floats(min_value=1e-12, max_value=0.5),
     "n0": st.integers(1, 10**6), "n_max": st.integers(1, 10**8), "batch": st.integers(1, 10**5),
     "seed": st.integers(0, 2**53 - 1), "test_index": st.integers(0, 10**7),
+    # The noise and the norm travel as text; which pairs are possible is the sidebar's check (rs_core's noises).
+    "noise": st.sampled_from(["gaussian", "laplace", "uniform"]), "norm": st.sampled_from(["l2", "l1", "linf"]),
 }
 
 
@@ -80,7 +82,14 @@ valid = {
 def test_a_link_written_for_valid_settings_reads_back_exactly(values):
     back, problems = parse_query(to_query(values))
     assert not problems and back == values  # floats by repr: the same double, bit for bit
-    assert all(problem(k, v) is None for k, v in back.items())
+    assert all(problem(k, v) is None for k, v in back.items() if k in FIELDS)
+
+
+def test_a_links_noise_and_norm_are_returned_as_given_even_an_impossible_pair_or_an_unknown_name():
+    values, problems = parse_query({"noise": "laplace", "norm": "l2"})
+    assert values == {"noise": "laplace", "norm": "l2"} and not problems  # the sidebar shows the pair as invalid
+    values, problems = parse_query({"noise": "cauchy"})
+    assert values == {"noise": "cauchy"} and not problems
 
 
 def test_out_of_range_numbers_in_a_link_are_returned_as_given_for_the_sidebar_to_show():

@@ -164,6 +164,7 @@ def test_step_five_draws_the_laplace_diamond_inside_the_exact_diamond_and_unifor
     at.radio(key="pg_step").set_value("5 · The shape of the noise").run()
     assert not at.exception
     assert (at.selectbox(key="pg_noise").value, at.selectbox(key="pg_norm").value) == ("laplace", "l1")
+    assert at.selectbox(key="pg_norm").options == ["ℓ1 (diamond)"]  # Laplace certifies ℓ1 only
     cert = pg.certify_point(pg.base_classifier("half-plane"), (0.9, 0.3), 0.5, n=100_000, alpha=0.001, seed=0,
                             noise="laplace", norm="l1")
     m = _metrics(at)
@@ -189,3 +190,27 @@ def test_step_five_draws_the_laplace_diamond_inside_the_exact_diamond_and_unifor
     at.selectbox(key="pg_norm").set_value("linf").run()
     names = [t.get("name", "") for t in _figure(at)["data"]]
     assert any(n.startswith("certified square") for n in names) and not at.exception
+    at.selectbox(key="pg_noise").set_value("gaussian").run()
+    assert at.selectbox(key="pg_norm").options == ["ℓ2 (ball)", "ℓ1 (diamond)", "ℓ∞ (square)"]
+    assert at.selectbox(key="pg_norm").value == "linf" and not at.exception  # ℓ∞ is still certified: kept
+
+
+def test_the_half_plane_says_its_exact_region_in_each_norm_and_a_switched_step_says_so():
+    """The exact certified radius |w·x − b| / ‖w‖_q (q the dual norm) in numbers, equal to rs_core's, with the
+    certified radius below it; a Gaussian step whose noise the user switched says the picture shows another noise."""
+    at = _page()
+    at.radio(key="pg_step").set_value("3 · The bound is tight").run()
+    clf, point = pg.base_classifier("half-plane"), (0.9, 0.3)
+    for noise, norm in (("gaussian", "l2"), ("uniform", "linf")):
+        if noise != "gaussian":
+            at.selectbox(key="pg_noise").set_value(noise).run()
+            at.selectbox(key="pg_norm").set_value(norm).run()
+        assert not at.exception
+        cert = pg.certify_point(clf, point, 0.5, n=100_000, alpha=0.001, seed=0, noise=noise, norm=norm)
+        (_, _), exact = pg.nearest_boundary(clf, point, None, norm=norm)
+        caption = next(c.value for c in at.caption if c.value.startswith("Exact for the half-plane"))
+        assert f"= {floor_str(exact)}." in caption and f"radius {floor_str(cert.radius)} ≤" in caption
+        assert f"/ {pg.dual_norm(clf.w.numpy(), norm):.4f}" in caption and cert.radius <= exact
+        assert _metrics(at)["certified radius"] == floor_str(cert.radius)
+    assert "‖w‖₁" in caption  # ℓ∞ pairs with the ℓ1 norm of w
+    assert "the picture now shows uniform noise and ℓ∞ squares" in at.info[0].value

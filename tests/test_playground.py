@@ -161,3 +161,35 @@ def test_each_noise_certifies_inside_the_exact_half_plane_region(noise, norm):
         assert np.abs(cert.noise - np.array([0.9, 0.3])).max() <= lam  # the cloud is the square of side 2λ
     p1 = pg.half_plane_p1(clf, np.array([-0.3, 0.0, 0.3]), 0.5, noise)
     assert p1[1] == 0.5 and p1[0] < 0.5 < p1[2] and p1[0] + p1[2] == pytest.approx(1.0, abs=1e-3)  # symmetric noise
+
+
+@pytest.mark.parametrize("d", [2, 5])
+@pytest.mark.parametrize("norm", ["l2", "l1", "linf"])
+def test_dual_norm_distance_is_the_linear_programs_minimum(norm, d):
+    """min ‖δ‖_p subject to w·δ = −m (a linear program for ℓ1 and ℓ∞: δ = u − v, or |δ_i| ≤ t) equals
+    |m| / ‖w‖_q with q the dual norm, and half_plane_distance's δ attains it."""
+    from scipy.optimize import linprog
+
+    w = np.random.default_rng(d).normal(size=d)
+    m = 0.7
+    delta, dist = pg.half_plane_distance(w, m, norm)
+    assert float(w @ delta) == pytest.approx(-m, abs=1e-12) and dist == pytest.approx(m / pg.dual_norm(w, norm))
+    if norm == "l1":  # δ = u − v, u, v ≥ 0: min Σu + Σv
+        lp = linprog(np.ones(2 * d), A_eq=np.concatenate([w, -w])[None], b_eq=[-m], bounds=(0, None))
+    elif norm == "linf":  # variables (δ, t): min t with −t ≤ δ_i ≤ t
+        eye = np.eye(d)
+        lp = linprog(np.r_[np.zeros(d), 1.0], A_ub=np.block([[eye, -np.ones((d, 1))], [-eye, -np.ones((d, 1))]]),
+                     b_ub=np.zeros(2 * d), A_eq=np.r_[w, 0.0][None], b_eq=[-m], bounds=(None, None))
+    else:  # ℓ2 is no LP: the projection, checked against the closed form
+        assert dist == pytest.approx(m / np.linalg.norm(w))
+        return
+    assert lp.status == 0 and dist == pytest.approx(lp.fun, rel=1e-7)
+
+
+def test_dual_norm_pairs_l1_with_linf_and_names_a_bad_norm():
+    w = np.array([3.0, -4.0])
+    assert (pg.dual_norm(w, "l2"), pg.dual_norm(w, "l1"), pg.dual_norm(w, "linf")) == (5.0, 4.0, 7.0)
+    with pytest.raises(ValueError, match="^norm:"):
+        pg.dual_norm(w, "l3")
+    with pytest.raises(ValueError, match="^norm:"):
+        pg.half_plane_distance(w, 1.0, "l0")

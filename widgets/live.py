@@ -174,7 +174,8 @@ def empty_chart(names: list[str], key: str, title: str = "Votes per class appear
 
 
 PARAM_NAMES = {"sigma": "σ", "sigmas": "σ list", "alpha": "α", "n0": "n0", "n_max": "n max", "seed": "seed",
-               "best": "best-σ mode", "alpha_split": "α split", "estimator": "σ-estimator"}
+               "best": "best-σ mode", "alpha_split": "α split", "estimator": "σ-estimator", "noise": "noise",
+               "norm": "norm"}
 
 
 def stale_reasons(run: Run, chosen: Chosen | None, model_sha256: str | None, params_now: dict[str, Any], *,

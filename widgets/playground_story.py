@@ -29,21 +29,23 @@ def base_class(model: nn.Module, point: tuple[float, float]) -> int:
         return int(model(torch.tensor(point, dtype=torch.float32).reshape(1, 1, 1, 2)).argmax(1))
 
 
-def at_sigma(model: nn.Module, point: tuple[float, float], sigma: float, n: int, alpha: float, seed: int) -> AtSigma:
-    """The page's own computations at ``sigma``: ``exact_probabilities`` (the exact g) and ``certify_point``."""
-    probs = pg.exact_probabilities(model, point, sigma)
+def at_sigma(model: nn.Module, point: tuple[float, float], sigma: float, n: int, alpha: float, seed: int, *,
+             noise: str = "gaussian", norm: str = "l2") -> AtSigma:
+    """The page's own computations at ``sigma`` for ``noise`` (σ its standard deviation) and the radius in ``norm``:
+    ``exact_probabilities`` (the exact g) and ``certify_point``."""
+    probs = pg.exact_probabilities(model, point, sigma, noise=noise)
     g = int(np.argmax(probs))
     return AtSigma(sigma=float(sigma), g_class=g, g_p=float(probs[g]),
-                   cert=pg.certify_point(model, point, sigma, n=n, alpha=alpha, seed=seed))
+                   cert=pg.certify_point(model, point, sigma, n=n, alpha=alpha, seed=seed, noise=noise, norm=norm))
 
 
 def noise_story(model: nn.Module, point: tuple[float, float], sigmas: tuple[float, ...], n: int, alpha: float,
-                seed: int) -> str:
+                seed: int, *, noise: str = "gaussian", norm: str = "l2") -> str:
     """What happens at ``point`` as σ grows through ``sigmas``, in the numbers the page shows at each σ."""
     f = base_class(model, point)
     parts = [f"Here, at ({point[0]:g}, {point[1]:g}), f says **class {f}**."]
     for s in sigmas:
-        a = at_sigma(model, point, s, n, alpha, seed)
+        a = at_sigma(model, point, s, n, alpha, seed, noise=noise, norm=norm)
         same = "f's class" if a.g_class == f else "no longer f's class"
         c = a.cert
         if c.prediction < 0:
@@ -57,7 +59,6 @@ def noise_story(model: nn.Module, point: tuple[float, float], sigmas: tuple[floa
     return " ".join(parts)
 
 
-__all__ = ["AtSigma", "at_sigma", "base_class", "noise_story"]
 
 
 def attack_caption(attack, certified: float, boundary: float | None, exact: bool) -> str:
@@ -77,3 +78,36 @@ def attack_caption(attack, certified: float, boundary: float | None, exact: bool
             f"{attack.n_predict:,} fresh samples at α = {attack.alpha:g}){alarm}{truth}; certified radius "
             f"{floor_str(certified)}. The truth lies between the certified radius (a lower bound) and the attack's "
             f"distance (an upper bound).")
+
+
+NORM_SYMBOLS = {"l2": "ℓ2", "l1": "ℓ1", "linf": "ℓ∞"}
+DUAL_SYMBOLS = {"l2": "‖w‖₂", "l1": "‖w‖∞", "linf": "‖w‖₁"}
+
+
+def half_plane_caption(model: pg.HalfPlane, point: tuple[float, float], cert: pg.PointCertificate) -> str:
+    """The half-plane's exact certified radius in the certificate's norm, against CERTIFY's, in numbers.
+
+    Every symmetric noise leaves g's boundary on f's line w·x = b (P(w·ε > 0) = ½ there), so g is the half-plane
+    and the largest ℓp ball inside it has radius |w·x − b| / ‖w‖_q, q the dual norm (Hölder):
+    :func:`rs_core.smoothing.playground.dual_norm`. A sound certificate is at most that; the exact-pA radius sits
+    between (it is a bound for every classifier with that pA, not only for the half-plane)."""
+    w = model.w.numpy()
+    margin = float(w @ np.asarray(point, dtype=float)) - model.offset
+    q = pg.dual_norm(w, cert.norm)
+    exact = abs(margin) / q
+    p = NORM_SYMBOLS[cert.norm]
+
+    def rel(a: float, b: float) -> str:  # the order the numbers are in, never assumed
+        return "≤" if a <= b + 1e-12 else ">"
+
+    alarm = "" if cert.radius <= exact else " The certified radius exceeds the exact one: a failed certificate " \
+        "(probability ≤ α)."
+    return (f"Exact for the half-plane: every symmetric noise leaves g's boundary on f's line w·x = b, so the largest "
+            f"{p} region inside g's half-plane has radius |w·x − b| / {DUAL_SYMBOLS[cert.norm]} = {abs(margin):.4f} / "
+            f"{q:.4f} = {floor_str(exact)}. Certified {p} radius {floor_str(cert.radius)} "
+            f"{rel(cert.radius, cert.radius_exact)} exact-pA radius {floor_str(cert.radius_exact)} "
+            f"{rel(cert.radius_exact, exact)} exact {floor_str(exact)}.{alarm}")
+
+
+__all__ = ["DUAL_SYMBOLS", "NORM_SYMBOLS", "AtSigma", "at_sigma", "attack_caption", "base_class",
+           "half_plane_caption", "noise_story"]

@@ -12,7 +12,7 @@ ABSTAIN_ADVICE = ("Abstaining is not an error: under noise of this σ the model'
                   "shown to exceed one half with the required confidence, so the smoothed classifier makes no claim "
                   "about this input. To try: more samples (n max) if the votes lean clearly one way; a smaller σ (the "
                   "model may be unsure under this much noise, at the price of smaller radii); a model trained with "
-                  "Gaussian noise at this σ (a model trained without noise abstains almost everywhere).")
+                  "this noise at this σ (a model trained without noise abstains almost everywhere).")
 
 
 def votes_text(names: list[str], counts) -> str:

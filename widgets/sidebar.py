@@ -33,7 +33,8 @@ _NOISE_FOR = "noise_for"
 
 NUMBERS = {  # widget key → (field, label, step, format, help)
     "sigma": ("sigma", "σ (noise level)", 0.05, "%.3f",
-              ("The standard deviation of the Gaussian noise added to every pixel value, in the model's input "
+              ("The standard deviation of the noise added to every pixel value, for every noise (Gaussian "
+               "N(0, σ²); Laplace of scale λ = σ/√2; uniform on [−λ, λ] with λ = σ√3), in the model's input "
                "units: pixels scaled to [0, 1] (σ = 0.25 ≈ 64 of 255 grey levels). More noise: larger radii where "
                "the model stays sure, more abstentions elsewhere.")),
     "alpha": ("alpha", "α (certificate fails with probability ≤ α)", None, "%.4g", None),
@@ -57,6 +58,17 @@ def norm_label(noise: str, norm: str) -> str:
     if noise == "gaussian" and norm == "linf":
         return "ℓ∞ (derived from ℓ2: radius / √d)"
     return NORM_LABELS[norm]
+
+
+def gaussian_l2_note(noise: str, norm: str, why: str = "") -> str | None:
+    """What a Gaussian-ℓ2-only page (Compare σ, Dual RS) says when the sidebar shows another noise or norm: that it
+    does not use them, and what they would change; None for Gaussian ℓ2. ``why``: the page's reason, if any."""
+    if (noise, norm) == ("gaussian", "l2"):
+        return None
+    return (f"This page smooths with Gaussian noise and certifies ℓ2 radii{why}: its results are Gaussian ℓ2 "
+            f"certificates, not {NOISE_LABELS.get(noise, noise)}-noise {NORM_LABELS.get(norm, norm)} ones. The "
+            f"sidebar's {NOISE_LABELS.get(noise, noise)} noise and {NORM_LABELS.get(norm, norm)} norm would draw "
+            "other noise and measure the radius in another norm; they apply on the Certify page.")
 
 
 @st.cache_resource(show_spinner="Loading the model…", max_entries=8)
@@ -112,15 +124,15 @@ def _read_link(model_ids: list[str], devices: list[str]) -> dict[str, str]:
         if key in values:
             ss[key] = values[key]  # kept as given, even out of range: shown as invalid, never replaced
     if "noise" in values or "norm" in values:
-        # Kept as given and checked where the noise is drawn: an impossible pair is shown as invalid, never replaced.
-        ss[_LINK_NOISE] = (values.get("noise", "gaussian"), values.get("norm"))
-        if values.get("norm") in get_noise(values.get("noise", "gaussian") if values.get("noise") in NOISES
-                                           else "gaussian", 1.0).norms:
-            ss["norm"] = values["norm"]
+        # Kept as given (None: not in the link) and checked by _noise_and_norm once the model's noise is known: a
+        # valid pair is put into the widgets, an impossible one is shown as invalid, never replaced.
+        ss[_LINK_NOISE] = (values.get("noise"), values.get("norm"))
+        ss.setdefault("model", default_model().id if default_model() else LOCAL)
+        ss[_NOISE_FOR] = ("link", ss["model"])  # the link's noise, not the model's training noise, for this model
         if values.get("noise") in NOISES:
             ss["noise"] = values["noise"]
-            ss.setdefault("model", default_model().id if default_model() else LOCAL)
-            ss[_NOISE_FOR] = ss["model"]  # the link's noise, not the model's training noise
+    else:
+        ss.pop(_LINK_NOISE, None)  # an earlier link's pair does not outlive a link that names none
     if "sigma" in values:
         ss.setdefault("model", default_model().id if default_model() else LOCAL)
         ss[_SIGMA_FOR] = (ss["model"], None, None)  # the link's σ, not the model's training σ
@@ -228,7 +240,7 @@ def draw() -> state.Settings:
                        "pessimistic: a model certifies best at the σ it was trained for (Cohen et al. App. H.3).")
         elif train_sigma is None and loaded is not None:
             sb.info("The file does not say which σ the model was trained with.")
-    noise, norm = _noise_and_norm(sb, model_id, loaded, problems)
+    noise, norm, usual = _noise_and_norm(sb, model_id, loaded, problems)
     alpha = number(sb, "alpha")
     c1, c2 = sb.columns(2)
     n0, n_max = number(c1, "n0"), number(c2, "n_max")
@@ -242,13 +254,14 @@ def draw() -> state.Settings:
         batch_size=None if "batch" in problems else int(batch), seed=None if "seed" in problems else int(seed),
         denoiser=denoiser, denoiser_label=denoiser_label, denoiser_file=denoiser_file, noise=noise, norm=norm)
     state.store(s)
-    # The link: what is on screen (invalid values too, so a shared link shows the same problem). Gaussian ℓ2, the
-    # default, is left out, so that links made before other noises existed stay what they were.
+    # The link: what is on screen (invalid values too, so a shared link shows the same problem). The model's own
+    # noise and its first norm (what a link without them opens with) are left out, so that links made before other
+    # noises existed stay what they were; any other pair, Gaussian ℓ2 for a Laplace model too, is written.
     link_noise, link_norm = ss.get(_LINK_NOISE) or (noise, norm)
     write_link(fields.to_query(
         {"model": None if model_id == LOCAL else model_id, "device": device,
          **{k: ss.get(k) for k in NUMBERS if isinstance(ss.get(k), (int, float))},
-         **({} if (link_noise, link_norm) == ("gaussian", "l2") else {"noise": link_noise, "norm": link_norm})}),
+         **({} if (link_noise, link_norm) == usual else {"noise": link_noise, "norm": link_norm})}),
         replace=True)
     return s
 
@@ -257,21 +270,27 @@ def _forget_link_noise() -> None:
     st.session_state.pop(_LINK_NOISE, None)
 
 
-def _noise_and_norm(sb, model_id: str, loaded: LoadedModel | None, problems: dict[str, str]) -> tuple[str, str]:
-    """The sidebar's noise and norm. The noise follows the model (its training noise) like σ; the norms offered are
-    those the noise certifies. A link's impossible pair is shown as a problem (nothing runs) until either is
-    changed."""
+def _noise_and_norm(sb, model_id: str, loaded: LoadedModel | None,
+                    problems: dict[str, str]) -> tuple[str, str, tuple[str, str]]:
+    """The sidebar's noise and norm, and the model's usual pair (its training noise, that noise's first norm). The
+    noise follows the model (its training noise) like σ; the norms offered are those the noise certifies. A link's
+    impossible pair is shown as a problem (nothing runs) until either is changed."""
     ss = st.session_state
     trained = None if loaded is None else loaded.noise
     if model_id not in (LOCAL,) and not model_id.startswith(PREFIX) and find_model(model_id) is not None:
         trained = find_model(model_id).noise
     follow = (model_id, None if loaded is None else loaded.sha256)
-    if ss.get(_NOISE_FOR) not in (follow, model_id) and loaded is not None:
-        ss["noise"] = trained if trained in NOISES else "gaussian"
-        ss["norm"] = get_noise(ss["noise"], 1.0).norms[0]  # the norm that noise certifies first (Gaussian: ℓ2)
+    from_link = ss.get(_NOISE_FOR) == ("link", model_id)  # the first run after a link for this model
+    if loaded is not None and (from_link or ss.get(_NOISE_FOR) != follow):
+        link_noise = (ss.get(_LINK_NOISE) or (None, None))[0]
+        if not (from_link and link_noise in NOISES):  # a link's valid noise stays; otherwise the model's
+            ss["noise"] = trained if trained in NOISES else "gaussian"
+            ss["norm"] = get_noise(ss["noise"], 1.0).norms[0]  # the norm that noise certifies first (Gaussian: ℓ2)
+        if not from_link:
+            # Another model chosen since the link: its noise replaces the link's pair, as its σ replaces the link's σ
+            # (the link then says what is on screen).
+            ss.pop(_LINK_NOISE, None)
         ss[_NOISE_FOR] = follow
-    elif ss.get(_NOISE_FOR) == model_id:
-        ss[_NOISE_FOR] = follow  # the link's noise was set for this model: keep it
     if ss.get("noise") not in NOISES:
         ss["noise"] = "gaussian"
     noise = sb.selectbox("Noise", list(NOISES), format_func=NOISE_LABELS.get, key="noise", on_change=_forget_link_noise,
@@ -283,11 +302,17 @@ def _noise_and_norm(sb, model_id: str, loaded: LoadedModel | None, problems: dic
     why = None
     if ss.get(_LINK_NOISE) is not None:
         l_noise, l_norm = ss[_LINK_NOISE]
+        if l_noise is None:  # a link with a norm only: the norm of the noise on screen (the model's)
+            l_noise = noise
         if l_noise not in NOISES:
             why = f"noise in the link: {str(l_noise)[:20]!r} is not one of {', '.join(NOISES)}"
         elif l_norm is not None and l_norm not in get_noise(l_noise, 1.0).norms:
             why = (f"norm in the link: {l_noise} noise certifies {', '.join(get_noise(l_noise, 1.0).norms)}, "
                    f"not {str(l_norm)[:20]!r}")
+        else:  # a valid pair: into the widgets, and nothing more to keep (the link is written from the widgets)
+            if l_norm is not None:
+                ss["norm"] = l_norm
+            ss.pop(_LINK_NOISE, None)
     if why:
         ss["norm"] = None  # nothing chosen until the user chooses: the link's norm is not silently replaced
     elif ss.get("norm") not in offered:  # another noise was chosen: its first norm (the list shows which)
@@ -306,7 +331,8 @@ def _noise_and_norm(sb, model_id: str, loaded: LoadedModel | None, problems: dic
                    "with.")
     if norm == "linf" and noise == "uniform":
         sb.caption("Uniform noise's ℓ∞ radius shrinks like 1/d with the input's dimension d: tiny on images.")
-    return noise, norm
+    usual_noise = trained if trained in NOISES else "gaussian"
+    return noise, norm, (usual_noise, get_noise(usual_noise, 1.0).norms[0])
 
 
 NO_DENOISER = "none"

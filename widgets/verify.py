@@ -18,7 +18,7 @@ from rs_core.logs.verify import Difference, compare, input_from_image, precheck,
 from rs_core.rounding import floor_str
 from rs_core.untrusted import MAX_IMAGE_BYTES
 
-from . import inputs, live, report
+from . import inputs, live, report, sidebar
 
 KEY = "verify_run"
 MAX_DOCUMENT_BYTES = 2 * 1024 * 1024  # a certificate JSON is a few kB; anything this big is not one
@@ -47,9 +47,11 @@ def summary(doc: dict[str, Any], settings) -> None:
     """What the certificate names, and whether the sidebar's model is the one it was made with."""
     cert, model, inp = doc["certificate"], doc["model"], doc["input"]
     software = doc.get("software") or {}
-    st.table({"": ["class", "radius (rounded down)", "σ", "α", "n0", "n", "seed", "model", "model sha256", "input",
-                   "made with"],
+    noise, norm = _noise_norm(doc)
+    st.table({"": ["class", "radius (rounded down)", "noise", "norm", "σ", "α", "n0", "n", "seed", "model",
+                   "model sha256", "input", "made with"],
               "value": [str(cert.get("class_name", cert["prediction"])), floor_str(cert["radius"]),
+                        sidebar.NOISE_LABELS.get(noise, noise), sidebar.NORM_LABELS.get(norm, norm),
                         f"{cert['sigma']:g}", f"{cert['alpha']:g}", f"{cert['n0']:,}", f"{cert['n']:,}",
                         str(cert["seed"]), str(model.get("label") or model.get("file")),
                         str(model.get("sha256"))[:16] + "…", str(inp.get("source")),
@@ -60,6 +62,20 @@ def summary(doc: dict[str, Any], settings) -> None:
         st.warning(f"The sidebar's model ({settings.model_label or 'none'}) is not the one this certificate names "
                    f"({model.get('file') or model.get('label')}): choose that model in the sidebar (upload it if it "
                    "is your own) — verifying with another model names the difference and re-runs nothing.")
+    if (noise, norm) != (settings.noise, settings.norm):
+        # The re-run must draw the certificate's noise (it reproduces that certificate), not the sidebar's: say so,
+        # so that nothing here reads as a certificate under the noise the sidebar shows.
+        st.info(f"This certificate was made with {sidebar.NOISE_LABELS.get(noise, noise)} noise and the "
+                f"{sidebar.NORM_LABELS.get(norm, norm)} norm; the sidebar shows "
+                f"{sidebar.NOISE_LABELS.get(settings.noise, settings.noise)} noise and "
+                f"{sidebar.NORM_LABELS.get(settings.norm, settings.norm)}. Verify re-runs the certificate's own noise "
+                "and norm (the sidebar's apply on the Certify page).")
+
+
+def _noise_norm(doc: dict[str, Any]) -> tuple[str, str]:
+    """The certificate's noise and norm (older certificates, made before other noises, are Gaussian ℓ2)."""
+    cert = doc["certificate"]
+    return str(cert.get("noise", "gaussian")), str(cert.get("norm", "l2"))
 
 
 def choose_input(doc: dict[str, Any], settings) -> inputs.Chosen | None:
@@ -115,7 +131,7 @@ def start(doc: dict[str, Any], chosen: inputs.Chosen, settings) -> None:
                                          batch_seconds=0.5),
                device, chosen, class_names=settings.class_names, model=settings.model_record(),
                params={"sigma": cert["sigma"], "alpha": cert["alpha"], "n0": cert["n0"], "n_max": cert["n"],
-                       "seed": cert["seed"]})
+                       "seed": cert["seed"], "noise": _noise_norm(doc)[0], "norm": _noise_norm(doc)[1]})
 
 
 def show_differences(differences: list[Difference]) -> None:
@@ -138,7 +154,7 @@ def result(doc: dict[str, Any], run: live.Run) -> None:
         return
     st.success(f"**Identical.** The re-run drew the same {again.n0:,} selection and {again.n:,} estimation votes "
                f"and gives the same certificate: {report.class_label(run.class_names, again.prediction)} within "
-               f"radius {floor_str(again.radius)} (pA ≥ {floor_str(again.p_lower, 6)}), seed {again.seed}.")
+               f"{sidebar.norm_label(again.noise, again.norm)} radius {floor_str(again.radius)} (pA ≥ {floor_str(again.p_lower, 6)}), seed {again.seed}.")
 
 
 def _short(value: Any) -> str:

@@ -310,6 +310,15 @@ def half_plane_distance(w: np.ndarray, margin: float, norm: str = "l2") -> tuple
     return delta, float(_norm_of(delta[None], norm)[0])
 
 
+def dual_norm(w: np.ndarray, norm: str = "l2") -> float:
+    """‖w‖_q for q the dual of ``norm`` (ℓ1 ↔ ℓ∞, ℓ2 ↔ ℓ2): the largest w·δ over ‖δ‖_p ≤ 1 (Hölder), so the ℓp
+    distance from x to the line w·x = b is |w·x − b| / ‖w‖_q — the half-plane's exact certified radius in ℓp."""
+    w = np.asarray(w, dtype=float)
+    if norm not in ("l2", "l1", "linf"):
+        raise ValueError(f"norm: must be one of l2, l1, linf, got {norm!r}")
+    return float(_norm_of(w[None], {"l2": "l2", "l1": "linf", "linf": "l1"}[norm])[0])
+
+
 def _norm_of(v: np.ndarray, norm: str) -> np.ndarray:
     return {"l2": lambda a: np.sqrt((a * a).sum(-1)), "l1": lambda a: np.abs(a).sum(-1),
             "linf": lambda a: np.abs(a).max(-1)}[norm](np.asarray(v, dtype=float))
@@ -378,5 +387,5 @@ def radius_against_n(p_exact: float, sigma: float, alpha: float, ns: np.ndarray,
 
 
 __all__ = ["LIM", "PRESETS", "HalfPlane", "PointCertificate", "ball_outline", "base_classifier", "base_grid",
-           "certify_point", "exact_probabilities", "grid", "half_plane_distance", "half_plane_p1", "nearest_boundary",
-           "radius_against_n", "smoothed_grid"]
+           "certify_point", "dual_norm", "exact_probabilities", "grid", "half_plane_distance", "half_plane_p1",
+           "nearest_boundary", "radius_against_n", "smoothed_grid"]
