@@ -101,8 +101,8 @@ def per_noise() -> None:
                f"pB = 1 − pA, inputs of dimension d = {d:,} ({source}). Radii in different norms are "
                "different shapes, not numbers to rank: an ℓ1 ball of radius r lies inside the ℓ2 ball of r (so "
                "Gaussian's ℓ2 radius is an ℓ1 radius too), and the ℓ∞ ball of r contains the ℓ2 ball of r (its "
-               "corners are r√d away in ℓ2; Gaussian's derived ℓ∞ radius is its ℓ2 radius over √d). The sidebar's noise and norm "
-               "are what the Certify page uses.")
+               "corners are r√d away in ℓ2; Gaussian's derived ℓ∞ radius is its ℓ2 radius over √d). "
+               "The sidebar's noise and norm are what the Certify page uses.")
     p_a = np.unique(np.concatenate([np.linspace(0.5, 0.99, 200), 1.0 - np.logspace(-2, -5, 200)]))
     for title, curves in (("ℓ1 (and ℓ2)", NOISE_CURVES), ("ℓ∞", LINF_CURVES)):
         fig = go.Figure([go.Scatter(x=nines(p_a), y=get_noise(noise, sigma).radius(p_a, norm, d), mode="lines",

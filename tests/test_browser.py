@@ -12,7 +12,7 @@ import time
 from pathlib import Path
 
 import pytest
-from browser_kit import NEEDS_CHROMIUM, ROOT, SERVER, draw_one, server, set_number, shot, wait_text
+from browser_kit import NEEDS_CHROMIUM, ROOT, SERVER, draw_one, server, set_number, shot, wait_chart, wait_text
 
 from rs_core.rounding import floor_str
 
@@ -47,10 +47,10 @@ def test_bounds_page_in_chromium(app_url, page, tmp_path_factory):
     box = page.get_by_role("spinbutton", name="σ (noise level)")  # the label also names its help button
     box.fill("1.000")
     box.press("Enter")
-    page.get_by_text("2.3263").wait_for(timeout=15_000)  # Cohen's radius at pA = 0.99, σ = 1
-    page.locator("[data-testid='stPlotlyChart']").first.wait_for()
-    page.wait_for_timeout(1500)  # let the charts draw before the screenshot
-    assert page.locator("[data-testid='stPlotlyChart']").count() == 2
+    # Cohen's radius at pA = 0.99, σ = 1: in the three bounds' table and again as Gaussian's in the noises' table.
+    page.get_by_text("2.3263").first.wait_for(timeout=15_000)
+    wait_chart(page, "uniform, ℓ∞")  # the last chart drawn (each noise's ℓ∞ radius), before the screenshot
+    assert page.locator("[data-testid='stPlotlyChart']").count() == 4
     shot(page, "bounds.png", tmp_path_factory)
 
 
@@ -237,8 +237,9 @@ def test_two_browser_sessions_certify_at_once(app_url, page, tmp_path_factory):
                       preprocess=loaded.preprocessing)
     for table, seed in zip(tables, ["3", "4"]):
         cells = [c for c in (t.strip() for t in table.split("\n")) if c]
-        value = {key: cells[cells.index(key) + 1] for key in ("class", "n", "seed", "radius", "pA lower bound",
+        value = {key: cells[cells.index(key) + 1] for key in ("class", "n", "seed", "radius (ℓ2)", "pA lower bound",
                                                                "counts (n)")}
+        value["radius"] = value.pop("radius (ℓ2)")  # the table names the radius's norm
         solo = CertifyStream(loaded.model, x, 0.5, n0=100, n_max=60_000, batch_size=1000, seed=int(seed)).run()
         assert value == {"class": "1", "n": "60,000", "seed": seed, "radius": floor_str(solo.radius),
                          "pA lower bound": floor_str(solo.p_lower, 5),

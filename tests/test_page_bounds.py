@@ -58,7 +58,8 @@ def test_each_noise_radius_against_pa_is_the_noises_own():
     p = np.array([0.6, 0.9, 0.99, 0.999])
     assert table["pA"].tolist() == ["0.6", "0.9", "0.99", "0.999"]
     for column, noise, norm in (("Laplace, ℓ1", "laplace", "l1"), ("uniform, ℓ1", "uniform", "l1"),
-                                ("uniform, ℓ∞", "uniform", "linf"), ("Gaussian, ℓ∞ (derived: ℓ2 / √d)", "gaussian", "linf")):
+                                ("uniform, ℓ∞", "uniform", "linf"),
+                                ("Gaussian, ℓ∞ (derived: ℓ2 / √d)", "gaussian", "linf")):
         assert table[column].tolist() == [floor_str(float(r)) for r in get_noise(noise, 0.5).radius(p, norm, 784)]
     assert table["Gaussian, ℓ2 (= its derived ℓ1)"].tolist() == [floor_str(r) for r in cohen_radius(p, 1 - p, 0.5)]
     assert table["Laplace, ℓ1"].tolist()[3] == floor_str(-0.5 / np.sqrt(2) * np.log(2 * 0.001))  # −λ ln 2(1 − p)

@@ -59,8 +59,6 @@ def noise_story(model: nn.Module, point: tuple[float, float], sigmas: tuple[floa
     return " ".join(parts)
 
 
-
-
 def attack_caption(attack, certified: float, boundary: float | None, exact: bool) -> str:
     """What the attack found, against the certificate and the distance to g's boundary, in one sentence."""
     from rs_core.rounding import floor_str
