@@ -13,6 +13,7 @@ from rs_core.models.checkpoints import (
     file_sha256,
     load_checkpoint,
     read_index,
+    recipe_summary,
     save_checkpoint,
     write_index,
 )
@@ -143,3 +144,20 @@ def test_every_shipped_checkpoint_is_indexed_loads_and_matches_its_hash():
         loaded = load_checkpoint(CHECKPOINTS_DIR / e["path"], dataset=e["dataset"])
         assert loaded.sha256 == e["sha256"]
         assert loaded.sigma == e["sigma"] and loaded.meta["dataset"] == e["dataset"]
+        # The model menu's recipe is the file's own: an index written before a retraining would name the old one.
+        expected = None if e.get("kind") == "denoiser" else recipe_summary(loaded.meta.get("recipe"))
+        assert e["recipe"] == expected
+
+
+@pytest.mark.parametrize(("recipe", "text"), [
+    ({"sigma": 0.5, "epochs": 20}, "Gaussian augmentation, 20 epochs"),
+    ({"sigma": 0.5, "epochs": 20, "consistency": 5.0}, "consistency λ = 5, 20 epochs"),  # stored before objectives
+    ({"sigma": 0.5, "epochs": 60, "objective": "consistency", "consistency": 10.0}, "consistency λ = 10, 60 epochs"),
+    ({"sigma": 1.0, "epochs": 1, "objective": "smoothadv", "smoothadv_eps": 2.0, "smoothadv_m": 4,
+      "smoothadv_steps": 1}, "SmoothAdv ε = 2, m = 4, 1 step, 1 epoch"),
+    ({"sigma": 0.25, "epochs": 30, "objective": "macer", "macer_lambda": 4.0, "macer_k": 8}, "MACER λ = 4, k = 8, 30 epochs"),
+    ({"sigma": 0.0, "epochs": 4, "consistency": 5.0}, "clean, 4 epochs"),
+    ({"sigma": 0.5}, None), ("not a recipe", None),
+])
+def test_the_recipe_summary_names_the_objective_its_main_hyper_parameters_and_the_epochs(recipe, text):
+    assert recipe_summary(recipe) == text

@@ -34,6 +34,8 @@ def test_every_indexed_model_has_an_id_that_finds_it_and_a_file():
     for m in models:
         assert find_model(m.id) == m and m.path.is_file() and m.path.parent.as_posix().endswith(m.id)
         assert m.label.startswith(m.short_label)
+        # The model menu says how each noise-trained model was trained (issue 28: models differ by recipe).
+        assert m.sigma == 0 or (m.recipe and m.recipe in m.label)
     assert find_model("../mnist") is None and find_model("") is None
 
 

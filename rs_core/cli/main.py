@@ -667,7 +667,8 @@ def _index(args) -> int:
     entries = write_index(root) if args.rebuild else read_index(root)
     for e in entries:
         acc = (e.get("accuracy") or {}).get("test_noisy")
-        print(f"{e['path']}\t{e['dataset']}\t{e['arch']}\tσ={e['sigma']}\tnoisy acc={acc}")
+        recipe = f"\t{e['recipe']}" if e.get("recipe") else ""
+        print(f"{e['path']}\t{e['dataset']}\t{e['arch']}\tσ={e['sigma']}\tnoisy acc={acc}{recipe}")
     return 0
 
 

@@ -308,6 +308,44 @@ def read_index(root: str | os.PathLike = CHECKPOINTS_DIR) -> list[dict[str, Any]
     return json.loads(index.read_text())["checkpoints"]
 
 
+def _number(value: Any) -> str:
+    return f"{float(value):g}"
+
+
+def recipe_summary(recipe: Any) -> str | None:
+    """How a model was trained, in a few words, from the ``recipe`` of its metadata (what ``train`` stores): the
+    objective with its main hyper-parameters and the epochs, e.g. ``"consistency λ = 5, 20 epochs"``. None when the
+    file does not say. A recipe stored before objectives existed reads as it trained (λ > 0: consistency).
+
+    >>> recipe_summary({"sigma": 0.5, "epochs": 20, "consistency": 5.0})
+    'consistency λ = 5, 20 epochs'
+    >>> recipe_summary({"sigma": 0.5, "epochs": 30, "objective": "smoothadv", "smoothadv_eps": 1.0,
+    ...                 "smoothadv_m": 4, "smoothadv_steps": 2})
+    'SmoothAdv ε = 1, m = 4, 2 steps, 30 epochs'
+    >>> recipe_summary({"sigma": 0.0, "epochs": 10}), recipe_summary(None)
+    ('clean, 10 epochs', None)
+    """
+    if not isinstance(recipe, dict) or "epochs" not in recipe:
+        return None
+    objective = recipe.get("objective", "gaussian")
+    if objective == "gaussian" and float(recipe.get("consistency") or 0) > 0:
+        objective = "consistency"
+    if float(recipe.get("sigma") or 0) == 0:
+        what = "clean"
+    elif objective == "consistency":
+        what = f"consistency λ = {_number(recipe['consistency'])}"
+    elif objective == "smoothadv":
+        steps = int(recipe.get("smoothadv_steps", 1))
+        what = (f"SmoothAdv ε = {_number(recipe.get('smoothadv_eps', 1.0))}, m = {int(recipe.get('smoothadv_m', 2))}, "
+                f"{steps} step{'s' if steps != 1 else ''}")
+    elif objective == "macer":
+        what = f"MACER λ = {_number(recipe.get('macer_lambda', 16.0))}, k = {int(recipe.get('macer_k', 16))}"
+    else:
+        what = "Gaussian augmentation"
+    epochs = int(recipe["epochs"])
+    return f"{what}, {epochs} epoch{'s' if epochs != 1 else ''}"
+
+
 def write_index(root: str | os.PathLike = CHECKPOINTS_DIR) -> list[dict[str, Any]]:
     """Scan ``root`` for ``*/checkpoint.pth.tar`` and write ``index.json`` from their metadata."""
     root = Path(root)
@@ -318,11 +356,11 @@ def write_index(root: str | os.PathLike = CHECKPOINTS_DIR) -> list[dict[str, Any
         entry = {
             "path": str(path.relative_to(root)), "dataset": m.get("dataset"), "arch": loaded.arch,
             "sigma": m.get("sigma"), "noise": m.get("noise", "gaussian"), "num_classes": loaded.num_classes, "input_shape": list(loaded.input_shape),
-            "accuracy": m.get("accuracy"), "sha256": loaded.sha256,
+            "accuracy": m.get("accuracy"), "sha256": loaded.sha256, "recipe": recipe_summary(m.get("recipe")),
         }
         if m.get("kind") == "denoiser":  # denoised smoothing's D (rs_core.models.denoisers), not a classifier
             init = (m.get("recipe") or {}).get("init")  # trained on from another denoiser (e.g. stability after MSE)
-            entry.update(kind="denoiser", objective=m.get("objective"), accuracy=None, num_classes=None,
+            entry.update(kind="denoiser", objective=m.get("objective"), accuracy=None, num_classes=None, recipe=None,
                          test=m.get("test"), started_from=Path(init).parent.name if init else None)
         entries.append(entry)
     (root / INDEX_NAME).write_text(json.dumps({"checkpoints": entries}, indent=2) + "\n")

@@ -35,13 +35,15 @@ class ShippedModel:
     noisy_accuracy: float | None
     sha256: str | None
     noise: str = "gaussian"  # the noise it was trained under (rs_core.smoothing.noises), and certifies best with
+    recipe: str | None = None  # how it was trained, in words (rs_core.models.checkpoints.recipe_summary)
 
     @property
     def label(self) -> str:
-        if self.sigma == 0:
-            return self.short_label
+        """The model menu's text: data set, architecture, σ, the training recipe and the card's noisy accuracy."""
         text = self.short_label
-        return text if self.noisy_accuracy is None else f"{text} · noisy acc. {self.noisy_accuracy:.2f}"
+        if self.recipe and self.sigma != 0:
+            text = f"{text} · {self.recipe}"
+        return text if self.noisy_accuracy is None or self.sigma == 0 else f"{text} · noisy acc. {self.noisy_accuracy:.2f}"
 
     @property
     def short_label(self) -> str:
@@ -131,7 +133,7 @@ def _models(root: Path) -> tuple[ShippedModel, ...]:
             id=str(path.parent.as_posix()), path=root / path, dataset=str(e["dataset"]), arch=str(e["arch"]),
             sigma=float(e["sigma"]), num_classes=int(e["num_classes"]), input_shape=tuple(e["input_shape"]),
             noisy_accuracy=(e.get("accuracy") or {}).get("test_noisy"), sha256=e.get("sha256"),
-            noise=str(e.get("noise", "gaussian"))))
+            noise=str(e.get("noise", "gaussian")), recipe=e.get("recipe")))
     return tuple(out)
 
 

@@ -22,7 +22,7 @@ from __future__ import annotations
 
 import math
 import sys
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, fields
 from pathlib import Path
 from typing import Any
 
@@ -72,11 +72,9 @@ class Recipe:
         """The checked objective (``ValueError`` naming a bad hyper-parameter); ``consistency`` λ > 0 with the
         default ``gaussian`` objective means ``consistency``."""
         name = "consistency" if self.objective == "gaussian" and self.consistency > 0 else self.objective
-        return ObjectiveSpec(name=name, noise=self.noise, consistency=self.consistency, entropy=self.entropy,
-                             smoothadv_m=self.smoothadv_m, smoothadv_eps=self.smoothadv_eps,
-                             smoothadv_steps=self.smoothadv_steps, smoothadv_warmup=self.smoothadv_warmup,
-                             macer_k=self.macer_k, macer_lambda=self.macer_lambda, macer_gamma=self.macer_gamma,
-                             macer_beta=self.macer_beta)
+        # Every field of ObjectiveSpec but its name is a field of the recipe of the same name and meaning.
+        return ObjectiveSpec(name=name, **{f.name: getattr(self, f.name) for f in fields(ObjectiveSpec)
+                                           if f.name != "name"})
 
 
 def upgrade_recipe(stored: dict[str, Any]) -> dict[str, Any]:
