@@ -23,15 +23,33 @@ GAUSSIAN = CHECKPOINTS_DIR / "mnist/mnist_cnn/noise_0.50/checkpoint.pth.tar"
 
 
 @pytest.mark.parametrize(("extra", "message"), [
-    (["--noise", "laplace", "--norm", "l2"], "error: norm: laplace noise certifies l1, not 'l2'"),
-    (["--noise", "uniform", "--norm", "l2"], "error: norm: uniform noise certifies l1, linf, not 'l2'"),
-    (["--noise", "laplace", "--radii", "1"], "error: noise: adaptive CERTIFY (--radii) is Gaussian ℓ2 only"),
+    (["--noise", "laplace", "--norm", "l2"], "error: argument --norm: laplace noise certifies l1, not 'l2'"),
+    (["--noise", "uniform", "--norm", "l2"], "error: argument --norm: uniform noise certifies l1, linf, not 'l2'"),
+    (["--noise", "laplace", "--radii", "1"], "--radii: adaptive CERTIFY is Gaussian ℓ2 only; got --noise laplace ("),
+    (["--norm", "l1", "--radii", "1"], "--radii: adaptive CERTIFY is Gaussian ℓ2 only; got --noise gaussian --norm l1"),
     (["--noise", "cauchy"], "argument --noise: invalid choice: 'cauchy'"),
 ])
 def test_a_noise_and_norm_the_run_cannot_certify_is_refused_by_name(tmp_path, extra, message):
     proc = run("certify", "mnist", LAPLACE, 0.5, tmp_path / "log", "--skip", 5000, *extra, check=False)
     assert proc.returncode == 2 and message in proc.stderr and "Traceback" not in proc.stderr
     assert not (tmp_path / "log").exists()
+
+
+@pytest.mark.parametrize(("argv", "message"), [
+    (["attack", "mnist", GAUSSIAN, 0.5, "LOG", "--noise", "laplace"],
+     "error: argument --noise: attack is Gaussian ℓ2 only (it searches the Gaussian-smoothed classifier"),
+    (["attack", "mnist", GAUSSIAN, 0.5, "LOG", "--norm", "l1"], "error: argument --norm: attack is Gaussian ℓ2 only"),
+    (["certify-dual", "mnist", GAUSSIAN, "LOG", "--noise", "uniform"],
+     "error: argument --noise: certify-dual is Gaussian ℓ2 only"),
+    (["certify-image", LAPLACE, "IMG", 0.5, "--out", "LOG", "--noise", "laplace", "--norm", "linf"],
+     "error: argument --norm: laplace noise certifies l1, not 'linf'"),
+    (["predict", "mnist", LAPLACE, 0.5, "LOG", "--norm", "l1"], "unrecognized arguments: --norm l1"),  # no radius
+])
+def test_a_command_that_cannot_take_the_noise_refuses_it_by_name_and_never_runs_gaussian(tmp_path, argv, message):
+    argv = [tmp_path / "log" if a == "LOG" else tmp_path / "x.png" if a == "IMG" else a for a in argv]
+    proc = run(*argv, check=False)
+    assert proc.returncode == 2 and message in proc.stderr and "Traceback" not in proc.stderr
+    assert not (tmp_path / "log").exists() and not (tmp_path / "log.meta.json").exists()
 
 
 def _log(path, radius: str, noise: str, norm: str):
@@ -52,6 +70,23 @@ def test_analyze_refuses_logs_of_different_norms_and_reads_one_norm(tmp_path):
     html = (tmp_path / "r" / "x.html").read_text()
     assert '"radius (ℓ1)"' in html or json.dumps("radius (ℓ1)") in html  # the x-axis title, as plotly writes it
     assert read_certify_log(l1).norm == "l1" and read_certify_log(tmp_path / "gauss_0.50").norm == "l2"
+    # The tables say the norm too (ℓ2 tables stay Cohen et al.'s byte for byte, checked in test_cli.py).
+    assert both.stdout.startswith("|  | ℓ1 r = 0.0 |ℓ1 r = 1.0 |")
+    assert (tmp_path / "r" / "x.csv").read_text().startswith("label,radius_l1,")
+    assert "$\\ell_1\\ r = 1.0$" in (tmp_path / "r" / "x.tex").read_text()
+
+
+def test_analyze_never_sets_an_l2_attack_against_radii_of_another_noise_or_norm(tmp_path):
+    """An attack's ℓ2 distances on the Gaussian-smoothed classifier below an ℓ1 radius of the Laplace-smoothed one
+    contradict nothing: pairing them would raise false soundness alarms, so it is refused by name."""
+    l1 = _log(tmp_path / "sigma_0.50", "1.2000", "laplace", "l1")
+    (tmp_path / "attack_0.50").write_text("idx\tlabel\tpredict\tadv_distance\tadv_predict\ttime\n0\t7\t7\t0.5\t3\t1.0\n")
+    proc = run("analyze", l1, "--attack", tmp_path / "attack_0.50", check=False)
+    assert proc.returncode == 2 and "Traceback" not in proc.stderr and "SOUNDNESS" not in proc.stdout + proc.stderr
+    assert "error: attack: attack_0.50 holds ℓ2 distances on the Gaussian-smoothed classifier, but sigma_0.50 " \
+           "certifies laplace noise ℓ1 radii" in proc.stderr
+    l2 = _log(tmp_path / "sigma_0.50", "1.2000", "gaussian", "l2")  # the same rows as Gaussian ℓ2: an alarm
+    assert run("analyze", l2, "--attack", tmp_path / "attack_0.50", check=False).returncode == 1
 
 
 @pytest.mark.slow

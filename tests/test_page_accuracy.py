@@ -404,3 +404,33 @@ def test_an_uploaded_attack_log_draws_a_dashed_empirical_curve_and_its_table():
     at.file_uploader(key="acc_attack_uploads").set_value([("sigma_0.50", bad, "text/plain")])
     at.run()
     assert not at.exception and any("is not an attack log" in e.value for e in at.error)
+
+
+def test_logs_of_different_norms_are_never_on_one_axis_and_the_axis_says_the_norm():
+    """Issue 30: the Gaussian ℓ2, Gaussian ℓ1 and Laplace ℓ1 logs of σ = 0.5 chosen together: a warning and one
+    norm at a time; the x-axis and the table columns name it; an attack log's ℓ2 distances are not drawn over ℓ1
+    radii."""
+    import json
+
+    at = _page()
+    l1 = ["mnist/mnist_cnn/noise_0.50/sigma_0.50_l1", "mnist/mnist_cnn/laplace_0.50/sigma_0.50"]
+    at.multiselect(key="acc_shipped").set_value([MNIST_050, *l1])
+    at.text_input(key="acc_radii").set_value("0, 1.0")
+    at.run()
+    assert not at.exception and any("different norms" in w.value for w in at.warning)
+
+    def shown():
+        spec = json.loads(at.get("plotly_chart")[0].proto.spec)
+        curves = [t["name"] for t in spec["data"] if t.get("showlegend", True) is not False]
+        return spec["layout"]["xaxis"]["title"]["text"], curves, list(at.table[0].value.columns)
+
+    title, curves, columns = shown()
+    assert title == "radius (ℓ2)" and len(curves) == 2 and "r = 1" in columns  # the ℓ2 log and its attack curve
+    at.radio(key="acc_norm").set_value("l1").run()
+    title, curves, columns = shown()
+    assert not at.exception and title == "radius (ℓ1)" and "ℓ1 r = 1" in columns and len(curves) == 2
+    assert not any("empirical" in c for c in curves)
+    attack = b"idx\tlabel\tpredict\tadv_distance\tadv_predict\ttime\n0\t7\t7\t0.75\t3\t1.0\n"
+    at.file_uploader(key="acc_attack_uploads").set_value([("my_attack", attack, "text/plain")]).run()
+    assert not at.exception and not any("empirical" in c for c in shown()[1])
+    assert any("ℓ2 distances on the Gaussian-smoothed classifier" in w.value for w in at.warning)

@@ -93,3 +93,23 @@ def test_records_older_than_an_identity_key_count_as_its_default(tmp_path):
     with pytest.raises(ValueError, match=r"fast was \{\"autocast\": null\}, now \{\"autocast\": \"bf16\"\}"):
         ResumableLogs({out: CERTIFY_HEADER}, RECORD | {"fast": {"autocast": "bf16"}}, (*IDENTITY, "fast"),
                       defaults={"fast": plain}).prepare()
+
+
+@pytest.mark.parametrize(("change", "named"), [
+    ({"noise": "laplace", "norm": "l1"}, "noise was \"gaussian\", now \"laplace\""),
+    ({"norm": "l1"}, "norm was \"l2\", now \"l1\""),
+])
+def test_a_certify_log_resumes_only_with_its_noise_and_norm(tmp_path, change, named):
+    """Issue 30: the noise and the norm are part of a certify log's settings. A record from before noises existed
+    (none in it) was Gaussian ℓ2 and resumes as such; another noise or norm is refused by name."""
+    from rs_core.cli.main import FAST_DEFAULT, SAMPLING_IDENTITY
+
+    out = tmp_path / "log"
+    old = RECORD | {"fast": FAST_DEFAULT["fast"]}
+    ResumableLogs({out: CERTIFY_HEADER}, old, SAMPLING_IDENTITY).prepare()
+    out.write_text(f"{HEADER}\n{_row(0)}\n")
+    now = old | {"noise": "gaussian", "norm": "l2"}
+    assert ResumableLogs({out: CERTIFY_HEADER}, now, SAMPLING_IDENTITY, defaults=FAST_DEFAULT).prepare() == {0}
+    with pytest.raises(ValueError, match=f"^resume: log was made with other settings \\({named}"):
+        ResumableLogs({out: CERTIFY_HEADER}, now | change, SAMPLING_IDENTITY, defaults=FAST_DEFAULT).prepare()
+    assert out.read_text() == f"{HEADER}\n{_row(0)}\n"

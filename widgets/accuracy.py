@@ -19,6 +19,7 @@ from rs_core.logs.attack_logs import (
     AttackLog,
     add_empirical_curves,
     attack_log_beside,
+    check_gaussian_l2,
     check_same_images,
     parse_attack_log,
     read_attack_log,
@@ -475,14 +476,21 @@ def _shown_attacks(curves: list[Empirical], shown: list[CertifyLog]) -> list[Emp
     images: otherwise a message, not a curve), and every uploaded one."""
     by_path = {log.path: log for log in shown if log.path}
     out = []
+    other = next((log for log in shown if (log.noise, log.norm) != ("gaussian", "l2")), None)
     for c in curves:
         if c.partner is None:
+            if other is not None:  # an attack's ℓ2 distances on an ℓ1/ℓ∞ axis (or another noise) mean nothing
+                st.warning(f"{c.log.label}: an attack log holds ℓ2 distances on the Gaussian-smoothed classifier; "
+                           f"these curves are {other.noise} noise {NORM_TITLES.get(other.norm, other.norm)} radii: "
+                           "its empirical curve is not drawn.")
+                continue
             out.append(c)
             continue
         cert = by_path.get(c.partner)
         if cert is None:
             continue
         try:
+            check_gaussian_l2(c.log, cert)
             check_same_images(c.log, cert)
         except ValueError as err:
             st.warning(f"{err}: its empirical curve is not drawn.")

@@ -25,6 +25,7 @@ from rs_core.cli import model as cli_model
 from rs_core.data import DATASETS
 from rs_core.logs.attack_logs import ATTACK_LOG_HEADER, format_row
 from rs_core.logs.resumable import ResumableLogs
+from rs_core.smoothing.noises import NOISES, NORMS
 from rs_core.smoothing.seeding import example_seed
 
 METHODS = ("auto", "pgd", "ddn", "boundary")  # rs_core.attacks.METHODS, spelled out: the parser must not import torch
@@ -66,6 +67,10 @@ def add_parser(sub, add_examples: Callable[[argparse.ArgumentParser], None], ove
     p.add_argument("--no-progress", action="store_true")
     p.add_argument("--download", action="store_true", help="fetch MNIST/CIFAR-10 into $RS_DATA_DIR if missing")
     p.add_argument("--overwrite", action="store_true", help=overwrite_help)
+    # Gaussian ℓ2 by construction: --noise/--norm exist only to refuse another noise by name (main.check_noise_args).
+    p.add_argument("--noise", choices=NOISES, default="gaussian", help="gaussian only: the attack is on the "
+                   "Gaussian-smoothed classifier (certify logs of other noises are not paired with attack logs)")
+    p.add_argument("--norm", choices=NORMS, default=None, help="l2 only: the attack's distances are ℓ2")
     # What certify's model setup reads but an attack does not offer: the plain fp32 path (gradients through it).
     p.set_defaults(autocast=None, channels_last=False, compile=False, N=None)
     cli_model.add_model_options(p)

@@ -241,6 +241,48 @@ def _add_certify_dual(sub) -> None:
                         "was trained for (OUTFILE.meta.json records them)")
     p.add_argument("--overwrite", action="store_true", help=OVERWRITE_HELP)
     p.add_argument("--no-progress", action="store_true")
+    add_gaussian_only(p)
+
+
+def add_gaussian_only(p: argparse.ArgumentParser) -> None:
+    """``--noise``/``--norm`` on a command that is Gaussian ℓ2 by construction (certify-dual, attack): accepted
+    only as gaussian/l2, so that ``--noise laplace`` is refused by name (:func:`check_noise_args`) instead of the
+    command running Gaussian noise behind the user's back."""
+    p.add_argument("--noise", choices=NOISES, default="gaussian",
+                   help=f"gaussian only: {p.prog.split()[-1]} is Gaussian ℓ2 by construction")
+    p.add_argument("--norm", choices=NORMS, default=None, help="l2 only (the norm Gaussian noise certifies natively)")
+
+
+GAUSSIAN_ONLY = {
+    "certify-dual": "dual randomized smoothing's σ-estimator and experts and its certificate are Gaussian",
+    "attack": "it searches the Gaussian-smoothed classifier for the smallest ℓ2 perturbation",
+}
+"""The commands that take no other noise or norm, and why (issue 30)."""
+
+
+def check_noise_args(parser: argparse.ArgumentParser, args: argparse.Namespace) -> None:
+    """Refuse, as a usage error (exit status 2) naming the option, a ``--noise``/``--norm`` the command cannot run:
+    another noise on a Gaussian-only command (:data:`GAUSSIAN_ONLY`), adaptive CERTIFY (``--radii``, Gaussian ℓ2
+    only) with another noise or norm, and a norm the noise does not certify (Laplace: ℓ1; uniform: ℓ1, ℓ∞)."""
+    from rs_core.smoothing.noises import check_noise_norm
+
+    noise = getattr(args, "noise", None)
+    if noise is None or args.command == "train":
+        return
+    norm = getattr(args, "norm", None)
+    given = f"--noise {noise}" + (f" --norm {norm}" if norm else "")
+    if args.command in GAUSSIAN_ONLY and (noise, norm or "l2") != ("gaussian", "l2"):
+        option = "--noise" if noise != "gaussian" else "--norm"
+        parser.error(f"argument {option}: {args.command} is Gaussian ℓ2 only ({GAUSSIAN_ONLY[args.command]}); "
+                     f"got {given}")
+    if norm is not None:
+        try:
+            check_noise_norm(noise, norm)
+        except ValueError as err:
+            parser.error(f"argument --norm: {str(err).removeprefix('norm: ')}")
+    if getattr(args, "radii", None) is not None and (noise, norm or "l2") != ("gaussian", "l2"):
+        parser.error(f"argument --radii: adaptive CERTIFY is Gaussian ℓ2 only; got {given} (drop --radii for "
+                     "fixed-N CERTIFY with this noise)")
 
 
 DUAL_IDENTITY = ("command", "dataset", "split", "skip", "N0", "N", "alpha", "alpha_split", "seed",
@@ -448,10 +490,7 @@ def _setup(args, device):
         record["noise"] = noise
         if args.command == "certify":  # PREDICT has no radius, hence no norm (nor in its identity)
             record["norm"] = norm
-        trained = loaded.noise
-        if trained is not None and trained != noise and loaded.sigma:
-            print(f"warning: the model was trained under {trained} noise, smoothing with {noise}: the certificate "
-                  "is valid, but a model certifies best under the noise it was trained with", file=sys.stderr)
+        cli_model.warn_if_other_noise(loaded, noise, den.meta if args.denoiser else None)
     return model, dataset, record
 
 
@@ -697,7 +736,9 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: list[str] | None = None) -> int:
-    args = build_parser().parse_args(argv)
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    check_noise_args(parser, args)  # before anything is read: a noise the command cannot run is a usage error
     try:
         return {"train": _train, "certify": _certify, "predict": _predict, "analyze": _analyze,
                 "index": _index, "train-sigma": _train_sigma, "certify-dual": _certify_dual,

@@ -60,6 +60,23 @@ def warn_if_assumed(loaded, name: str, out=None) -> None:
               "--mean/--std or --no-normalize", file=out or sys.stderr)
 
 
+def warn_if_other_noise(loaded, noise: str, denoiser_meta: dict | None = None, out=None) -> None:
+    """Say on stderr when the smoothing ``noise`` is not the one the model (a checkpoint that records its training
+    noise and σ) or the denoiser (trained to remove Gaussian noise unless its meta says otherwise) was trained
+    under (issue 30). Only a warning: the certificate is valid for any base classifier, it is just weaker; the
+    noise is never changed behind the user's back."""
+    trained = getattr(loaded, "noise", None)
+    if trained is not None and trained != noise and loaded.sigma:
+        print(f"warning: the model was trained under {trained} noise, smoothing with {noise}: the certificate is "
+              f"valid, but a model certifies best under the noise it was trained with",
+              file=out or sys.stderr)
+    if denoiser_meta is not None:
+        den_noise = denoiser_meta.get("noise") or "gaussian"  # train-denoiser draws Gaussian noise
+        if den_noise != noise:
+            print(f"warning: the denoiser was trained to remove {den_noise} noise, smoothing with {noise}: the "
+                  "certificate is valid for f∘D, but D may denoise poorly", file=out or sys.stderr)
+
+
 def add_certify_image(sub) -> None:
     p = sub.add_parser("certify-image", help="CERTIFY one image with your own model; writes the app's certificate JSON")
     p.add_argument("model", help="model file: .onnx, .pt2, .safetensors, a state dict or checkpoint (.pth, .pt)")
@@ -162,6 +179,7 @@ def certify_image(args) -> int:
         if den.sigma is not None and not math.isclose(den.sigma, args.sigma, rel_tol=1e-6):
             print(f"warning: the denoiser was trained for σ = {den.sigma:g}, certifying at σ = {args.sigma:g}",
                   file=sys.stderr)
+    warn_if_other_noise(loaded, noise, den.meta if args.denoiser else None)
     names = loaded.class_names
     xd = x.to(device)
     with torch.inference_mode():

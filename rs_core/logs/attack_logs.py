@@ -31,6 +31,7 @@ from pathlib import Path
 import numpy as np
 
 from rs_core.logs.certify_logs import (
+    NORM_TITLES,
     CertifyLog,
     dataset_from_path,
     int_field,
@@ -289,8 +290,22 @@ def pair_logs(attacks: list[AttackLog], certs: list[CertifyLog]) -> list[tuple[A
             raise ValueError(f"attack: {Path(a.path).name or a.label} pairs with "
                              f"{'no' if not match else len(match)} of the certify logs ({names}); give the certify "
                              "log of the same model and σ (its .meta.json, or sigma_<σ> beside attack_<σ>)")
-        pairs.append((a, check_same_images(a, match[0])))
+        pairs.append((a, check_same_images(a, check_gaussian_l2(a, match[0]))))
     return pairs
+
+
+def check_gaussian_l2(attack: AttackLog, cert: CertifyLog) -> CertifyLog:
+    """``cert`` when its radii are Gaussian ℓ2 radii, the only ones an attack log's distances can be set against;
+    ``ValueError`` naming ``attack`` otherwise (issue 30). The attack searches the *Gaussian*-smoothed classifier for
+    the smallest *ℓ2* perturbation: against a Laplace or uniform log it measures another classifier, and an ℓ2
+    distance below an ℓ1 or ℓ∞ radius contradicts nothing (‖δ‖₁ ≥ ‖δ‖₂ ≥ ‖δ‖∞), so a "soundness alarm" there
+    would be false and a gap meaningless."""
+    if (cert.noise, cert.norm) != ("gaussian", "l2"):
+        an, cn = Path(attack.path).name or attack.label, Path(cert.path).name or cert.label
+        raise ValueError(f"attack: {an} holds ℓ2 distances on the Gaussian-smoothed classifier, but {cn} certifies "
+                         f"{cert.noise} noise {NORM_TITLES.get(cert.norm, cert.norm)} radii: they cannot be compared "
+                         "(pair attack logs with Gaussian ℓ2 certify logs only)")
+    return cert
 
 
 def attack_log_beside_name(attack_path: str | os.PathLike) -> Path | None:
@@ -425,6 +440,7 @@ __all__ = [
     "attack_log_beside",
     "attack_log_beside_name",
     "ceil_str",
+    "check_gaussian_l2",
     "check_same_images",
     "cost_summary",
     "default_attack_label",

@@ -306,7 +306,7 @@ def accuracy_tables(logs: list[CertifyLog], radii, alpha: float, rho: float) -> 
     certified accuracy, and its App. D lower bound at each log's own α (``alpha`` for logs without one, marked
     "(box)"). A log with no rows gets "—" for its bound (there is no bound on zero images)."""
     radii = np.atleast_1d(np.asarray(radii, dtype=float))
-    columns = [f"r = {r:g}" for r in radii]
+    columns = [f"{radius_prefix(logs)}r = {r:g}" for r in radii]
     acc = [log.certified_accuracy(radii) for log in logs]
     labels = [log.label for log in logs]
     first: dict[str, list] = {"log": labels, "data set": [log.dataset or "not stated" for log in logs],
@@ -375,6 +375,14 @@ def log_noise_norm(path: str | os.PathLike) -> tuple[str, str]:
 
 
 NORM_TITLES = {"l2": "ℓ2", "l1": "ℓ1", "linf": "ℓ∞"}
+
+
+def radius_prefix(logs: list[CertifyLog]) -> str:
+    """"ℓ1 " or "ℓ∞ " before "r = …" in the tables of ``logs`` whose radii are in that norm; "" for ℓ2 radii, so
+    that the tables of Gaussian ℓ2 logs stay Cohen et al.'s byte for byte. ``ValueError`` (``logs:``) when the logs
+    mix norms (:func:`check_one_norm`)."""
+    norm = check_one_norm(logs) if logs else "l2"
+    return "" if norm == "l2" else NORM_TITLES.get(norm, norm) + " "
 
 
 def check_one_norm(logs: list[CertifyLog]) -> str:
@@ -506,7 +514,7 @@ def versus_table(first: CertifyLog, others: list[CertifyLog], radii) -> str:
 def markdown_table(logs: list[CertifyLog], radii) -> str:
     """Cohen et al.'s Markdown table (byte for byte): the best row at each radius is starred."""
     acc = _table(logs, radii)
-    out = ["|  | " + "".join(f"r = {r:.3} |" for r in radii), "| --- | " + " --- |" * len(radii)]
+    out = ["|  | " + "".join(f"{radius_prefix(logs)}r = {r:.3} |" for r in radii), "| --- | " + " --- |" * len(radii)]
     for i, log in enumerate(logs):
         cells = "".join(f"{acc[i, j]:.2f}<b>*</b> |" if i == acc[:, j].argmax() else f"{acc[i, j]:.2f} |"
                         for j in range(len(radii)))
@@ -517,7 +525,8 @@ def markdown_table(logs: list[CertifyLog], radii) -> str:
 def latex_table(logs: list[CertifyLog], radii) -> str:
     """Cohen et al.'s LaTeX table (byte for byte): the best row at each radius in bold."""
     acc = _table(logs, radii)
-    out = ["".join(f"& $r = {r:.3}$" for r in radii) + "\\\\", "\\midrule"]
+    tex = {"": "", "ℓ1 ": "\\ell_1\\ ", "ℓ∞ ": "\\ell_\\infty\\ "}[radius_prefix(logs)]
+    out = ["".join(f"& ${tex}r = {r:.3}$" for r in radii) + "\\\\", "\\midrule"]
     for i, log in enumerate(logs):
         label = f"${log.label.replace('σ', chr(92) + 'sigma')}$" if "σ" in log.label else log.label
         cells = "".join(f" & \\textbf{{{acc[i, j]:.2f}}}" if i == acc[:, j].argmax() else f" & {acc[i, j]:.2f}"
@@ -529,7 +538,8 @@ def latex_table(logs: list[CertifyLog], radii) -> str:
 def csv_table(logs: list[CertifyLog], radii, alpha: float = 0.001, rho: float = 0.001) -> str:
     """Long-format CSV: label, radius, certified accuracy, its App. D lower bound, rows.
     ``alpha`` is CERTIFY's α for logs that do not carry their own (``CertifyLog.alpha``)."""
-    lines = ["label,radius,certified_accuracy,lower_bound,rows"]
+    norm = check_one_norm(logs) if logs else "l2"
+    lines = [f"label,radius{'' if norm == 'l2' else '_' + norm},certified_accuracy,lower_bound,rows"]
     for log in logs:
         acc = log.certified_accuracy(radii)
         low = accuracy_lower_bound(acc, max(len(log), 1), log.alpha or alpha, rho)
