@@ -64,6 +64,16 @@ class Switch(nn.Module):
         return out
 
 
+def noise_marginal(noise: str, sigma: float):
+    """The 1-D marginal (a frozen ``scipy.stats`` law) of each smoothing noise with standard deviation σ, written out
+    here, independently of rs_core.smoothing.noises: Gaussian N(0, σ²), Laplace of scale σ/√2, uniform on ±σ√3."""
+    if noise == "gaussian":
+        return stats.norm(scale=sigma)
+    if noise == "laplace":
+        return stats.laplace(scale=sigma / math.sqrt(2.0))
+    return stats.uniform(loc=-sigma * math.sqrt(3.0), scale=2.0 * sigma * math.sqrt(3.0))
+
+
 def make_oracle(p_a: float, sigma: float, shape=(1, 4, 4), seed: int = 0):
     """A linear oracle and an input x whose smoothed top-class probability is exactly ``p_a``."""
     g = torch.Generator().manual_seed(seed)

@@ -7,7 +7,7 @@ import math
 import numpy as np
 import pytest
 import torch
-from oracles import devices, make_oracle
+from oracles import devices, make_oracle, noise_marginal
 from scipy import stats
 
 from rs_core import ABSTAIN, Certificate, CertifyStream, Smooth, certify, certify_many, predict_result, sample_counts
@@ -17,15 +17,6 @@ from rs_core.smoothing.playground import HalfPlane
 from rs_core.smoothing.sampling import NoiseStream
 from rs_core.smoothing.seeding import make_generator
 from rs_core.smoothing.stats import clopper_pearson_lower, clopper_pearson_lower_complement
-
-
-def marginal(noise: str, sigma: float):
-    """1-D marginal with standard deviation σ, written out independently of the module."""
-    if noise == "gaussian":
-        return stats.norm(scale=sigma)
-    if noise == "laplace":
-        return stats.laplace(scale=sigma / math.sqrt(2.0))
-    return stats.uniform(loc=-sigma * math.sqrt(3.0), scale=2.0 * sigma * math.sqrt(3.0))
 
 
 def exact_law(p_a, radius_of, n0, n, alpha, true_radius):
@@ -55,7 +46,7 @@ def test_certify_on_half_plane_follows_exact_law(noise, norm, p_a):
     boundary is m, and pA = F(m) for the noise's 1-D marginal F. CERTIFY's false-certificate rate is ≤ α, and the
     observed false certificates and radii follow the exact binomial law (and not the law of a 10 % larger σ)."""
     sigma, n0, n, alpha, repeats = 0.5, 10, 200, 0.05, 2000
-    m = float(marginal(noise, sigma).ppf(p_a))
+    m = float(noise_marginal(noise, sigma).ppf(p_a))
     model = HalfPlane(angle=0.0, offset=0.0)
     x = torch.tensor([m, 0.0]).reshape(1, 1, 2)
     certs = certify_many(model, x.expand(repeats, -1, -1, -1), sigma, n0, n, alpha, batch_size=50_000, seed=0,
@@ -63,7 +54,7 @@ def test_certify_on_half_plane_follows_exact_law(noise, norm, p_a):
     assert all(c.noise == noise and c.norm == norm for c in certs)
     # x is stored in float32: the true distance is that of the point the model sees.
     m = float(x[0, 0, 0])
-    p_a = float(marginal(noise, sigma).cdf(m))
+    p_a = float(noise_marginal(noise, sigma).cdf(m))
     g = get_noise(noise, sigma)
     false = sum(c.prediction not in (ABSTAIN, 1) or (c.prediction == 1 and c.radius > m) for c in certs)
     q, mean, sd = exact_law(p_a, lambda p: g.radius(p, norm, 2), n0, n, alpha, m)
@@ -72,7 +63,7 @@ def test_certify_on_half_plane_follows_exact_law(noise, norm, p_a):
     ratios = np.array([c.radius / m if c.prediction == 1 else 0.0 for c in certs])
     se = sd / np.sqrt(repeats)
     assert abs(ratios.mean() - mean) < 5 * se
-    _, mean_wrong, _ = exact_law(float(marginal(noise, 1.1 * sigma).cdf(m)), lambda p: g.radius(p, norm, 2),
+    _, mean_wrong, _ = exact_law(float(noise_marginal(noise, 1.1 * sigma).cdf(m)), lambda p: g.radius(p, norm, 2),
                                  n0, n, alpha, m)
     assert abs(ratios.mean() - mean_wrong) > 5 * se
 
@@ -84,11 +75,11 @@ def test_votes_on_half_plane_have_the_marginal_probability(noise):
     m = 0.3
     counts = sample_counts(HalfPlane(angle=0.0, offset=0.0), torch.tensor([m, 0.0]).reshape(1, 1, 2), sigma, n,
                            batch_size=5000, seed=1, noise=noise)
-    p = float(marginal(noise, sigma).cdf(float(torch.tensor(m))))
+    p = float(noise_marginal(noise, sigma).cdf(float(torch.tensor(m))))
     assert stats.binomtest(int(counts[1]), n, p).pvalue > 1e-4
     # … and not the law of the other noises with the same σ (the votes do tell the noises apart)
     for other in {"gaussian", "laplace", "uniform"} - {noise}:
-        assert stats.binomtest(int(counts[1]), n, float(marginal(other, sigma).cdf(m))).pvalue < 1e-4
+        assert stats.binomtest(int(counts[1]), n, float(noise_marginal(other, sigma).cdf(m))).pvalue < 1e-4
 
 
 @pytest.mark.parametrize("device", devices())

@@ -6,7 +6,7 @@ import math
 import numpy as np
 import pytest
 import torch
-from oracles import devices
+from oracles import devices, noise_marginal
 from scipy import optimize, stats
 
 from rs_core.smoothing.bounds import radius_from_p_lower
@@ -17,15 +17,6 @@ from rs_core.smoothing.seeding import make_generator
 PS = [0.5 + 1e-6, 0.55, 0.7, 0.9, 0.99, 0.999999]
 
 
-def marginal(noise: str, sigma: float):
-    """The 1-D marginal of each noise with standard deviation σ, written out here, independently of the module."""
-    if noise == "gaussian":
-        return stats.norm(scale=sigma)
-    if noise == "laplace":
-        return stats.laplace(scale=sigma / math.sqrt(2.0))
-    return stats.uniform(loc=-sigma * math.sqrt(3.0), scale=2.0 * sigma * math.sqrt(3.0))
-
-
 def np_radius_1d(noise: str, sigma: float, p: float) -> float:
     """The largest shift t of a 1-D smoothing noise P after which the worst-case set of P-mass p keeps P_t-mass ≥ ½.
 
@@ -33,7 +24,7 @@ def np_radius_1d(noise: str, sigma: float, p: float) -> float:
     (checked in test_likelihood_ratios_are_monotone), so it is the half-line {x ≤ a} with F(a) = p, whose mass under
     P_t is F(a − t). Both equations are solved with brentq over the exact CDF.
     """
-    dist = marginal(noise, sigma)
+    dist = noise_marginal(noise, sigma)
     lo, hi = dist.ppf(1e-12) - 1.0, dist.ppf(1 - 1e-12) + 1.0
     a = optimize.brentq(lambda s: dist.cdf(s) - p, lo, hi, xtol=1e-14, rtol=1e-14)
     return optimize.brentq(lambda t: dist.cdf(a - t) - 0.5, 0.0, hi - lo, xtol=1e-14, rtol=1e-14)
@@ -41,7 +32,7 @@ def np_radius_1d(noise: str, sigma: float, p: float) -> float:
 
 @pytest.mark.parametrize("noise", NOISES)
 def test_likelihood_ratios_are_monotone(noise):
-    dist = marginal(noise, 0.7)
+    dist = noise_marginal(noise, 0.7)
     x = np.linspace(-4, 4, 4001)
     for t in (0.1, 0.5, 1.5):
         f0, ft = dist.pdf(x), dist.pdf(x - t)
@@ -164,7 +155,7 @@ def test_samples_have_mean_zero_variance_sigma2_and_the_right_kurtosis(device, n
         lam = sigma * math.sqrt(3.0)
         assert float(x.abs().max()) <= lam and float(x.abs().max()) > 0.999 * lam
     # The whole law, not only moments: a Kolmogorov–Smirnov test against the marginal.
-    assert stats.kstest(x[:20000].numpy(), marginal(noise, sigma).cdf).pvalue > 1e-4
+    assert stats.kstest(x[:20000].numpy(), noise_marginal(noise, sigma).cdf).pvalue > 1e-4
 
 
 def test_laplace_tail_is_exact_in_float32():
