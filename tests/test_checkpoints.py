@@ -156,6 +156,8 @@ def test_every_shipped_checkpoint_is_indexed_loads_and_matches_its_hash():
     ({"sigma": 1.0, "epochs": 1, "objective": "smoothadv", "smoothadv_eps": 2.0, "smoothadv_m": 4,
       "smoothadv_steps": 1}, "SmoothAdv ε = 2, m = 4, 1 step, 1 epoch"),
     ({"sigma": 0.25, "epochs": 30, "objective": "macer", "macer_lambda": 4.0, "macer_k": 8}, "MACER λ = 4, k = 8, 30 epochs"),
+    ({"sigma": 0.25, "epochs": 30, "objective": "macer", "macer_deferred": 10}, ("MACER λ = 16, k = 16, "
+                                                                                   "deferred 10 epochs, 30 epochs")),
     ({"sigma": 0.0, "epochs": 4, "consistency": 5.0}, "clean, 4 epochs"),
     ({"sigma": 0.5}, None), ("not a recipe", None),
 ])

@@ -14,6 +14,7 @@ from rs_core.models.checkpoints import CHECKPOINTS_DIR
 from rs_core.models.shipped import (
     SHIPPED_LOG_ALPHA,
     default_model,
+    family_models,
     find_model,
     shipped_estimators,
     shipped_logs,
@@ -42,6 +43,43 @@ def test_every_indexed_model_has_an_id_that_finds_it_and_a_file():
 def test_the_default_model_is_mnists_cnn_at_half():
     m = default_model()
     assert (m.dataset, m.arch, m.sigma, m.noise) == ("mnist", "mnist_cnn", 0.5, "gaussian")
+    assert m in family_models() and (m.default or not any(o.default for o in shipped_models()))
+
+
+def test_a_default_mark_chooses_the_model_of_its_sigma_and_survives_a_rebuilt_index(tmp_path):
+    from rs_core.models import shipped
+    from rs_core.models.architectures import get_architecture
+    from rs_core.models.checkpoints import read_index, save_checkpoint, write_index
+
+    folders = {"consistency10_0.50": (0.5, 10.0, 60), "noise_0.50": (0.5, 5.0, 20), "noise_1.00": (1.0, 5.0, 20)}
+    for folder, (sigma, lam, epochs) in folders.items():
+        path = tmp_path / "mnist" / "mnist_cnn" / folder / "checkpoint.pth.tar"
+        save_checkpoint(path, get_architecture("mnist_cnn"), "mnist_cnn", epoch=epochs, meta={
+            "dataset": "mnist", "sigma": sigma,
+            "recipe": {"sigma": sigma, "epochs": epochs, "objective": "consistency", "consistency": lam}})
+        (path.parent / f"sigma_{sigma:.2f}").write_text("idx\tlabel\tpredict\tradius\tcorrect\ttime\n")
+    write_index(tmp_path)
+    # Unmarked: every model is in the σ family and the app opens with the first one at σ = 0.5.
+    assert len(family_models(tmp_path)) == 3
+    assert default_model(tmp_path).id == "mnist/mnist_cnn/consistency10_0.50"
+    index = tmp_path / "index.json"
+    doc = json.loads(index.read_text())
+    for e in doc["checkpoints"]:
+        e["default"] = e["path"].startswith("mnist/mnist_cnn/noise_0.50/")
+    index.write_text(json.dumps(doc))
+    write_index(tmp_path)  # a rebuilt index keeps the hand-set mark
+    assert [e["path"].split("/")[2] for e in read_index(tmp_path) if e.get("default")] == ["noise_0.50"]
+    shipped._models.cache_clear()  # the index was rewritten under the cache's feet
+    assert default_model(tmp_path).id == "mnist/mnist_cnn/noise_0.50"
+    assert [m.id.split("/")[-1] for m in family_models(tmp_path)] == ["noise_0.50", "noise_1.00"]
+    # Two models at σ = 0.5: the menu and their logs' labels tell them apart by recipe; σ = 1.0's log needs no recipe.
+    labels = {m.id.split("/")[-1]: m.label for m in shipped_models(tmp_path)}
+    assert "consistency λ = 10, 60 epochs" in labels["consistency10_0.50"]
+    assert "consistency λ = 5, 20 epochs" in labels["noise_0.50"]
+    logs = {log.model_id.split("/")[-1]: log.label for log in shipped_logs(tmp_path)}
+    assert logs == {"consistency10_0.50": "mnist · mnist_cnn · σ = 0.50 · consistency λ = 10, 60 epochs",
+                    "noise_0.50": "mnist · mnist_cnn · σ = 0.50 · consistency λ = 5, 20 epochs",
+                    "noise_1.00": "mnist · mnist_cnn · σ = 1.00"}
 
 
 def test_each_model_says_its_training_noise_as_its_file_does():

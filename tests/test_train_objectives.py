@@ -164,6 +164,7 @@ def test_a_recipe_stored_before_objectives_existed_still_resumes():
     ("macer_lambda", -1.0, "^macer_lambda:"),
     ("macer_gamma", 0.0, "^macer_gamma:"),
     ("macer_beta", float("inf"), "^macer_beta:"),
+    ("macer_deferred", -1, "^macer_deferred: must be an integer >= 0"),
     ("entropy", -0.5, "^entropy:"),
     ("noise", "cauchy", "^noise: must be one of"),
 ])
@@ -186,6 +187,7 @@ def test_objectives_that_contradict_consistency_are_refused_by_name():
     (["--smoothadv-eps", "-1"], r"argument --smoothadv-eps: must be finite and > 0"),
     (["--macer-k", "0"], r"argument --macer-k: must be an integer"),
     (["--macer-lambda", "nan"], r"argument --macer-lambda: must be finite"),
+    (["--macer-deferred", "-2"], r"argument --macer-deferred: must be an integer in \[0"),
     (["--objective", "trades"], r"argument --objective: invalid choice"),
     (["--objective", "consistency"], r"^error: consistency: objective 'consistency' needs"),
 ])
@@ -225,6 +227,23 @@ def test_train_with_laplace_noise_records_it_and_refuses_to_resume_with_another(
     assert any(not torch.equal(a[k], b[k]) for k in a)  # the noise reached the loss
     with pytest.raises(ValueError, match="^resume: .* another recipe"):
         train(Recipe(**recipe, noise="uniform"), lap, progress=False, resume=True)
+
+
+def test_deferred_macer_trains_on_the_smoothed_cross_entropy_alone_until_its_epoch():
+    torch.manual_seed(0)
+    model = nn.Sequential(nn.Flatten(), nn.Linear(16, 3))
+    x, y = torch.rand(8, 1, 4, 4), torch.arange(8) % 3
+    spec = ObjectiveSpec("macer", macer_k=4, macer_lambda=3.0, macer_deferred=2)
+
+    def parts():
+        t = macer_terms(model, x, y, SIGMA, torch.Generator().manual_seed(1), k=4, gamma=8.0, beta=16.0)
+        return t.ce, t.hinge
+
+    ce, hinge = parts()
+    assert float(hinge.detach()) > 0  # the radius term is there to be left out
+    for epoch, expected in ((0, ce), (1, ce), (2, ce + 3.0 * hinge), (5, ce + 3.0 * hinge)):
+        got = spec.loss(model, x, y, SIGMA, torch.Generator().manual_seed(1), epoch=epoch)
+        assert torch.allclose(got, expected), epoch
 
 
 def test_macer_refuses_a_noise_other_than_gaussian_by_name():

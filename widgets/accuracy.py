@@ -38,7 +38,7 @@ from rs_core.logs.certify_logs import (
     same_images,
     upload_label,
 )
-from rs_core.models.shipped import ShippedLog, default_model, shipped_models
+from rs_core.models.shipped import ShippedLog, default_model, family_models, shipped_models
 from rs_core.smoothing.jobs import Job, default_scheduler
 from rs_core.smoothing.log_stream import ExamplesSnapshot, ExamplesStream
 from rs_core.untrusted import MAX_LOG_BYTES
@@ -72,7 +72,7 @@ def default_log_ids(logs: Sequence[ShippedLog], model_id: str | None, dataset: s
         own = [log.id for log in single if log.model_id == model.id]
         if model.sigma <= 0:  # a clean model: its own logs (smoothed at several σ) only
             return own
-        kin = {m.id for m in models.values() if (m.dataset, m.arch, m.noise) == (model.dataset, model.arch, model.noise)
+        kin = {m.id for m in family_models() if (m.dataset, m.arch, m.noise) == (model.dataset, model.arch, model.noise)
                and m.sigma > 0}
         return [log.id for log in single if log.id in own or log.model_id in kin]
 

@@ -62,6 +62,14 @@ def count(text: str) -> int:
     return value
 
 
+def count0(text: str) -> int:
+    """An integer >= 0 (a number of epochs that may be none), at most 10**12."""
+    value = _int(text)
+    if not 0 <= value <= 10**12:
+        raise argparse.ArgumentTypeError(f"must be an integer in [0, 10**12], got {text[:40]!r}")
+    return value
+
+
 def limit(text: str) -> int:
     """``--max``: -1 (no limit) or an integer >= 0."""
     value = _int(text)

@@ -58,6 +58,9 @@ def _add_train(sub) -> None:
     p.add_argument("--macer-gamma", type=A.positive_float, default=8.0, help="MACER: hinge γ (default 8)")
     p.add_argument("--macer-beta", type=A.positive_float, default=16.0,
                    help="MACER: inverse temperature β of the logits in the radius term (default 16)")
+    p.add_argument("--macer-deferred", type=A.count0, default=0,
+                   help="MACER: first epochs with λ = 0 (cross-entropy of the smoothed classifier alone) before the "
+                        "radius term starts (default 0; from scratch MACER can collapse to one class without it)")
     p.add_argument("--max-train", type=A.count, default=None, help="use only the first N training images")
     p.add_argument("--max-eval", type=A.count, default=2000,
                    help="training and test images scored after each epoch (default 2000)")
@@ -78,7 +81,7 @@ def _train(args) -> int:
                     objective=args.objective, smoothadv_m=args.smoothadv_m, smoothadv_eps=args.smoothadv_eps,
                     smoothadv_steps=args.smoothadv_steps, smoothadv_warmup=args.smoothadv_warmup,
                     macer_k=args.macer_k, macer_lambda=args.macer_lambda, macer_gamma=args.macer_gamma,
-                    macer_beta=args.macer_beta)
+                    macer_beta=args.macer_beta, macer_deferred=args.macer_deferred)
     meta = train(recipe, args.out, device=args.device, resume=args.resume, progress=not args.no_progress,
                  download=args.download)
     print(f"wrote {args.out}: test accuracy clean {meta['accuracy']['test_clean']:.4f}, "

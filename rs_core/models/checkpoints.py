@@ -340,6 +340,9 @@ def recipe_summary(recipe: Any) -> str | None:
                 f"{steps} step{'s' if steps != 1 else ''}")
     elif objective == "macer":
         what = f"MACER λ = {_number(recipe.get('macer_lambda', 16.0))}, k = {int(recipe.get('macer_k', 16))}"
+        deferred = int(recipe.get("macer_deferred") or 0)
+        if deferred:
+            what += f", deferred {deferred} epoch{'s' if deferred != 1 else ''}"
     else:
         what = "Gaussian augmentation"
     epochs = int(recipe["epochs"])
@@ -347,8 +350,12 @@ def recipe_summary(recipe: Any) -> str | None:
 
 
 def write_index(root: str | os.PathLike = CHECKPOINTS_DIR) -> list[dict[str, Any]]:
-    """Scan ``root`` for ``*/checkpoint.pth.tar`` and write ``index.json`` from their metadata."""
+    """Scan ``root`` for ``*/checkpoint.pth.tar`` and write ``index.json`` from their metadata. An entry marked
+    ``"default": true`` by hand (the model a σ family shows when several share a data set, architecture, noise and σ;
+    :func:`rs_core.models.shipped.family_models`) keeps its mark."""
     root = Path(root)
+    # "default" is a shipping decision, not something a file says: kept from the index being rewritten.
+    defaults = {e["path"] for e in read_index(root) if e.get("default")}
     entries = []
     for path in sorted(root.rglob("checkpoint.pth.tar")):
         loaded = load_checkpoint(path)
@@ -362,6 +369,8 @@ def write_index(root: str | os.PathLike = CHECKPOINTS_DIR) -> list[dict[str, Any
             init = (m.get("recipe") or {}).get("init")  # trained on from another denoiser (e.g. stability after MSE)
             entry.update(kind="denoiser", objective=m.get("objective"), accuracy=None, num_classes=None, recipe=None,
                          test=m.get("test"), started_from=Path(init).parent.name if init else None)
+        if entry["path"] in defaults:
+            entry["default"] = True
         entries.append(entry)
     (root / INDEX_NAME).write_text(json.dumps({"checkpoints": entries}, indent=2) + "\n")
     return entries

@@ -36,6 +36,7 @@ class ShippedModel:
     sha256: str | None
     noise: str = "gaussian"  # the noise it was trained under (rs_core.smoothing.noises), and certifies best with
     recipe: str | None = None  # how it was trained, in words (rs_core.models.checkpoints.recipe_summary)
+    default: bool = False  # the index marks it as its σ's model where several share (data set, arch, noise, σ)
 
     @property
     def label(self) -> str:
@@ -133,7 +134,7 @@ def _models(root: Path) -> tuple[ShippedModel, ...]:
             id=str(path.parent.as_posix()), path=root / path, dataset=str(e["dataset"]), arch=str(e["arch"]),
             sigma=float(e["sigma"]), num_classes=int(e["num_classes"]), input_shape=tuple(e["input_shape"]),
             noisy_accuracy=(e.get("accuracy") or {}).get("test_noisy"), sha256=e.get("sha256"),
-            noise=str(e.get("noise", "gaussian")), recipe=e.get("recipe")))
+            noise=str(e.get("noise", "gaussian")), recipe=e.get("recipe"), default=bool(e.get("default"))))
     return tuple(out)
 
 
@@ -147,10 +148,24 @@ def find_model(model_id: str, root: Path = CHECKPOINTS_DIR) -> ShippedModel | No
     return next((m for m in shipped_models(root) if m.id == model_id), None)
 
 
-def default_model(root: Path = CHECKPOINTS_DIR) -> ShippedModel | None:
-    """The model the app opens with: MNIST's Gaussian CNN at σ = 0.5 if shipped, else the first one."""
+def _slot(m: ShippedModel) -> tuple[str, str, str, float]:
+    return (m.dataset, m.arch, m.noise, m.sigma)
+
+
+def family_models(root: Path = CHECKPOINTS_DIR) -> tuple[ShippedModel, ...]:
+    """The shipped models a σ family is made of (one curve per σ, as Cohen et al.'s figures): for each data set,
+    architecture, noise and σ, the model the index marks ``default`` where one is marked, else every model there.
+    Models trained by an older recipe stay shipped and selectable; they just do not crowd the default curves."""
     models = shipped_models(root)
-    return next((m for m in models if (m.dataset, m.arch, m.sigma, m.noise) == ("mnist", "mnist_cnn", 0.5, "gaussian")),
+    marked = {_slot(m) for m in models if m.default}
+    return tuple(m for m in models if m.default or _slot(m) not in marked)
+
+
+def default_model(root: Path = CHECKPOINTS_DIR) -> ShippedModel | None:
+    """The model the app opens with: MNIST's Gaussian CNN at σ = 0.5 (the one marked ``default`` if several are
+    shipped) if there is one, else the first model."""
+    models = family_models(root)
+    return next((m for m in models if _slot(m) == ("mnist", "mnist_cnn", "gaussian", 0.5)),
                 models[0] if models else None)
 
 
@@ -158,12 +173,17 @@ def shipped_logs(root: Path = CHECKPOINTS_DIR) -> tuple[ShippedLog, ...]:
     """Each shipped model's log (``<model folder>/sigma_<σ>``) and each data set's dual-RS log."""
     root = Path(root)
     logs = []
-    for m in shipped_models(root):
+    models = shipped_models(root)
+    for m in models:
+        # Where several models share a data set, architecture, noise and σ, their logs' labels say the recipe.
+        name = m.short_label
+        if m.recipe and sum(_slot(o) == _slot(m) for o in models) > 1:
+            name = f"{name} · {m.recipe}"
         for path in sorted(m.path.parent.glob("sigma_*")):
             sigma = _log_sigma(path)
             if sigma is None or not path.is_file():
                 continue
-            label = m.short_label if sigma == m.sigma else f"{m.short_label}, smoothed at σ = {sigma:.2f}"
+            label = name if sigma == m.sigma else f"{name}, smoothed at σ = {sigma:.2f}"
             noise, norm = _log_noise_norm(path)
             if (noise, norm) != ("gaussian", "l2"):
                 label = f"{label} · {NORM_NAMES.get(norm, norm)} radius"

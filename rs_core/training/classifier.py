@@ -67,6 +67,7 @@ class Recipe:
     macer_lambda: float = 16.0
     macer_gamma: float = 8.0
     macer_beta: float = 16.0
+    macer_deferred: int = 0
 
     def objective_spec(self) -> ObjectiveSpec:
         """The checked objective (``ValueError`` naming a bad hyper-parameter); ``consistency`` λ > 0 with the
