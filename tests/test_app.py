@@ -6,7 +6,10 @@ import pytest
 from streamlit.testing.v1 import AppTest
 
 from rs_core import cohen_radius, lecuyer_radius, li_radius, max_certifiable_radius
+from rs_core.models.shipped import default_model
 from rs_core.rounding import floor_str
+
+DEFAULT_MODEL = default_model().id  # MNIST's σ = 0.5 model marked "default" in checkpoints/index.json
 
 ROOT = Path(__file__).resolve().parents[1]
 APP = str(ROOT / "app.py")
@@ -79,7 +82,7 @@ def test_every_page_runs_through_the_entrypoint():
     for page in PAGES:
         at.switch_page(page).run()
         assert not at.exception, (page, at.exception)
-        assert at.selectbox(key="model").value == "mnist/mnist_cnn/noise_0.50", page  # the sidebar is there
+        assert at.selectbox(key="model").value == DEFAULT_MODEL, page  # the sidebar is there
 
 
 def test_sidebar_settings_persist_across_pages():
@@ -151,7 +154,7 @@ def test_a_bad_link_is_reported_and_its_invalid_numbers_are_shown_not_replaced()
     warning = " ".join(w.value for w in at.sidebar.warning)
     assert "not a shipped model" in warning and "n0 in the link: not a whole number" in warning
     assert "colour in the link: not a setting" in warning
-    assert at.selectbox(key="model").value == "mnist/mnist_cnn/noise_0.50"  # the default, and the warning says so
+    assert at.selectbox(key="model").value == DEFAULT_MODEL  # the default, and the warning says so
     assert at.number_input(key="sigma").value == -1.0
     assert at.session_state["settings"].problems["sigma"].startswith("σ must be > 0")
 
@@ -189,7 +192,7 @@ def test_a_page_run_without_the_entrypoint_draws_the_sidebar_itself(page):
     """What a server does with a link straight to a page before its first st.navigation: run the file alone."""
     at = AppTest.from_file(str(ROOT / page), default_timeout=60).run()
     assert not at.exception, at.exception
-    assert at.selectbox(key="model").value == "mnist/mnist_cnn/noise_0.50"
+    assert at.selectbox(key="model").value == DEFAULT_MODEL
     assert at.session_state["settings"].sigma == 0.5
 
 

@@ -227,11 +227,12 @@ def test_two_browser_sessions_certify_at_once(app_url, page, tmp_path_factory):
     # same counts, bound and radius as the library alone: other users and batch sizes change nothing).
     from rs_core import CertifyStream
     from rs_core.data import load_image, prepare_input
-    from rs_core.models.checkpoints import CHECKPOINTS_DIR, load_checkpoint
+    from rs_core.models.checkpoints import load_checkpoint
+    from rs_core.models.shipped import default_model
     from rs_core.rounding import floor_str
     from widgets.report import votes_text
 
-    loaded = load_checkpoint(CHECKPOINTS_DIR / "mnist/mnist_cnn/noise_0.50/checkpoint.pth.tar")
+    loaded = load_checkpoint(default_model().path)  # the sidebar's model
     png = _digit_png(tmp_path_factory.mktemp("solo") / "one.png")
     x = prepare_input(load_image(png.read_bytes()), loaded.input_shape, invert=None, frame_digit=True,
                       preprocess=loaded.preprocessing)

@@ -1,3 +1,4 @@
+import json
 from pathlib import Path
 
 import numpy as np
@@ -142,3 +143,48 @@ def test_the_dual_rs_comparison_in_the_model_cards_is_recomputed_from_the_shippe
         card = re.search(r"\| dual − best single \|([^\n]*)", section).group(1)
         assert printed == pytest.approx([float(v) for v in card.split("|")[:-1]], abs=1e-9), (ds, printed, card)
         assert "per-image oracle (not a certificate)" in proc.stdout
+
+
+def _card_log_rows(text: str):
+    """Every row of a markdown table in ``text`` whose first cell names a shipped log (`` `<path below
+    checkpoints/>` ``), with the radii of its table's ``r = …`` columns: (path, {radius: printed cell})."""
+    import re
+
+    header: list[str] = []
+    for line in text.splitlines():
+        if not line.startswith("|"):
+            header = []
+            continue
+        cells = [c.strip() for c in line.strip().strip("|").split("|")]
+        if not header:
+            header = cells
+            continue
+        path = re.match(r"`([^`]+)`", cells[0])  # a log path first, perhaps words after it
+        if path is None or not (CHECKPOINTS_DIR / path.group(1)).is_file():
+            continue
+        radii = {float(h.removeprefix("r = ")): c for h, c in zip(header, cells, strict=True) if h.startswith("r = ")}
+        if radii:  # a table of certified accuracies (not, say, the estimators' table, which names checkpoints)
+            yield path.group(1), radii
+
+
+@pytest.mark.parametrize("doc", [CHECKPOINTS_DIR / "README.md", CHECKPOINTS_DIR.parent / "README.md"],
+                         ids=["model card", "README"])
+def test_the_certified_training_tables_are_recomputed_from_the_shipped_logs(doc):
+    """Issue 28: each row of the model card or the README that names a shipped log (the 500-image logs and the
+    full-test-set adaptive ones) prints that log's certified accuracy at its columns' radii, to 3 decimals; "—" marks
+    a radius an adaptive run did not list (so did not examine), and such a radius never shows a number."""
+    rows = list(_card_log_rows(doc.read_text()))
+    paths = {p for p, _ in rows}
+    assert {p for p in paths if "/full_test/" in p} >= {"mnist/mnist_cnn/smoothadv_0.50/full_test/radii_0.50"}
+    if doc.parent == CHECKPOINTS_DIR:
+        assert {"mnist/mnist_cnn/smoothadv_0.50/sigma_0.50", "mnist/mnist_cnn/noise_0.50/sigma_0.50"} <= paths
+    for path, cells in rows:
+        log = read_certify_log(CHECKPOINTS_DIR / path)
+        meta = json.loads((CHECKPOINTS_DIR / f"{path}.meta.json").read_text())
+        for r, printed in cells.items():
+            listed = meta.get("radii")  # an adaptive log certifies only its listed radii (and the class, r = 0)
+            if printed == "—":
+                assert listed and r not in listed and r > 0, (path, r)
+                continue
+            assert not listed or r in listed or r == 0, (path, r)
+            assert printed == f"{log.certified_accuracy([r])[0]:.3f}", (path, r, printed)

@@ -254,24 +254,35 @@ def test_same_named_logs_are_shown_side_by_side_not_a_traceback():
     assert len(at.table[1].value) == 4 and len(at.get("plotly_chart")) == 1
 
 
-MNIST_FAMILY = ["mnist/mnist_cnn/noise_0.25/sigma_0.25", "mnist/mnist_cnn/noise_0.50/sigma_0.50",
-                "mnist/mnist_cnn/noise_1.00/sigma_1.00"]
+# One model per σ: where several share a σ, the one checkpoints/index.json marks "default" (issue 28).
+MNIST_FAMILY = ["mnist/mnist_cnn/noise_0.25/sigma_0.25", "mnist/mnist_cnn/smoothadv_0.50/sigma_0.50",
+                "mnist/mnist_cnn/consistency20_1.00/sigma_1.00"]
 
 
 def test_the_page_opens_on_the_sidebars_model_and_cuts_nothing():
     """Before: the page opened on partial CIFAR-10 logs (cut to 51 common images) while the sidebar's model was
     MNIST's. Now it preselects the sidebar model's σ family, all certified on the same 500 images."""
     at = _page()
-    assert at.session_state["settings"].model_id == "mnist/mnist_cnn/noise_0.50"
+    assert at.session_state["settings"].model_id == "mnist/mnist_cnn/smoothadv_0.50"
     assert at.multiselect(key="acc_shipped").value == MNIST_FAMILY
     table = at.table[0].value
-    assert table["log"].tolist() == ["mnist · mnist_cnn · σ = 0.25", "mnist · mnist_cnn · σ = 0.50",
-                                     "mnist · mnist_cnn · σ = 1.00"]
+    assert table["log"].tolist() == ["mnist · mnist_cnn · σ = 0.25",  # the only model at its σ: no recipe needed
+                                     "mnist · mnist_cnn · σ = 0.50 · SmoothAdv ε = 1, m = 2, 2 steps, 40 epochs",
+                                     "mnist · mnist_cnn · σ = 1.00 · consistency λ = 20, 60 epochs"]
     assert table.columns.tolist()[:3] == ["log", "data set", "n images"]  # one row per log, radii across
     assert table["n images"].tolist() == [500, 500, 500]
     assert any(m.value == "#### Certified accuracy against radius — all 3 logs on the same 500 images"
                for m in at.markdown)
     assert not at.warning and not at.get("radio")  # one data set: nothing to choose
+
+
+def test_a_model_the_index_does_not_mark_stands_for_its_own_sigma_in_the_family():
+    """Issue 28: with the older consistency-trained σ = 0.5 model in the sidebar, the σ family is its own curve with the
+    marked models of the other σ's, never the marked σ = 0.5 model beside it (two curves at one σ)."""
+    at = _page()
+    at.selectbox(key="model").set_value("mnist/mnist_cnn/noise_0.50").run()
+    assert not at.exception
+    assert at.multiselect(key="acc_shipped").value == [MNIST_025, MNIST_050, "mnist/mnist_cnn/consistency20_1.00/sigma_1.00"]
 
 
 def test_the_selection_follows_the_sidebar_until_the_user_chooses():

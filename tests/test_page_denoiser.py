@@ -13,6 +13,7 @@ from rs_core.logs.verify import combined_sha256
 from rs_core.models.architectures import DnCNN
 from rs_core.models.checkpoints import CHECKPOINTS_DIR, load_checkpoint, save_checkpoint
 from rs_core.models.denoisers import DENOISER_KIND
+from rs_core.models.shipped import default_model
 from widgets.sidebar import LOCAL
 
 APP = str(Path(__file__).resolve().parents[1] / "app.py")
@@ -62,7 +63,7 @@ def test_a_denoiser_file_is_used_shown_and_recorded():
     assert den["file"] == "mine.pth.tar" and den["sigma_trained"] == 0.25 and len(den["sha256"]) == 64
     assert run.model["sha256"] == combined_sha256(run.model["classifier_sha256"], den["sha256"])
     # The identity denoiser changes no vote: the same counts as plain CERTIFY with the same seed.
-    loaded = load_checkpoint(MNIST_050)
+    loaded = load_checkpoint(default_model().path)  # the sidebar's model
     x = prepare_input(example_image("chelsea"), loaded.input_shape, invert=None, frame_digit=True)
     ref = CertifyStream(loaded.model, x, 0.5, n0=100, n_max=500, batch_size=1000, seed=0).run()
     np.testing.assert_array_equal(run.job.certificate.counts, ref.counts)

@@ -12,11 +12,11 @@ from PIL import Image, ImageDraw
 from streamlit.testing.v1 import AppTest
 
 from rs_core.cli.main import main as cli_main
-from rs_core.models.checkpoints import CHECKPOINTS_DIR
+from rs_core.models.shipped import default_model
 
 ROOT = Path(__file__).resolve().parents[1]
 APP = str(ROOT / "app.py")
-MODEL = CHECKPOINTS_DIR / "mnist/mnist_cnn/noise_0.50/checkpoint.pth.tar"
+MODEL = default_model().path  # the sidebar's model, which Verify re-runs the certificate with
 
 
 def _png(pixel: tuple[int, int] | None = None) -> bytes:

@@ -72,9 +72,12 @@ def default_log_ids(logs: Sequence[ShippedLog], model_id: str | None, dataset: s
         own = [log.id for log in single if log.model_id == model.id]
         if model.sigma <= 0:  # a clean model: its own logs (smoothed at several σ) only
             return own
+        # The other σ's of its family; the model itself stands for its own σ (a model the index does not mark
+        # "default" shows its curve, not the marked one's beside it).
         kin = {m.id for m in family_models() if (m.dataset, m.arch, m.noise) == (model.dataset, model.arch, model.noise)
-               and m.sigma > 0}
-        return [log.id for log in single if log.id in own or log.model_id in kin]
+               and m.sigma > 0 and m.sigma != model.sigma}
+        chosen = [log for log in single if log.id in own or log.model_id in kin]
+        return [log.id for log in sorted(chosen, key=lambda log: log.sigma or 0.0)]  # one curve per σ, in σ order
 
     model = models.get(model_id) if model_id else None
     if model is not None and family(model):

@@ -146,7 +146,10 @@ def draw() -> state.Settings:
     """Draw the sidebar (entrypoint only) and store the :class:`~widgets.state.Settings` it chose."""
     ss = st.session_state
     sb = st.sidebar
-    models = [m.id for m in shipped_models()] + [m.id for m in folder_models()]
+    # The menu groups a data set's models by architecture, noise and σ, the model marked "default" first at its σ.
+    menu = sorted(shipped_models(), key=lambda m: (m.dataset, m.arch, m.noise != "gaussian", m.noise, m.sigma,
+                                                   not m.default, m.id))
+    models = [m.id for m in menu] + [m.id for m in folder_models()]
     devices = available_devices()
     # A link is read when a session starts, and again whenever the address is none this app wrote into it (a link
     # pasted into a tab whose session Streamlit resumed). Not merely "differs from the last one written": a run

@@ -7,7 +7,7 @@ that user interfaces store and put in links; ``label`` is only for display and i
 >>> (m.dataset, m.arch, m.sigma)
 ('mnist', 'mnist_cnn', 0.5)
 >>> default_model().id
-'mnist/mnist_cnn/noise_0.50'
+'mnist/mnist_cnn/smoothadv_0.50'
 """
 
 from __future__ import annotations
