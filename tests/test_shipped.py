@@ -62,6 +62,8 @@ def test_a_default_mark_chooses_the_model_of_its_sigma_and_survives_a_rebuilt_in
     # Unmarked: every model is in the σ family and the app opens with the first one at σ = 0.5.
     assert len(family_models(tmp_path)) == 3
     assert default_model(tmp_path).id == "mnist/mnist_cnn/consistency10_0.50"
+    assert [m.id.split("/")[-1] for m in shipped.menu_models(tmp_path)] == ["consistency10_0.50", "noise_0.50",
+                                                                             "noise_1.00"]
     index = tmp_path / "index.json"
     doc = json.loads(index.read_text())
     for e in doc["checkpoints"]:
@@ -70,7 +72,11 @@ def test_a_default_mark_chooses_the_model_of_its_sigma_and_survives_a_rebuilt_in
     write_index(tmp_path)  # a rebuilt index keeps the hand-set mark
     assert [e["path"].split("/")[2] for e in read_index(tmp_path) if e.get("default")] == ["noise_0.50"]
     shipped._models.cache_clear()  # the index was rewritten under the cache's feet
+    shipped._menu.cache_clear()
     assert default_model(tmp_path).id == "mnist/mnist_cnn/noise_0.50"
+    # The menu lists by σ, and at σ = 0.5 the marked model first.
+    assert [m.id.split("/")[-1] for m in shipped.menu_models(tmp_path)] == ["noise_0.50", "consistency10_0.50",
+                                                                             "noise_1.00"]
     assert [m.id.split("/")[-1] for m in family_models(tmp_path)] == ["noise_0.50", "noise_1.00"]
     # Two models at σ = 0.5: the menu and their logs' labels tell them apart by recipe; σ = 1.0's log needs no recipe.
     labels = {m.id.split("/")[-1]: m.label for m in shipped_models(tmp_path)}

@@ -19,7 +19,7 @@ import torch
 from rs_core.data import DATASETS
 from rs_core.models.checkpoints import LoadedModel, load_checkpoint
 from rs_core.models.server_folder import PREFIX, find_folder_model, folder_models
-from rs_core.models.shipped import default_model, find_model, shipped_denoisers, shipped_models
+from rs_core.models.shipped import default_model, find_model, menu_models, shipped_denoisers
 from rs_core.smoothing.noises import NOISES, get_noise
 
 from . import fields, own_model, state
@@ -146,10 +146,7 @@ def draw() -> state.Settings:
     """Draw the sidebar (entrypoint only) and store the :class:`~widgets.state.Settings` it chose."""
     ss = st.session_state
     sb = st.sidebar
-    # The menu groups a data set's models by architecture, noise and σ, the model marked "default" first at its σ.
-    menu = sorted(shipped_models(), key=lambda m: (m.dataset, m.arch, m.noise != "gaussian", m.noise, m.sigma,
-                                                   not m.default, m.id))
-    models = [m.id for m in menu] + [m.id for m in folder_models()]
+    models = [m.id for m in menu_models()] + [m.id for m in folder_models()]
     devices = available_devices()
     # A link is read when a session starts, and again whenever the address is none this app wrote into it (a link
     # pasted into a tab whose session Streamlit resumed). Not merely "differs from the last one written": a run

@@ -161,6 +161,18 @@ def family_models(root: Path = CHECKPOINTS_DIR) -> tuple[ShippedModel, ...]:
     return tuple(m for m in models if m.default or _slot(m) not in marked)
 
 
+@functools.lru_cache(maxsize=4)
+def _menu(root: Path) -> tuple[ShippedModel, ...]:
+    return tuple(sorted(_models(root), key=lambda m: (m.dataset, m.arch, m.noise != "gaussian", m.noise, m.sigma,
+                                                      not m.default, m.id)))
+
+
+def menu_models(root: Path = CHECKPOINTS_DIR) -> tuple[ShippedModel, ...]:
+    """The shipped models in the order a model menu lists them: by data set and architecture, Gaussian before other
+    noises, by σ, and at one σ the model the index marks ``default`` first."""
+    return _menu(Path(root))
+
+
 def default_model(root: Path = CHECKPOINTS_DIR) -> ShippedModel | None:
     """The model the app opens with: MNIST's Gaussian CNN at σ = 0.5 (the one marked ``default`` if several are
     shipped) if there is one, else the first model."""
@@ -243,4 +255,4 @@ def shipped_estimators(root: Path = CHECKPOINTS_DIR) -> tuple[ShippedEstimator, 
 
 
 __all__ = ["NORM_NAMES", "SHIPPED_LOG_ALPHA", "ShippedDenoiser", "ShippedEstimator", "ShippedLog", "ShippedModel", "default_model",
-           "find_denoiser", "find_model", "shipped_denoisers", "shipped_estimators", "shipped_logs", "shipped_models"]
+           "find_denoiser", "find_model", "menu_models", "shipped_denoisers", "shipped_estimators", "shipped_logs", "shipped_models"]
